@@ -1,0 +1,68 @@
+"""The ``tpro`` command: ``tpro <stage> <verb>``.
+
+Stages are imported only when invoked (a group that resolves names lazily), so ``tpro --help`` does not pay
+for torch or transformers. Each stage keeps its commands in its own ``cli.py`` as a typer app and imports
+its heavy dependencies inside the command functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+from typer.core import TyperGroup
+
+# name -> (module, typer app attribute, one-line help shown by `tpro --help` without importing the module)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "model": ("tpro.models.cli", "app", "Inspect the embedded default model; convert GGUF files."),
+    "generate": ("tpro.engine.cli", "app", "Generate an answer (direct or reasoning), streamed, with telemetry."),
+    "tokenizer": ("tpro.tokenizer.cli", "app", "Cyrillic-dense tokenizer: adapt, check, report density, remap a model."),
+    "eagle": ("tpro.eagle.cli", "app", "EAGLE draft heads: build data, train, export for SGLang."),
+    "bench": ("tpro.bench.cli", "app", "Decode benchmarks: EAGLE vs vanilla vs model.generate, per domain."),
+    "eval": ("tpro.eval.cli", "app", "Math benchmarks (T-Math, MGSM, MATH-500, AIME, GSM8K), direct vs reasoning."),
+    "serve": ("tpro.serve.cli", "app", "OpenAI-compatible server on the engine (EAGLE optional)."),
+    "playground": ("tpro.playground.cli", "app", "Side-by-side web playground; export votes as DPO pairs."),
+    "data": ("tpro.data.cli", "app", "Data curation: dedup, decontaminate, tag and balance, reward and difficulty filters."),
+    "train": ("tpro.train.cli", "app", "Training recipes over TRL: midtrain, SFT, reward model, DPO."),
+}
+
+HELP = """tpro: make and serve a fast Russian reasoning LLM (the T-pro 2.0 system as a toolkit).
+
+Every command runs offline on the embedded default model (Qwen2.5-Coder-0.5B-Instruct) and takes
+--model SPEC for a Hugging Face hub id, a local checkpoint or a GGUF file. `tpro STAGE --help` for more.
+"""
+
+
+class LazyGroup(TyperGroup):
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr, _ = COMMANDS[name]
+        cmd = typer.main.get_command(getattr(importlib.import_module(module), attr))
+        cmd.name = name
+        return cmd
+
+    def format_commands(self, ctx, formatter):
+        # Help text from COMMANDS: reading it from the stages would import them all (torch included).
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, helptext) for name, (_, _, helptext) in COMMANDS.items()])
+
+
+def main():
+    import sys
+
+    if sys.argv[1:] == ["--version"]:
+        from tpro import __version__
+
+        print(f"tpro {__version__}")
+        return
+    group = LazyGroup(name="tpro", help=HELP, rich_markup_mode=None,
+                      context_settings={"help_option_names": ["-h", "--help"]})
+    group.main(prog_name="tpro")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,46 @@
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+TPRO = [sys.executable, "-m", "tpro.cli"]
+
+
+def run(*args, **kw):
+    return subprocess.run(TPRO + list(args), capture_output=True, text=True, timeout=600, **kw)
+
+
+def test_help_is_instant_and_lists_stages():
+    t = time.perf_counter()
+    r = run("--help")
+    assert r.returncode == 0 and "generate" in r.stdout and "model" in r.stdout
+    assert "torch" not in sys.modules or True  # the subprocess is what matters:
+    r = subprocess.run([sys.executable, "-X", "importtime", "-m", "tpro.cli", "--help"], capture_output=True, text=True)
+    assert "torch" not in {line.split("|")[-1].strip().split(".")[0] for line in r.stderr.splitlines()}
+    assert time.perf_counter() - t < 60  # sanity bound only; the import check above is the real test
+
+
+def test_generate_json_on_tiny_model(tiny_qwen2_dir):
+    r = run("generate", "Привет", "--model", str(tiny_qwen2_dir), "-n", "8", "--json", "--seed", "1", "-t", "0.7")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert set(out) >= {"text", "reasoning", "answer", "telemetry"}
+    assert 1 <= out["telemetry"]["generated_tokens"] <= 8
+
+
+def test_generate_bad_flag_is_clear(tiny_qwen2_dir):
+    r = run("generate", "x", "--model", str(tiny_qwen2_dir), "--temperature", "9")
+    assert r.returncode == 2 and "temperature" in r.stderr
+    r = run("generate", "x", "--model", "/nope/model")
+    assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+@pytest.mark.embedded
+def test_generate_russian_json_on_embedded():
+    r = run("generate", "Сколько будет 17*23? Объясни.", "--json", "-n", "48")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["telemetry"]["generated_tokens"] > 0 and out["telemetry"]["ttft_s"] > 0
