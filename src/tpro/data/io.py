@@ -1,0 +1,125 @@
+"""Read rows from JSONL / Parquet / ``datasets`` and write them back atomically.
+
+A *source* is a ``.jsonl``/``.json`` file (one object per line), a ``.parquet`` file, a directory written
+by ``datasets.Dataset.save_to_disk``, or ``hf:<name>[:split]`` for a hub dataset (the users' path; it needs a
+network). Rows are plain dicts in memory: the steps here are laptop-scale; corpora beyond one machine go
+through the datatrove pipeline in ``tpro.data.dedup_datatrove``. Writes go to a temporary file that is
+renamed over the target, so a kill never leaves a half-written output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+
+class DataError(ValueError):
+    """Bad input data or arguments; the message names the problem and the fix."""
+
+
+def read_rows(source: str | Path, limit: int | None = None) -> list[dict]:
+    src = str(source)
+    if src.startswith("hf:"):
+        import datasets
+
+        name, _, split = src[3:].partition(":")
+        return [dict(r) for r in datasets.load_dataset(name, split=split or "train")][:limit]
+    path = Path(src)
+    if not path.exists():
+        raise DataError(f"input {src!r} does not exist. Fix: give a .jsonl/.parquet file, a datasets directory, "
+                        "or hf:<name>[:split]")
+    if path.is_dir():
+        import datasets
+
+        try:
+            ds = datasets.load_from_disk(str(path))
+        except FileNotFoundError as e:
+            raise DataError(f"directory {src!r} is not a saved `datasets` dataset ({e})") from e
+        if isinstance(ds, datasets.DatasetDict):
+            ds = ds["train"] if "train" in ds else ds[next(iter(ds))]
+        return [dict(r) for r in (ds.select(range(min(limit, len(ds)))) if limit else ds)]
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        rows = pq.read_table(path).to_pylist()
+        return rows[:limit] if limit else rows
+    if path.suffix in (".jsonl", ".json", ".ndjson"):
+        rows = []
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise DataError(f"{src}:{n}: not valid JSON ({e.msg}). Fix: one JSON object per line") from e
+                if not isinstance(row, dict):
+                    raise DataError(f"{src}:{n}: a row must be a JSON object, got {type(row).__name__}")
+                rows.append(row)
+                if limit and len(rows) >= limit:
+                    break
+        return rows
+    raise DataError(f"don't know how to read {src!r}. Fix: use .jsonl, .parquet, a datasets directory or hf:<name>")
+
+
+def write_rows(path: str | Path, rows: Iterable[dict]) -> int:
+    """Write rows to ``.jsonl`` or ``.parquet`` (by suffix) atomically; returns the row count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    rows = list(rows)
+    try:
+        if path.suffix == ".parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.Table.from_pylist(rows), tmp)
+        else:
+            with tmp.open("w", encoding="utf-8") as f:
+                for r in rows:
+                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return len(rows)
+
+
+def write_json(path: str | Path, obj) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def text_of(row: dict, field: str) -> str:
+    """The text of ``row[field]``: a string as is; chat messages joined by newlines (their contents)."""
+    if field not in row:
+        raise DataError(f"row has no field {field!r} (fields: {', '.join(sorted(row))}). Fix: pass --field")
+    value = row[field]
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(m, dict) and "content" in m for m in value):
+        return "\n".join(str(m["content"]) for m in value)
+    return "" if value is None else str(value)
+
+
+def fingerprint(source: str | Path) -> str:
+    """sha256 of a file, of a datasets directory's files (sorted by name), or of the hub spec string."""
+    src = str(source)
+    h = hashlib.sha256()
+    path = Path(src)
+    if src.startswith("hf:") or not path.exists():
+        h.update(src.encode())
+        return h.hexdigest()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for p in files:
+        with p.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
