@@ -1,0 +1,267 @@
+"""Benchmarks as data: a YAML spec per benchmark (``tpro/eval/tasks/*.yaml``), loaded into ``Item`` lists.
+
+A spec names its source (a JSONL shipped in ``tpro/eval/data``, a Hugging Face hub dataset for users, or any
+local JSONL given with ``path=``), the fields to read, the prompt template per mode (``{question}`` is replaced;
+no other braces are special), how to clean the gold answer, the metric, and rows flagged as unanswerable.
+Loaders repair broken rows in code and say what they repaired and skipped (``LoadReport``); the data files
+stay as they came.
+
+Built in: t-math (shipped), math-500 (shipped), aime-2024, aime-2025, gsm8k, mgsm-ru, mgsm-en (hub), and
+``jsonl`` (any file, fields by name). A path to a user's own ``.yaml`` spec works wherever a name does.
+
+This module knows nothing about models or answer checking.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+log = logging.getLogger("tpro.eval")
+
+TASKS_DIR = Path(__file__).parent / "tasks"
+DATA_DIR = Path(__file__).parent / "data"
+
+
+class BenchmarkError(ValueError):
+    """A benchmark could not be loaded; the message says why and what to do."""
+
+
+@dataclass
+class Item:
+    id: str
+    question: str
+    answer: str
+    meta: dict = field(default_factory=dict)
+
+
+@dataclass
+class BenchmarkSpec:
+    name: str
+    description: str = ""
+    language: str = ""
+    source: dict = field(default_factory=dict)  # {local: file in tpro/eval/data, hub: {path, name, split}}
+    fields: dict = field(default_factory=lambda: {"id": "id", "question": "question", "answer": "answer"})
+    hub_fields: dict | None = None  # field names in the hub dataset when they differ from the local file's
+    id_prefix: str = "item-"  # ids for rows without one: prefix + 1-based row number, 4 digits
+    answer_after: str | None = None  # keep only what follows this marker in the gold (GSM8K's "#### 18")
+    repair: list[str] = field(default_factory=list)  # repairs applied to every text field (see REPAIRS)
+    prompt: dict = field(default_factory=lambda: {"direct": "{question}", "reasoning": "{question}"})
+    metric: str = "math"  # tpro.eval.check.is_correct
+    flags: dict = field(default_factory=dict)  # item id -> why it cannot be answered as stored
+
+    def render(self, item: Item, mode: str) -> str:
+        if mode not in self.prompt:
+            raise BenchmarkError(f"benchmark {self.name} has no prompt for mode {mode!r}; it has {sorted(self.prompt)}")
+        return self.prompt[mode].replace("{question}", item.question)
+
+
+@dataclass
+class LoadReport:
+    source: str = ""
+    rows: int = 0
+    repaired: list[tuple[str, str]] = field(default_factory=list)  # (item id, what was repaired)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (row id or number, why)
+
+    def lines(self) -> list[str]:
+        out = [f"{self.rows} rows from {self.source}"]
+        out += [f"repaired {i}: {what}" for i, what in self.repaired]
+        out += [f"skipped {i}: {why}" for i, why in self.skipped]
+        return out
+
+
+# ------------------------------------------------------------------------------------------------ repairs
+
+# A JSON writer that did not escape LaTeX's backslash turns "\right" into CR + "ight", "\times" into TAB +
+# "imes", "\frac" into FF + "rac". We restore a backslash command only where a control character is followed
+# by the rest of a known command name: MATH-500 has real tabs ("\treturn", "have\tequal") that must stay.
+_LATEX_TAILS = {
+    "\r": "ight|ightarrow|ho|angle|ceil|floor|brace|m",
+    "\t": "imes|ext|extbf|extit|heta|au|an|o|frac|riangle|ilde|op|hinspace",
+    "\f": "rac|orall|lat|box",
+    "\b": "eta|inom|ar|ig|igg|egin|oxed|ot|ullet|mod|ackslash",
+    "\a": "lpha|pprox|ngle|st",
+    "\v": "ec|arepsilon|arphi|ee|dots",
+    "\n": "eq|abla|otin|exists|eg|ewline|subseteq|mid",
+}
+_ESCAPE_LETTER = {"\r": "r", "\t": "t", "\f": "f", "\b": "b", "\a": "a", "\v": "v", "\n": "n"}
+_CHAR_NAME = {"\r": "CR", "\t": "TAB", "\f": "FF", "\b": "BS", "\a": "BEL", "\v": "VT", "\n": "LF"}
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # control chars other than \t \n \r
+
+
+def repair_latex_control_chars(text: str) -> tuple[str, list[str]]:
+    """-> (repaired text, descriptions of what changed)."""
+    notes: list[str] = []
+    for ch, tails in _LATEX_TAILS.items():
+        letter = _ESCAPE_LETTER[ch]
+        # the tail must end the command name: TAB + "and" is a tab before a word, not "\\tan" + "d"
+        text, n = re.subn(re.escape(ch) + rf"(?=(?:{tails})(?![a-zA-Z]))", "\\\\" + letter, text)
+        if n:
+            notes.append(f"{n}x {_CHAR_NAME[ch]} -> backslash-{letter} (unescaped LaTeX)")
+    text, n = _CONTROL_RE.subn("", text)
+    if n:
+        notes.append(f"{n} other control character(s) removed")
+    if "\r" in text:  # a lone CR that was not a LaTeX command: line ending debris
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        notes.append("stray carriage return(s) -> newline")
+    return text, notes
+
+
+REPAIRS = {"latex_control_chars": repair_latex_control_chars}
+
+
+# ------------------------------------------------------------------------------------------------ specs
+
+
+def list_benchmarks() -> list[str]:
+    return sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
+
+
+def load_spec(name: str) -> BenchmarkSpec:
+    """A built-in name (``t-math``) or a path to a user's YAML spec."""
+    path = Path(name)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        path = TASKS_DIR / f"{name}.yaml"
+    if not path.exists():
+        raise BenchmarkError(
+            f"unknown benchmark {name!r}; built in: {', '.join(list_benchmarks())} (or a path to a .yaml spec)"
+        )
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    known = set(BenchmarkSpec.__dataclass_fields__)
+    unknown = set(raw) - known
+    if unknown:
+        raise BenchmarkError(f"{path}: unknown spec keys {sorted(unknown)}; allowed: {sorted(known)}")
+    if "name" not in raw:
+        raise BenchmarkError(f"{path}: a spec needs a name")
+    return BenchmarkSpec(**raw)
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+
+def _read_jsonl(path: Path, report: LoadReport) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                report.skipped.append((f"line {n}", f"not JSON ({e.msg})"))
+                continue
+            if not isinstance(row, dict):
+                report.skipped.append((f"line {n}", "not a JSON object"))
+                continue
+            rows.append(row)
+    return rows
+
+
+def _read_hub(hub: dict) -> list[dict]:
+    try:
+        from datasets import load_dataset
+    except ImportError as e:
+        raise BenchmarkError("loading from the hub needs `datasets`: pip install 'tpro[data]'") from e
+    try:
+        ds = load_dataset(hub["path"], hub.get("name"), split=hub.get("split", "test"))
+    except Exception as e:  # no network, gated dataset, renamed split: say which and how to avoid it
+        raise BenchmarkError(
+            f"could not load {hub['path']} from the Hugging Face hub ({type(e).__name__}: {e}); "
+            "check the network or give a local JSONL with --path"
+        ) from e
+    return [dict(r) for r in ds]
+
+
+def _gold(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():  # MGSM stores answer_number as a float in some copies
+        value = int(value)
+    return str(value).strip()
+
+
+def items_from_rows(spec: BenchmarkSpec, rows: list[dict], fields: dict, report: LoadReport) -> list[Item]:
+    items: list[Item] = []
+    seen: set[str] = set()
+    repair_fns = [REPAIRS[r] for r in spec.repair]
+    for n, row in enumerate(rows, 1):
+        id_field = fields.get("id")
+        item_id = str(row[id_field]) if id_field and row.get(id_field) not in (None, "") else f"{spec.id_prefix}{n:04d}"
+        q, a = row.get(fields["question"]), row.get(fields["answer"])
+        if not isinstance(q, str) or not q.strip():
+            report.skipped.append((item_id, f"no question in field {fields['question']!r}"))
+            continue
+        if a is None or (isinstance(a, str) and not a.strip()):
+            report.skipped.append((item_id, f"no answer in field {fields['answer']!r}"))
+            continue
+        if item_id in seen:
+            report.skipped.append((item_id, "duplicate id"))
+            continue
+        a = _gold(a)
+        if spec.answer_after and spec.answer_after in a:
+            a = a.rsplit(spec.answer_after, 1)[1].strip().replace(",", "")
+        for fn in repair_fns:
+            q, notes_q = fn(q)
+            a, notes_a = fn(a)
+            for note in notes_q + notes_a:
+                report.repaired.append((item_id, note))
+        meta = {k: v for k, v in row.items() if k not in (fields["question"], fields["answer"], id_field)}
+        if item_id in spec.flags:
+            meta["flag"] = spec.flags[item_id]
+        seen.add(item_id)
+        items.append(Item(item_id, q.strip(), a, meta))
+    return items
+
+
+def load_benchmark_with_report(
+    name: str, path: str | Path | None = None, limit: int | None = None, fields: dict | None = None,
+    hub: bool = False,
+) -> tuple[BenchmarkSpec, list[Item], LoadReport]:
+    """Load a benchmark -> (spec, items, report). ``path``: a local JSONL instead of the spec's source;
+    ``fields``: field-name overrides (``{"question": "problem"}``); ``limit``: the first N items;
+    ``hub``: read the hub dataset even when a copy ships with tpro."""
+    spec = load_spec(name)
+    report = LoadReport()
+    use = dict(spec.fields)
+    if path is not None:
+        path = Path(path)
+        if not path.exists():
+            raise BenchmarkError(f"{path}: no such file (give a JSONL with one problem per line)")
+        rows, report.source = _read_jsonl(path, report), str(path)
+    elif spec.source.get("local") and not (hub and spec.source.get("hub")):
+        local = DATA_DIR / spec.source["local"]
+        rows, report.source = _read_jsonl(local, report), f"{spec.source['local']} (shipped with tpro)"
+    elif spec.source.get("hub"):
+        rows, report.source = _read_hub(spec.source["hub"]), f"hub {spec.source['hub']['path']}"
+        use.update(spec.hub_fields or {})
+        if not (spec.hub_fields or {}).get("id"):
+            use["id"] = None
+    else:
+        raise BenchmarkError(f"benchmark {spec.name} has no built-in source: give a JSONL file with --path")
+    use.update(fields or {})
+    if rows and use["question"] not in rows[0]:
+        raise BenchmarkError(
+            f"{report.source}: no field {use['question']!r} in the rows (fields: {sorted(rows[0])}); "
+            "name the question field (--question-field)"
+        )
+    if rows and use["answer"] not in rows[0]:
+        raise BenchmarkError(
+            f"{report.source}: no field {use['answer']!r} in the rows (fields: {sorted(rows[0])}); "
+            "name the answer field (--answer-field)"
+        )
+    report.rows = len(rows)
+    items = items_from_rows(spec, rows, use, report)
+    if limit is not None:
+        items = items[: max(0, limit)]
+    for line in report.lines()[1:]:
+        log.info("%s: %s", spec.name, line)
+    return spec, items, report
+
+
+def load_benchmark(name: str, path: str | Path | None = None, limit: int | None = None) -> list[Item]:
+    """The items of benchmark ``name`` (built in or a spec path), from ``path`` if given, the first ``limit``."""
+    return load_benchmark_with_report(name, path, limit)[1]
