@@ -62,6 +62,9 @@ def generate(
             parts = list(router.feed(ev.text))
         for ch, s in parts:
             if ch != channel:
+                s = s.lstrip()
+                if not s:
+                    continue
                 out.print("\n[bold cyan]reasoning:[/] " if ch == "reasoning" else "\n[bold green]answer:[/] ", end="")
                 channel = ch
             out.print(s, end="", style="dim" if ch == "reasoning" else None, markup=False)
