@@ -1,0 +1,42 @@
+"""EAGLE speculative decoding: a one-layer draft head over the target's features, an EAGLE-2 dynamic draft tree
+verified in one target forward, lossless greedy and sampling acceptance, data building, training and SGLang export.
+
+Plugs into ``tpro.engine`` as a ``Decoder``; knows nothing about HTTP, chat formats or evaluation.
+Contract: ``load_decoder(draft_dir, lm) -> Decoder`` and ``default_head_dir() -> Path | None``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HEADS_DIR = Path(__file__).parent / "heads"
+DEFAULT_HEAD = "qwen2.5-coder-0.5b"
+
+
+def default_head_dir() -> Path | None:
+    """The head shipped for the embedded default model (Qwen2.5-Coder-0.5B-Instruct), or None if not present."""
+    d = HEADS_DIR / DEFAULT_HEAD
+    return d if (d / "head.safetensors").is_file() and (d / "head_config.json").is_file() else None
+
+
+def load_decoder(draft_dir, lm, **overrides):
+    """An EAGLE ``Decoder`` for the loaded target ``lm`` (a ``tpro.models.LoadedModel``) from a head directory.
+
+    ``draft_dir``: a directory written by ``tpro eagle train`` (``head.safetensors`` + ``head_config.json``), or
+    "default" for ``default_head_dir()``. ``overrides``: ``EagleConfig`` fields (depth, top_k, total_tokens).
+    """
+    from tpro.eagle.decoder import EagleConfig, EagleDecoder
+    from tpro.eagle.head import load_head
+
+    if draft_dir in (None, "", "default"):
+        draft_dir = default_head_dir()
+        if draft_dir is None:
+            raise FileNotFoundError(
+                "no EAGLE head is shipped for the default model in this install; train one with "
+                "`tpro eagle build-data` and `tpro eagle train` (see the README's EAGLE section) and pass its directory"
+            )
+    head = load_head(draft_dir, lm.model)
+    return EagleDecoder(head, EagleConfig.for_model(lm.model, **overrides))
+
+
+__all__ = ["default_head_dir", "load_decoder"]

@@ -1,0 +1,190 @@
+"""Training data for a draft head: token ids, the target's features and a loss mask, cached as safetensors shards.
+
+Two sources, both ending in the same shard format:
+  (a) self-distillation: the target answers prompts (batched ``model.generate``; each prompt in the mode the
+      recipe assigns, direct or reasoning) and we keep what *it* says, since the draft must predict the target,
+      not a reference text;
+  (b) teacher-forced text: an existing reference answer (ru-alpaca outputs, GSM8K solutions) as the assistant turn.
+Then one teacher-forced target forward per sequence gives the features: the final hidden state after the model's
+norm (what the ``lm_head`` reads; EAGLE-1/2 and SGLang's ``LlamaForCausalLMEagle`` regress exactly this).
+
+A shard ``shard-XXXXX.safetensors`` holds ``input_ids`` [N, S] int32, ``hidden`` [N, S, H] bf16 and ``loss_mask``
+[N, S] bool (1 on answer tokens), right-padded (``lengths`` [N]). Shards are written atomically and a restarted run
+skips the ones that exist, so a killed job resumes where it stopped. This module knows nothing about the head.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+PROMPTS_DIR = Path(__file__).parent / "prompts"
+
+
+@dataclass
+class DataConfig:
+    target: str = "default"  # model spec of the target
+    prompts: str = str(PROMPTS_DIR / "train.jsonl")  # JSONL rows with "prompt" (and optional "reference", "domain")
+    out: str = "eagle-data"  # shard directory
+    source: str = "generate"  # generate (self-distillation) | reference (teacher-forced reference answers)
+    modes: str = "alternate"  # direct | reasoning | alternate (prompt i gets reasoning when i is odd) | both
+    batch_size: int = 16  # generate batch: bf16 on AMX costs about the same for 16 rows as for 1
+    max_new_tokens: int = 256
+    max_length: int = 768  # prompt + answer tokens kept per sequence
+    temperature: float = 0.0  # 0 = the target's greedy answers (what T=0 decoding will meet)
+    dtype: str = "bfloat16"  # target dtype for generation and features (the dtype the verifier runs in)
+    limit: int = 0  # use the first N prompts (0 = all)
+    seed: int = 0
+    threads: int = 0  # torch threads (0 = torch's choice)
+
+
+def read_prompts(path: str | Path, limit: int = 0) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not JSON ({e}); expected one object per line with a 'prompt'") from e
+            if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+                raise ValueError(f"{path}:{n}: no 'prompt' string; each line needs {{\"prompt\": \"...\"}}")
+            rows.append(row)
+    return rows[:limit] if limit else rows
+
+
+def jobs(rows: list[dict], modes: str) -> list[tuple[dict, str]]:
+    """(row, mode) pairs in prompt order."""
+    if modes in ("direct", "reasoning"):
+        return [(r, modes) for r in rows]
+    if modes == "alternate":
+        return [(r, "reasoning" if i % 2 else "direct") for i, r in enumerate(rows)]
+    if modes == "both":
+        return [(r, m) for r in rows for m in ("direct", "reasoning")]
+    raise ValueError(f"unknown modes {modes!r}; choose direct, reasoning, alternate or both")
+
+
+def save_shard(path: Path, seqs: list[tuple[list[int], list[bool]]], hidden: list[torch.Tensor]) -> None:
+    """seqs: (ids [S_i], mask [S_i]); hidden: [S_i, H] each -> one right-padded shard, written atomically."""
+    from safetensors.torch import save_file
+
+    S, H = max(len(ids) for ids, _ in seqs), hidden[0].shape[-1]
+    ids_t = torch.zeros(len(seqs), S, dtype=torch.int32)
+    mask_t = torch.zeros(len(seqs), S, dtype=torch.bool)
+    hid_t = torch.zeros(len(seqs), S, H, dtype=torch.bfloat16)
+    for i, ((ids, mask), h) in enumerate(zip(seqs, hidden)):
+        ids_t[i, : len(ids)] = torch.tensor(ids, dtype=torch.int32)
+        mask_t[i, : len(ids)] = torch.tensor(mask)
+        hid_t[i, : len(ids)] = h.to(torch.bfloat16)
+    lengths = torch.tensor([len(ids) for ids, _ in seqs], dtype=torch.int32)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    save_file({"input_ids": ids_t, "loss_mask": mask_t, "hidden": hid_t, "lengths": lengths}, str(tmp))
+    os.replace(tmp, path)
+
+
+def list_shards(data_dir: str | Path) -> list[Path]:
+    return sorted(Path(data_dir).glob("shard-*.safetensors"))
+
+
+def iter_sequences(data_dirs: list[str | Path]) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield (input_ids [S] long, hidden [S, H] bf16, loss_mask [S] bool) for every sequence of every shard."""
+    from safetensors.torch import load_file
+
+    for d in data_dirs:
+        shards = list_shards(d)
+        if not shards:
+            raise FileNotFoundError(f"no shard-*.safetensors in {d}; make them with `tpro eagle build-data --out {d}`")
+        for p in shards:
+            try:
+                t = load_file(str(p))
+            except Exception as e:  # safetensors raises its own error types for truncated files
+                raise ValueError(f"{p} is not a readable safetensors shard ({e}); delete it and rerun build-data") from e
+            for i, n in enumerate(t["lengths"].tolist()):
+                yield t["input_ids"][i, :n].long(), t["hidden"][i, :n], t["loss_mask"][i, :n]
+
+
+@torch.inference_mode()
+def target_features(model, seqs: list[list[int]]) -> list[torch.Tensor]:
+    """Teacher-forced final hidden states (after the model's norm): seqs of S_i ids -> [S_i, H] each."""
+    S = max(len(s) for s in seqs)
+    ids = torch.zeros(len(seqs), S, dtype=torch.long)
+    att = torch.zeros(len(seqs), S, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s)
+        att[i, : len(s)] = 1
+    # get_decoder(): the base model without the lm_head; its last_hidden_state is post-norm
+    out = model.get_decoder()(input_ids=ids.to(model.device), attention_mask=att.to(model.device))
+    return [out.last_hidden_state[i, : len(s)].cpu() for i, s in enumerate(seqs)]
+
+
+@torch.inference_mode()
+def generate_answers(lm, prompts: list[list[int]], cfg: DataConfig) -> list[list[int]]:
+    """Batched generation, left-padded: prompt ids -> answer ids (up to and including EOS)."""
+    tok, model = lm.tokenizer, lm.model
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    S = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), S), pad, dtype=torch.long)
+    att = torch.zeros(len(prompts), S, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, S - len(p) :] = torch.tensor(p)
+        att[i, S - len(p) :] = 1
+    kw = dict(do_sample=True, temperature=cfg.temperature, top_p=1.0, top_k=0) if cfg.temperature > 0 else dict(do_sample=False)
+    out = model.generate(input_ids=ids.to(model.device), attention_mask=att.to(model.device),
+                         max_new_tokens=cfg.max_new_tokens, pad_token_id=pad, **kw)
+    eos = set(model.generation_config.eos_token_id if isinstance(model.generation_config.eos_token_id, list)
+              else [model.generation_config.eos_token_id]) | {tok.eos_token_id}
+    answers = []
+    for row in out[:, S:].tolist():
+        cut = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
+        answers.append(row[:cut])
+    return answers
+
+
+def build_data(cfg: DataConfig, log=print) -> Path:
+    """Write shards for ``cfg``; resumable (existing shards are skipped). Returns the shard directory."""
+    from tpro.models import build_prompt, load_model
+
+    torch.manual_seed(cfg.seed)
+    rows = read_prompts(cfg.prompts, cfg.limit)
+    if cfg.source == "reference":
+        rows = [r for r in rows if (r.get("reference") or "").strip()]
+    todo = jobs(rows, cfg.modes)
+    # shuffled (seeded, so a resumed run rebuilds the same batches): early shards then cover every domain
+    random.Random(cfg.seed).shuffle(todo)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "data_config.json").write_text(json.dumps(cfg.__dict__, indent=2, ensure_ascii=False))
+    lm = load_model(cfg.target, dtype=cfg.dtype, threads=cfg.threads or None, progress=False)
+    n_batches = (len(todo) + cfg.batch_size - 1) // cfg.batch_size
+    t_start, n_tok = time.perf_counter(), 0
+    for b in range(n_batches):
+        path = out / f"shard-{b:05d}.safetensors"
+        if path.exists():
+            continue
+        batch = todo[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+        prompts = [build_prompt(lm.tokenizer, r["prompt"], mode).input_ids for r, mode in batch]
+        if cfg.source == "generate":
+            answers = generate_answers(lm, prompts, cfg)
+        elif cfg.source == "reference":
+            eos = lm.tokenizer.eos_token_id
+            answers = [lm.tokenizer(r.get("reference") or "", add_special_tokens=False)["input_ids"] + [eos] for r, _ in batch]
+        else:
+            raise ValueError(f"unknown source {cfg.source!r}; choose generate or reference")
+        seqs = []
+        for p, a in zip(prompts, answers):
+            ids = (p + a)[: cfg.max_length]
+            seqs.append((ids, [False] * len(p) + [True] * (len(ids) - len(p))))
+        hidden = target_features(lm.model, [s for s, _ in seqs])
+        save_shard(path, seqs, hidden)
+        n_tok += sum(sum(m) for _, m in seqs)
+        el = time.perf_counter() - t_start
+        log(f"shard {b + 1}/{n_batches}: {len(seqs)} seqs, answer tokens so far {n_tok}, {el:.0f}s, {n_tok / el:.1f} tok/s")
+    return out

@@ -1,0 +1,167 @@
+"""The EAGLE decoder: draft an EAGLE-2 dynamic tree with the head, verify it in one target forward, accept a path.
+
+One step, with n committed tokens of which the target's cache holds the first n - 1 (the last, the "root", was
+sampled but not yet fed):
+  1. catch-up: the head reads the pairs (x_{t+1}, f_t) it has not seen (target features of the newly accepted
+     tokens) into its own one-layer cache and predicts the root's feature and next-token log-probs;
+  2. draft: expand the top_k best nodes per depth (``tree.expand_frontier``) for ``depth`` levels, each level one
+     head forward over top_k nodes under a tree mask; rerank all drafted nodes to ``total_tokens`` (``tree.rerank``);
+  3. verify: one target forward over [root, nodes] with a 4-D tree mask and positions n - 1 + depth (transformers'
+     public inputs: ``attention_mask``, ``position_ids``, ``cache``);
+  4. accept: greedy, the longest path matching the target's argmax; sampling, recursive rejection sampling
+     against ``tpro.engine.sampling.logits_to_probs`` (lossless); the bonus token comes from the target;
+  5. compact both caches to the committed tokens (the head's to before the tree; the target's to the prefix and
+     the accepted path).
+The engine does detokenising, EOS, stop strings, the budget and telemetry; this module only yields ``Step``s.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache
+
+from tpro.eagle import tree
+from tpro.engine.decoder import Step
+from tpro.engine.sampling import logits_to_probs, next_token
+
+
+@dataclass
+class EagleConfig:
+    depth: int = 6  # tree depth (draft head forwards per step after the catch-up)
+    top_k: int = 8  # children per expanded node and nodes expanded per depth
+    total_tokens: int = 32  # draft nodes verified per step (the root comes on top)
+
+    @classmethod
+    def for_model(cls, model, **overrides) -> EagleConfig:
+        """CPU defaults by the target's dtype, from the forward-cost table in docs/benchmarks.md (EAGLE section):
+        in bf16 a forward over 32 new tokens costs about what 1 token does (AMX tiles), so a big tree is nearly
+        free to verify; in fp32, 8 tokens already cost 2x one token, so the tree must stay small."""
+        base = cls() if model.dtype in (torch.bfloat16, torch.float16) else cls(depth=4, top_k=4, total_tokens=8)
+        for k, v in overrides.items():
+            if v is not None:
+                setattr(base, k, v)
+        if min(base.depth, base.top_k, base.total_tokens) < 1:
+            raise ValueError(f"depth, top_k and total_tokens must be >= 1, got {base}")
+        return base
+
+
+@dataclass
+class Draft:
+    tokens: torch.Tensor  # [N] node tokens (node 0 = root)
+    parents: torch.Tensor  # [N]
+    depth: torch.Tensor  # [N]
+
+
+class EagleDecoder:
+    name = "eagle"
+
+    def __init__(self, head, config: EagleConfig | None = None):
+        self.head = head
+        self.cfg = config or EagleConfig()
+
+    # -- the head ---------------------------------------------------------------------------------------------
+
+    def _head_forward(self, model, ids, feats, pos, mask, cache):
+        """ids [T], feats [T, H], pos [T], mask [1, 1, T, P+T] -> (hidden [T, H], log-probs over the hot vocab [T, N])."""
+        w = self.head.fc.weight
+        emb = model.get_input_embeddings()(ids).to(w.dtype)  # the target's embedding, shared
+        h = self.head(emb[None], feats.to(w.dtype)[None], pos[None], mask.to(w.dtype), cache)[0]
+        return h, torch.log_softmax(self.head.logits(h).float(), dim=-1)
+
+    def draft(self, model, hcache, pend_ids, pend_feats, n_head: int, root: int) -> Draft:
+        """Catch the head up on pending pairs, then grow and rerank the EAGLE-2 tree.
+
+        pend_ids [T] (x_{t+1}), pend_feats [T, H] (f_t) for positions n_head .. n_head+T-1; ``root`` is the last
+        committed token (= pend_ids[-1]). The head cache is left holding the committed pairs only.
+        """
+        cfg, dev = self.cfg, pend_ids.device
+        T = pend_ids.shape[0]
+        pos = torch.arange(n_head, n_head + T, device=dev)
+        h, logp = self._head_forward(model, pend_ids, pend_feats, pos, tree.causal_mask(T, n_head, torch.float32, dev), hcache)
+        committed = n_head + T  # head cache length after the catch-up
+        hot = self.head.hot_ids
+        # drafted nodes, recorded in creation order (topological); parent -1 means the root
+        toks, pars, deps, scores = [], [], [], []
+        lp, tk = logp[-1].topk(cfg.top_k)  # depth 1: children of the root
+        first = list(range(len(toks), len(toks) + tk.numel()))
+        toks.append(hot[tk]); pars.append(torch.full_like(tk, -1)); deps.append(torch.ones_like(tk)); scores.append(lp)
+        frontier = torch.tensor(first, device=dev)  # recorded indices of the nodes to expand next
+        f_scores, f_feats = lp, h[-1:].expand(tk.numel(), -1)  # each frontier node's score and parent feature
+        slot_anc = torch.zeros(0, 0, dtype=torch.bool, device=dev)  # tree slots in the head cache: ancestor matrix
+        slot_of: dict[int, int] = {}  # recorded node -> head cache slot (expanded nodes only)
+        all_toks = torch.cat(toks)
+        for d in range(1, cfg.depth):
+            K = frontier.numel()
+            # mask: committed prefix + ancestors' slots + self
+            rows = torch.zeros(K, slot_anc.shape[0] + K, dtype=torch.bool, device=dev)
+            for j, node in enumerate(frontier.tolist()):
+                par = int(torch.cat(pars)[node])
+                if par >= 0:
+                    rows[j, : slot_anc.shape[0]] = slot_anc[slot_of[par]]
+                rows[j, slot_anc.shape[0] + j] = True
+            new_anc = torch.zeros(slot_anc.shape[0] + K, slot_anc.shape[0] + K, dtype=torch.bool, device=dev)
+            new_anc[: slot_anc.shape[0], : slot_anc.shape[0]] = slot_anc
+            new_anc[slot_anc.shape[0] :] = rows
+            for j, node in enumerate(frontier.tolist()):
+                slot_of[node] = slot_anc.shape[0] + j
+            slot_anc = new_anc
+            mask = tree.tree_attention_mask(rows, committed, torch.float32)
+            pos = torch.full((K,), committed - 1 + d, device=dev)  # pair (x_{t+1}, f_t) sits at t
+            h, logp = self._head_forward(model, all_toks[frontier], f_feats, pos, mask, hcache)
+            s, tk, nxt = tree.expand_frontier(f_scores, logp, cfg.top_k)  # [K, k], [K, k], [k]
+            base = all_toks.numel()
+            toks.append(hot[tk.flatten()]); scores.append(s.flatten())
+            pars.append(frontier[:, None].expand(-1, cfg.top_k).flatten()); deps.append(torch.full((s.numel(),), d + 1, device=dev))
+            all_toks = torch.cat(toks)
+            frontier = base + nxt
+            f_scores, f_feats = s.flatten()[nxt], h[nxt // cfg.top_k]
+        tree.keep_cache_positions(hcache, torch.arange(committed, device=dev))
+        # rerank to total_tokens nodes and renumber: verification node 0 is the root, drafted node i -> 1 + rank
+        keep = tree.rerank(torch.cat(scores), torch.cat(deps), cfg.total_tokens)  # [M'] recorded indices
+        new_index = torch.full((all_toks.numel() + 1,), 0, dtype=torch.long, device=dev)  # index -1 (root) -> 0
+        new_index[keep] = torch.arange(1, keep.numel() + 1, device=dev)
+        parents = torch.cat([torch.tensor([-1], device=dev), new_index[torch.cat(pars)[keep]]])
+        tokens = torch.cat([torch.tensor([root], device=dev), all_toks[keep]])
+        depth = torch.cat([torch.zeros(1, dtype=torch.long, device=dev), torch.cat(deps)[keep]])
+        return Draft(tokens, parents, depth)
+
+    # -- the loop ---------------------------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def decode(self, model, input_ids, params, generator):
+        base, lm_head = model.get_decoder(), model.get_output_embeddings()
+        dev = input_ids.device
+        cache, hcache = DynamicCache(config=model.config), DynamicCache()
+        t0 = time.perf_counter()
+        hid = base(input_ids=input_ids, cache=cache, use_cache=True).last_hidden_state[0]  # [S, H]
+        tok = int(next_token(lm_head(hid[-1:])[0], params, generator))
+        yield Step([tok], verify_s=time.perf_counter() - t0)
+        n = input_ids.shape[1]  # target cache length; the root `tok` is committed but not in it
+        pend_ids = torch.cat([input_ids[0, 1:], torch.tensor([tok], device=dev)])  # x_{t+1} for t = 0..n-1
+        pend_feats, n_head = hid, 0
+        while True:
+            t0 = time.perf_counter()
+            dr = self.draft(model, hcache, pend_ids, pend_feats, n_head, tok)
+            n_head += pend_ids.shape[0]
+            t1 = time.perf_counter()
+            anc = tree.ancestors(dr.parents)
+            mask = tree.tree_attention_mask(anc, n, model.dtype)
+            out = base(input_ids=dr.tokens[None], attention_mask=mask, position_ids=(n + dr.depth)[None],
+                       cache=cache, use_cache=True).last_hidden_state[0]  # [N, H]
+            logits = lm_head(out).float()  # [N, V]
+            if params.greedy:
+                path = tree.greedy_accept(dr.tokens, dr.parents, anc, logits.argmax(-1))
+                bonus = int(logits[path[-1]].argmax())
+            else:
+                probs = logits_to_probs(logits, params.temperature, params.top_k, params.top_p)
+                path, bonus = tree.sample_accept(dr.tokens, dr.parents, probs, generator)
+            path_t = torch.tensor(path, device=dev)
+            tree.keep_cache_positions(cache, torch.cat([torch.arange(n, device=dev), n + path_t]))
+            new = dr.tokens[path_t[1:]].tolist() + [bonus]
+            n += len(path)
+            pend_ids, pend_feats, tok = torch.tensor(new, device=dev), out[path_t], bonus
+            yield Step(new, proposed=dr.tokens.numel() - 1, accepted=len(path) - 1,
+                       draft_s=t1 - t0, verify_s=time.perf_counter() - t1)
