@@ -25,3 +25,16 @@ def make_tiny_reward_model(out_dir, num_labels: int = 1, seed: int = 0):
 @pytest.fixture(scope="session")
 def tiny_rm_dir(tmp_path_factory):
     return make_tiny_reward_model(tmp_path_factory.mktemp("tiny-rm"))
+
+
+WORDS = ("дом лес река город поле море небо солнце ветер дождь снег гора озеро улица школа книга стол окно "
+         "дверь кошка собака птица рыба дерево цветок трава камень огонь вода земля время год день ночь утро "
+         "вечер зима весна лето осень друг брат сестра мать отец сын дочь работа жизнь слово мысль дело").split()
+
+
+def random_docs(n: int, words: int = 20, seed: int = 0) -> list[str]:
+    """Distinct random-word documents (no near-duplicates among them by construction at this vocabulary)."""
+    import random
+
+    rng = random.Random(seed)
+    return [" ".join(rng.choice(WORDS) for _ in range(words)) + f" номер {i}." for i in range(n)]

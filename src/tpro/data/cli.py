@@ -113,7 +113,16 @@ def dedup(
         if engine == "datatrove":
             from tpro.data.dedup_datatrove import run_datatrove_dedup
 
-            counts = run_datatrove_dedup(source, out, cfg, workers=workers, report=report)
+            import shutil
+
+            # The work folder is keyed by inputs + parameters: a rerun after a kill resumes there (datatrove
+            # skips completed tasks), a run with other parameters starts clean.
+            work = out.with_name(f"{out.name}.datatrove-{m.key}")
+            with _progress() as p:
+                task = p.add_task("datatrove minhash stages", total=4)
+                counts = run_datatrove_dedup(source, out, cfg, workers=workers, report=report, work=work,
+                                             tick=lambda k: p.advance(task, k))
+            shutil.rmtree(work, ignore_errors=True)
         elif engine == "datasketch":
             from tpro.data.dedup import dedup as run
             from tpro.data.io import write_rows
@@ -133,6 +142,55 @@ def dedup(
         m.add_output(report, counts.get("clusters"), role="clusters")
         m.write(out)
         _report(out, counts, as_json)
+
+
+@app.command()
+def decontaminate(
+    source: str = IN,
+    out: Path = OUT,
+    field: str = typer.Option("text", help="text field to check (chat messages are joined)"),
+    bench: list[str] = typer.Option(["t-math", "math-500"], "--bench",
+                                    help="benchmark spec name, or name=path.jsonl (repeatable); see `tpro eval list`"),
+    ngram: int = typer.Option(13, help="word n-gram length for the n-gram detector (0 = off)"),
+    containment: float = typer.Option(0.8, help="MinHash containment of a question in a row to flag it (0 = off)"),
+    shingle: int = typer.Option(5, help="character shingle length for MinHash"),
+    num_perm: int = typer.Option(128, help="MinHash permutations"),
+    report: Path = typer.Option(None, help="removal report (default: OUT.removed.jsonl)"),
+    as_json: bool = JSON,
+    force: bool = FORCE,
+):
+    """Drop rows that contain a benchmark question (n-gram overlap or MinHash containment); say why."""
+    from tpro.data.decontam import DecontamConfig, decontaminate as run, load_items
+    from tpro.data.dedup import config_dict
+    from tpro.data.io import write_rows
+    from tpro.data.manifest import Manifest
+
+    with _cli_errors():
+        cfg = DecontamConfig(field=field, benchmarks=list(bench), ngram=ngram, containment=containment,
+                             shingle=shingle, num_perm=num_perm)
+        report = report or out.with_name(out.name + ".removed.jsonl")
+        bench_files = [b.partition("=")[2] for b in bench if "=" in b]
+        m = Manifest.start("decontaminate", config_dict(cfg), [source, *bench_files])
+        if _skip_if_done(out, m, force, as_json):
+            return
+        rows = _load(source)
+        items = load_items(cfg.benchmarks)
+        with _progress() as p:
+            task = p.add_task("decontaminate", total=len(rows))
+            kept, removed = run(rows, items, cfg, tick=lambda k: p.advance(task, k))
+        write_rows(report, removed)
+        write_rows(out, [rows[i] for i in kept])
+        by_method: dict[str, int] = {}
+        for r in removed:
+            for meth in {x["method"] for x in r["reasons"]}:
+                by_method[meth] = by_method.get(meth, 0) + 1
+        m.inputs[0]["rows"] = len(rows)
+        m.counts = {"rows_in": len(rows), "rows_out": len(kept), "removed": len(removed),
+                    "benchmark_items": len(items), "removed_by_method": by_method}
+        m.add_output(out, len(kept))
+        m.add_output(report, len(removed), role="removed")
+        m.write(out)
+        _report(out, m.counts, as_json)
 
 
 if __name__ == "__main__":  # pragma: no cover
