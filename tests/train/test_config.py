@@ -81,3 +81,17 @@ def test_shipped_configs_parse():
         parse_config(cls, ["--config", str(path)])
         seen += 1
     assert seen >= 5
+
+
+def test_accelerate_configs_load():
+    from pathlib import Path
+
+    from accelerate.commands.config.config_args import ClusterConfig
+
+    root = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
+    kinds = {}
+    for path in sorted(root.glob("*.yaml")):
+        assert path.read_text().startswith("# accelerate launch --config_file configs/accelerate/" + path.name)
+        cfg = ClusterConfig.from_yaml_file(str(path))
+        kinds[path.stem] = str(cfg.distributed_type)
+    assert kinds == {"fsdp": "DistributedType.FSDP", "zero3": "DistributedType.DEEPSPEED"}

@@ -179,25 +179,33 @@ def resume_checkpoint(config: TrainConfig) -> str | None:
 
 def save_final(trainer: Any, tokenizer: Any, config: TrainConfig) -> Path:
     """Write the trained model to ``out/final`` atomically (tmp dir + rename): the next stage loads it as a plain
-    checkpoint. LoRA: the adapter goes to ``final/adapter``; with ``merge_lora`` the weights are merged."""
+    checkpoint. ``trainer.save_model`` gathers ZeRO-3 / FSDP shards (every process must call it). LoRA: the
+    adapter goes to ``final/adapter`` and, with ``merge_lora`` on an unsharded run, merged weights to ``final``;
+    on a sharded run ``final`` holds the adapter (merge it after training, on one device)."""
     import shutil
 
     from peft import PeftModel
 
     out = Path(config.out)
     tmp, final = out / "final.tmp", out / "final"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model = trainer.accelerator.unwrap_model(trainer.model)
-    if isinstance(model, PeftModel):
-        model.save_pretrained(tmp / "adapter")
-        if config.merge_lora:
-            model = model.merge_and_unload()
-    if trainer.accelerator.is_main_process:
-        model.save_pretrained(tmp, safe_serialization=True)
+    acc = trainer.accelerator
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    acc.wait_for_everyone()
+    model = acc.unwrap_model(trainer.model)
+    sharded = trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled
+    if isinstance(model, PeftModel) and config.merge_lora and not sharded:
+        trainer.save_model(str(tmp / "adapter"))
+        if acc.is_main_process:
+            model.merge_and_unload().save_pretrained(tmp, safe_serialization=True)
+    else:
+        trainer.save_model(str(tmp))
+    if acc.is_main_process:
         tokenizer.save_pretrained(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+    acc.wait_for_everyone()
     return final
 
 

@@ -78,8 +78,8 @@ def fit(config: TrainConfig, encode: Callable[[Any, dict], list], rows: list[dic
     resumed = resume_checkpoint(config)
     trainer.train(resume_from_checkpoint=resumed)
     metrics = trainer.evaluate() if eval_ds is not None else {}
-    final = save_final(trainer, tokenizer, config)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    final = save_final(trainer, tokenizer, config)
     return write_summary(config, trainer, started, {
         "resumed_from": resumed, "train_sequences": len(train_ds), "trainable_params": trainable,
         "eval": metrics, "final_dir": str(final),
