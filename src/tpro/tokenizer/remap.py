@@ -1,0 +1,230 @@
+"""Carry a model over to an adapted tokenizer: re-initialise the embedding rows of swapped ids.
+
+Kept ids keep their rows bit for bit (same id, same bytes, same row). A swapped id's row gets a value built from
+the base model's own rows for the new token's *old* tokenization (its "pieces"):
+
+- ``mean``: input and output rows = mean of the pieces' rows (FVT, Gee et al. 2022).
+- ``contextual``: output (``lm_head``) rows are fitted so the new token's logit reproduces the base model's
+  chain-rule log-probability of its pieces in real contexts. On a Cyrillic text sample the base model gives, at
+  each occurrence of the new token's span, the final hidden state ``h`` before the first piece and
+  ``y = sum_j log p(piece_j | ...) + logsumexp(W h)``; we want ``w . h = y``. With few occurrences (n < d) this is
+  under-determined, so take the minimum-change ridge solution from the mean init ``w0``:
+  ``w = w0 + H^T (H H^T + lam I)^-1 (y - H w0)``  (H: [n, d], y: [n]).
+  Untied input rows then use OMP (orthogonal matching pursuit, as in training-free tokenizer transplantation):
+  express the fitted output row as a sparse combination of kept tokens' output rows and apply the same
+  coefficients to those tokens' input rows. Tokens never seen in the sample keep the mean init. Tied models get
+  the fitted row for both (it is one matrix).
+
+It knows nothing about how the tokenizer was adapted; the swapped ids are the ids whose token string changed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tpro.tokenizer.bpe import TOKENIZER_FILES, load_base, resolve_tokenizer_file, token_text
+
+METHODS = ("mean", "contextual")
+
+
+@dataclass
+class RemapConfig:
+    model: str  # model spec (tpro.models.load_model): default, a directory, a .gguf or a hub id
+    tokenizer: str  # the adapted tokenizer (directory or tokenizer.json)
+    out: str  # output checkpoint directory
+    method: str = "mean"  # mean | contextual
+    text: list[str] = field(default_factory=list)  # Cyrillic running text files for `contextual`
+    ridge: float = 1.0  # lam in the ridge fit (in logit^2 units; larger stays closer to the mean init)
+    max_contexts: int = 64  # occurrences used per token
+    omp_atoms: int = 8  # kept tokens per OMP combination
+    max_lines: int = 4000  # lines of --text used
+    batch_tokens: int = 2048  # padded tokens per forward while collecting contexts
+
+
+def swapped_ids(base_vocab: dict[str, int], new_vocab: dict[str, int]) -> dict[int, str]:
+    """id -> new token string, for every id whose token string changed."""
+    id_base = {i: t for t, i in base_vocab.items()}
+    return {i: t for t, i in new_vocab.items() if id_base.get(i) != t}
+
+
+def mean_rows(weight, pieces: dict[int, list[int]]):
+    """[len(pieces), d]: mean of the pieces' rows, in ``pieces`` order."""
+    import torch
+
+    return torch.stack([weight[p].mean(0) for p in pieces.values()])
+
+
+def ridge_update(w0, H, y, lam: float):
+    """Minimum-change solution of H w = y from w0: w0 + H^T (H H^T + lam I)^-1 (y - H w0).
+
+    w0: [d], H: [n, d], y: [n] -> [d]. Computed in float64 (H H^T is [n, n], n <= max_contexts)."""
+    import torch
+
+    H64, w64 = H.double(), w0.double()
+    G = H64 @ H64.T + lam * torch.eye(H.shape[0], dtype=torch.float64)  # [n, n]
+    alpha = torch.linalg.solve(G, y.double() - H64 @ w64)  # [n]
+    return (w64 + H64.T @ alpha).to(w0.dtype)
+
+
+def omp(target, atoms, k: int):
+    """Orthogonal matching pursuit: greedy support of k atoms, least-squares coefficients on it.
+
+    target: [d], atoms: [m, d] -> (indices [k], coefficients [k])."""
+    import torch
+
+    residual = target.double()
+    A = atoms.double()
+    norms = A.norm(dim=1).clamp_min(1e-8)
+    support: list[int] = []
+    coef = torch.zeros(0, dtype=torch.float64)
+    for _ in range(k):
+        scores = (A @ residual).abs() / norms  # [m]
+        if support:
+            scores[support] = -1
+        support.append(int(scores.argmax()))
+        S = A[support]  # [s, d]
+        coef = torch.linalg.lstsq(S.T, target.double().unsqueeze(1)).solution.squeeze(1)  # [s]
+        residual = target.double() - S.T @ coef
+    return torch.tensor(support), coef
+
+
+def collect_contexts(model, base_tok, new_tok, swapped: dict[int, str], lines: list[str], cfg: RemapConfig, ctx: int):
+    """For each swapped id seen in ``lines``: hidden states H [n, d] before its span and targets y [n]."""
+    import torch
+
+    head = model.get_output_embeddings().weight  # [V, d]
+    found: dict[int, list[tuple[int, int, int]]] = {}  # id -> (line, first base position, last base position)
+    base_encs = base_tok.encode_batch(lines, add_special_tokens=False)
+    new_encs = new_tok.encode_batch(lines, add_special_tokens=False)
+    for li, (be, ne) in enumerate(zip(base_encs, new_encs)):
+        starts = {s: j for j, (s, _) in enumerate(be.offsets)}
+        ends = {e: j for j, (_, e) in enumerate(be.offsets)}
+        for i, (s, e) in zip(ne.ids, ne.offsets):
+            if i in swapped and s in starts and e in ends and len(found.get(i, ())) < cfg.max_contexts:
+                found.setdefault(i, []).append((li, starts[s], ends[e]))
+    need = sorted({li for occ in found.values() for li, _, _ in occ})
+    hidden: dict[int, object] = {}
+    logp_cache: dict[int, object] = {}
+    for k in range(0, len(need), 16):
+        batch = need[k : k + 16]
+        seqs = [[ctx] + base_encs[li].ids for li in batch]
+        width = max(map(len, seqs))
+        ids = torch.zeros(len(seqs), width, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for r, s in enumerate(seqs):
+            ids[r, : len(s)] = torch.tensor(s)
+            mask[r, : len(s)] = 1
+        with torch.no_grad():
+            out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        h = out.hidden_states[-1]  # [B, T, d], the lm_head input (after the final norm)
+        logits = out.logits.float()  # [B, T, V]
+        if k == 0:  # the fit is only right if hidden_states[-1] is what lm_head sees
+            ref = h[0, : len(seqs[0])] @ head.T
+            if not torch.allclose(ref.float(), logits[0, : len(seqs[0])], atol=1e-3, rtol=1e-3):
+                raise RuntimeError("hidden_states[-1] is not the lm_head input for this model; use --method mean")
+        lse = torch.logsumexp(logits, -1)  # [B, T]
+        logp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # [B, T-1]
+        for r, li in enumerate(batch):
+            n = len(seqs[r])
+            hidden[li] = (h[r, :n].clone(), lse[r, :n].clone())
+            logp_cache[li] = logp[r, : n - 1].clone()
+    fits = {}
+    for i, occ in found.items():
+        H, y = [], []
+        for li, a, b in occ:
+            hs, lse = hidden[li]
+            # Sequence position p holds base token p-1 (the context token is at 0); the state predicting base
+            # token a sits at position a, and logp[p] scores position p+1's token, i.e. base token p.
+            H.append(hs[a])
+            y.append(float(logp_cache[li][a : b + 1].sum() + lse[a]))
+        fits[i] = (torch.stack(H), torch.tensor(y))
+    return fits
+
+
+def remap(cfg: RemapConfig, show_progress: bool = True) -> dict:
+    """Load ``cfg.model``, re-initialise swapped rows, save model + adapted tokenizer to ``cfg.out``."""
+    import torch
+    from tokenizers import Tokenizer
+
+    from tpro.models import load_model
+    from tpro.models.bpc import context_token_id
+
+    if cfg.method not in METHODS:
+        raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
+    if cfg.method == "contextual" and not cfg.text:
+        raise ValueError("--method contextual needs --text FILE (Cyrillic running text) to fit on")
+    for f in cfg.text:
+        if not Path(f).is_file():
+            raise ValueError(f"--text {f!r} does not exist. Fix: pass a UTF-8 text file, one sentence per line")
+    t0 = time.perf_counter()
+    lm = load_model(cfg.model, dtype="float32", progress=show_progress)
+    model = lm.model
+    tok_path, tok_dir = resolve_tokenizer_file(cfg.tokenizer)
+    new_b = load_base(str(tok_path))
+    base_json = json.loads(lm.tokenizer.backend_tokenizer.to_str())
+    swapped = swapped_ids(base_json["model"]["vocab"], new_b.vocab)
+    emb = model.get_input_embeddings().weight  # [V, d]
+    head = model.get_output_embeddings().weight  # [V, d]
+    tied = emb.data_ptr() == head.data_ptr()
+    if swapped and max(swapped) >= emb.shape[0]:
+        raise ValueError(f"tokenizer id {max(swapped)} is outside the model's {emb.shape[0]} embedding rows")
+    base_tok = lm.tokenizer.backend_tokenizer
+    pieces = {i: base_tok.encode(token_text(z), add_special_tokens=False).ids for i, z in swapped.items()}
+    bad = [swapped[i] for i, p in pieces.items() if not p or any(j in swapped for j in p)]
+    if bad:
+        raise ValueError(f"{len(bad)} new tokens encode (in the base) to swapped ids, e.g. {bad[0]!r}: "
+                         "is --model the model the tokenizer was adapted from?")
+    ids = torch.tensor(list(pieces))
+    stats = {"swapped": len(swapped), "tied": tied, "method": cfg.method, "fitted": 0}
+    with torch.no_grad():
+        new_emb = mean_rows(emb, pieces)  # [S, d]
+        new_head = None if tied else mean_rows(head, pieces)
+        if cfg.method == "contextual":
+            lines = []
+            for f in cfg.text:
+                lines += [ln.rstrip("\n") for ln in Path(f).open(encoding="utf-8") if ln.strip()]
+            lines = lines[: cfg.max_lines]
+            new_tok = Tokenizer.from_file(str(tok_path))
+            fits = collect_contexts(model, base_tok, new_tok, swapped, lines, cfg, context_token_id(lm.tokenizer))
+            row = {i: r for r, i in enumerate(pieces)}
+            kept = torch.tensor(sorted(set(range(emb.shape[0])) - set(swapped)))
+            for i, (H, y) in fits.items():
+                r = row[i]
+                w0 = (new_emb if tied else new_head)[r]
+                w = ridge_update(w0, H, y, cfg.ridge)
+                if tied:
+                    new_emb[r] = w
+                else:
+                    new_head[r] = w
+                    sup, coef = omp(w, head[kept], cfg.omp_atoms)
+                    new_emb[r] = (coef.unsqueeze(1) * emb[kept[sup]].double()).sum(0).to(emb.dtype)
+            stats["fitted"] = len(fits)
+            stats["text_lines"] = len(lines)
+        emb[ids] = new_emb
+        if not tied:
+            head[ids] = new_head
+    out = Path(cfg.out)
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, safe_serialization=True)
+    shutil.copy2(tok_path, tmp / "tokenizer.json")
+    for name in (*TOKENIZER_FILES, "swap.json", "report.json"):
+        src = Path(tok_dir or tok_path.parent) / name
+        if src.is_file():
+            shutil.copy2(src, tmp / (name if name != "report.json" else "tokenizer_report.json"))
+    stats["seconds"] = round(time.perf_counter() - t0, 1)
+    (tmp / "tpro_remap.json").write_text(json.dumps({"config": asdict(cfg), **stats}, indent=1))
+    if out.exists():
+        old = out.with_name(out.name + f".old{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, out)
+    return stats
