@@ -62,7 +62,7 @@ def last_boxed(text: str) -> str | None:
     return best.strip() if best is not None else None
 
 
-def _clean(s: str) -> str:
+def clean(s: str) -> str:
     """Strip markdown emphasis, math delimiters, trailing punctuation and ``\\text{…}`` wrappers."""
     s = s.replace("**", "").replace("__", "").strip()
     s = re.sub(r"^\$+|\$+$", "", s.strip()).strip()
@@ -79,8 +79,8 @@ def _from_phrase(rest: str) -> str:
         return boxed
     seg = _MATH_SEG_RE.search(rest)
     if seg:
-        return _clean(next(g for g in seg.groups() if g is not None))
-    cand = _clean(rest)
+        return clean(next(g for g in seg.groups() if g is not None))
+    cand = clean(rest)
     if not _WORDY_RE.search(_LATEX_CMD_RE.sub("", cand)):
         return cand
     m = _NUMBER_RE.search(cand)  # "на 3-м этаже", "80 человек": the number inside the prose
@@ -95,7 +95,7 @@ def extract_answer(text: str | None) -> str | None:
         text = text.rsplit("</think>", 1)[1]
     boxed = last_boxed(text)
     if boxed is not None:
-        return _clean(boxed)
+        return clean(boxed)
     phrases = list(_PHRASE_RE.finditer(text))
     if phrases:
         ans = _from_phrase(phrases[-1].group("rest"))
@@ -125,7 +125,7 @@ def number_values(s: str) -> set[Fraction] | None:
     ``2,125`` -> {2125, 2.125}; ``0,75`` -> {0.75}; ``1 234`` -> {1234}; ``75%`` -> {75, 0.75};
     ``\\frac{3}{4}`` / ``3/4`` -> {0.75}; ``$-5$`` -> {-5}.
     """
-    s = _strip_units(_clean(s)).replace("−", "-").replace("\\%", "%")
+    s = _strip_units(clean(s)).replace("−", "-").replace("\\%", "%")
     s = re.sub(r"^\\[dt]?frac\s*(\d)(\d)$", r"\1/\2", s)
     s = re.sub(r"^(-?)\\[dt]?frac\s*\{\s*(-?\d+)\s*\}\s*\{\s*(-?\d+)\s*\}$", r"\1\2/\3", s)
     s = re.sub(r"^(-?)\s*\{?\s*(\d+)\s*\}?\s*/\s*\{?\s*(\d+)\s*\}?$", r"\1\2/\3", s)
@@ -156,8 +156,8 @@ def number_values(s: str) -> set[Fraction] | None:
 
 
 def _decimals(gold: str) -> int | None:
-    m = re.fullmatch(r"-?\d+[.,](\d+)", _clean(gold).replace(" ", ""))
-    return len(m.group(1)) if m and not re.fullmatch(r"\d{1,3},\d{3}", _clean(gold)) else None
+    m = re.fullmatch(r"-?\d+[.,](\d+)", clean(gold).replace(" ", ""))
+    return len(m.group(1)) if m and not re.fullmatch(r"\d{1,3},\d{3}", clean(gold)) else None
 
 
 def _numbers_equal(pred: set[Fraction], gold: set[Fraction], gold_decimals: int | None) -> bool:
@@ -190,7 +190,7 @@ def _math_verify_equal(pred: str, gold: str) -> bool:
 
 def answers_equal(pred: str, gold: str) -> bool:
     """Is the extracted answer ``pred`` equal to the ``gold`` answer string?"""
-    p, g = _clean(pred), _clean(gold)
+    p, g = clean(pred), clean(gold)
     if not p:
         return False
     if p == g or p.replace(" ", "") == g.replace(" ", ""):

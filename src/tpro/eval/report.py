@@ -1,0 +1,219 @@
+"""Metrics, the markdown report and the plots of one or more run directories.
+
+Per run and mode, from ``items.jsonl`` alone (so a partial or killed run can be reported too):
+  - pass@1: accuracy of sample 0 of each item (greedy runs: the accuracy);
+  - avg@K: mean accuracy over all K samples of each item, averaged over items (the paper's AIME avg@8);
+  - maj@K: accuracy of the most frequent extracted answer per item (equal numbers vote together);
+  - pass@K: an item counts when any of its K samples is right;
+  - mean output tokens, mean/median/p90 latency, tokens/s (all tokens / all seconds), accuracy per 1k output
+    tokens (avg@K / mean tokens × 1000: what a point of accuracy costs), truncated and no-answer shares.
+The report puts modes and runs side by side and says, where a run has both modes, what the reasoning trace
+bought (accuracy) for what it cost (tokens, latency), and on which items the modes disagree.
+
+This module reads run directories; it knows nothing about models or endpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections import Counter
+from pathlib import Path
+
+from tpro.eval.check import clean, number_values
+
+
+def load_run(run_dir: Path) -> tuple[dict, list[dict]]:
+    from tpro.eval.runner import read_records
+
+    run_dir = Path(run_dir)
+    conf = run_dir / "config.json"
+    if not conf.exists():
+        raise FileNotFoundError(f"{run_dir}: no config.json, not an eval run directory (tpro eval run --out DIR)")
+    return json.loads(conf.read_text(encoding="utf-8")), read_records(run_dir / "items.jsonl")
+
+
+def _vote_key(extracted: str | None):
+    if extracted is None:
+        return None
+    nums = number_values(extracted)
+    return ("num", min(nums)) if nums and len(nums) == 1 else ("str", clean(extracted).replace(" ", ""))
+
+
+def _majority_correct(recs: list[dict]) -> bool:
+    votes = Counter(_vote_key(r["extracted"]) for r in recs if r["extracted"] is not None)
+    if not votes:
+        return False
+    top = max(votes.values())
+    winner = next(k for k in (_vote_key(r["extracted"]) for r in recs) if k is not None and votes[k] == top)
+    return next(r["correct"] for r in recs if _vote_key(r["extracted"]) == winner)
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else 0.0
+
+
+def mode_metrics(records: list[dict]) -> dict:
+    by_item: dict[str, list[dict]] = {}
+    for r in sorted(records, key=lambda r: r["sample"]):
+        by_item.setdefault(r["id"], []).append(r)
+    if not by_item:
+        return {"items": 0, "generations": 0}
+    first = [recs[0] for recs in by_item.values() if recs[0]["sample"] == 0]
+    tokens = [r["output_tokens"] for r in records if r["output_tokens"] is not None]
+    lat = [r["latency_s"] for r in records]
+    avg_k = statistics.fmean(statistics.fmean(float(r["correct"]) for r in recs) for recs in by_item.values())
+    mean_tokens = statistics.fmean(tokens) if tokens else None
+    return {
+        "items": len(by_item),
+        "generations": len(records),
+        "samples": max(len(v) for v in by_item.values()),
+        "pass@1": statistics.fmean(float(r["correct"]) for r in first) if first else None,
+        "avg@k": avg_k,
+        "maj@k": statistics.fmean(float(_majority_correct(v)) for v in by_item.values()),
+        "pass@k": statistics.fmean(float(any(r["correct"] for r in v)) for v in by_item.values()),
+        "mean_output_tokens": mean_tokens,
+        "mean_latency_s": statistics.fmean(lat),
+        "median_latency_s": statistics.median(lat),
+        "p90_latency_s": _pct(lat, 0.9),
+        "tokens_per_s": sum(tokens) / sum(lat) if tokens and sum(lat) > 0 else None,
+        "acc_per_1k_tokens": avg_k / mean_tokens * 1000 if mean_tokens else None,
+        "truncated": statistics.fmean(float(r["finish_reason"] == "length") for r in records),
+        "no_answer": statistics.fmean(float(r["extracted"] is None) for r in records),
+    }
+
+
+def summarize(config: dict, records: list[dict]) -> dict:
+    modes = [m for m in config.get("modes", []) if any(r["mode"] == m for r in records)]
+    out = {
+        "bench": config.get("bench"),
+        "generator": next((r["generator"] for r in records), config.get("model") or config.get("endpoint")),
+        "sampling": {k: config.get(k) for k in ("temperature", "top_p", "top_k", "seed", "samples", "max_tokens")},
+        "modes": {m: mode_metrics([r for r in records if r["mode"] == m]) for m in modes},
+    }
+    if "direct" in out["modes"] and "reasoning" in out["modes"]:
+        d = {r["id"]: r["correct"] for r in records if r["mode"] == "direct" and r["sample"] == 0}
+        s = {r["id"]: r["correct"] for r in records if r["mode"] == "reasoning" and r["sample"] == 0}
+        both = sorted(set(d) & set(s))
+        out["paired"] = {
+            "items": len(both),
+            "only_reasoning_right": [i for i in both if s[i] and not d[i]],
+            "only_direct_right": [i for i in both if d[i] and not s[i]],
+        }
+    return out
+
+
+def _f(x, fmt="{:.3f}") -> str:
+    return "–" if x is None else fmt.format(x)
+
+
+def markdown(runs: list[tuple[str, dict]]) -> str:
+    """A report comparing modes within each run and runs with each other. ``runs``: (label, summary)."""
+    lines = ["# Evaluation report", ""]
+    lines += ["| run | bench | generator | mode | items | K | pass@1 | avg@K | maj@K | pass@K | mean out tokens "
+              "| mean latency s | p90 latency s | tokens/s | acc per 1k tokens | truncated | no answer |",
+              "|" + "---|" * 17]
+    for label, s in runs:
+        for mode, m in s["modes"].items():
+            lines.append(
+                f"| {label} | {s['bench']} | {s['generator']} | {mode} | {m['items']} | {m['samples']} | "
+                f"{_f(m['pass@1'])} | {_f(m['avg@k'])} | {_f(m['maj@k'])} | {_f(m['pass@k'])} | "
+                f"{_f(m['mean_output_tokens'], '{:.0f}')} | {_f(m['mean_latency_s'], '{:.1f}')} | "
+                f"{_f(m['p90_latency_s'], '{:.1f}')} | {_f(m['tokens_per_s'], '{:.1f}')} | "
+                f"{_f(m['acc_per_1k_tokens'])} | {m['truncated']:.0%} | {m['no_answer']:.0%} |"
+            )
+    lines.append("")
+    for label, s in runs:
+        md = s["modes"]
+        sp = s["sampling"]
+        lines.append(f"**{label}**: sampling temperature {sp['temperature']}, top_p {sp['top_p']}, top_k {sp['top_k']}, "
+                     f"seed {sp['seed']}, K={sp['samples']}, max tokens {sp['max_tokens']}.")
+        if "paired" in s:
+            d, r, p = md["direct"], md["reasoning"], s["paired"]
+            tok = (r["mean_output_tokens"] / d["mean_output_tokens"]) if d["mean_output_tokens"] else None
+            lat = r["mean_latency_s"] / d["mean_latency_s"] if d["mean_latency_s"] else None
+            lines.append(
+                f"Reasoning vs direct: accuracy {_f(r['avg@k'])} vs {_f(d['avg@k'])} "
+                f"({(r['avg@k'] - d['avg@k']) * 100:+.1f} points) for {_f(tok, '{:.1f}')}× the output tokens and "
+                f"{_f(lat, '{:.1f}')}× the latency; on {p['items']} paired items, "
+                f"{len(p['only_reasoning_right'])} right only with reasoning "
+                f"({', '.join(p['only_reasoning_right'][:10]) or 'none'}), "
+                f"{len(p['only_direct_right'])} right only direct ({', '.join(p['only_direct_right'][:10]) or 'none'})."
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plots(runs: list[tuple[str, dict, list[dict]]], out_dir: Path) -> list[Path]:
+    """accuracy_vs_tokens.png (one point per run and mode) and latency.png (latency per run and mode)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    colors = {"direct": "tab:blue", "reasoning": "tab:orange"}
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    for label, s, _ in runs:
+        for mode, m in s["modes"].items():
+            if m.get("mean_output_tokens") is None:
+                continue
+            ax.scatter(m["mean_output_tokens"], m["avg@k"], color=colors.get(mode, "gray"), s=60,
+                       label=mode if mode not in ax.get_legend_handles_labels()[1] else None)
+            ax.annotate(f"{label}" if len(runs) > 1 else mode, (m["mean_output_tokens"], m["avg@k"]),
+                        textcoords="offset points", xytext=(5, 5), fontsize=8)
+    ax.set_xlabel("mean output tokens per answer")
+    ax.set_ylabel("accuracy (avg@K)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title("Accuracy vs output tokens, per mode")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    p1 = out_dir / "accuracy_vs_tokens.png"
+    fig.savefig(p1, dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    data, names, cols = [], [], []
+    for label, s, records in runs:
+        for mode in s["modes"]:
+            data.append([r["latency_s"] for r in records if r["mode"] == mode])
+            names.append(mode if len(runs) == 1 else f"{label}\n{mode}")
+            cols.append(colors.get(mode, "gray"))
+    if data:
+        parts = ax.boxplot(data, patch_artist=True)
+        ax.set_xticks(range(1, len(names) + 1), names, fontsize=8)
+        for patch, c in zip(parts["boxes"], cols):
+            patch.set_facecolor(c)
+            patch.set_alpha(0.5)
+        for i, d in enumerate(data, 1):  # every generation as a dot: with 20 items a box alone hides the shape
+            ax.scatter([i] * len(d), d, color="black", s=8, alpha=0.6, zorder=3)
+    ax.set_ylabel("latency per generation, s")
+    ax.set_title("Latency distribution, per mode")
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    p2 = out_dir / "latency.png"
+    fig.savefig(p2, dpi=120)
+    plt.close(fig)
+    return [p1, p2]
+
+
+def write_outputs(run_dirs: list[Path], out: Path | None = None) -> tuple[Path, list[Path], list[dict]]:
+    """Summaries (each run's summary.json), report.md and plots. One run: all inside it. Several: under ``out``."""
+    from tpro.eval.runner import atomic_write
+
+    runs = []
+    for d in run_dirs:
+        config, records = load_run(Path(d))
+        s = summarize(config, records)
+        atomic_write(Path(d) / "summary.json", json.dumps(s, ensure_ascii=False, indent=2))
+        runs.append((Path(d).name, s, records))
+    target = Path(out) if out is not None else Path(run_dirs[0])
+    target.mkdir(parents=True, exist_ok=True)
+    report_path = target / "report.md"
+    pngs = plots(runs, target / "plots")
+    text = markdown([(label, s) for label, s, _ in runs])
+    text += "\n" + "\n".join(f"![{p.stem}](plots/{p.name})" for p in pngs) + "\n"
+    atomic_write(report_path, text)
+    return report_path, pngs, [s for _, s, _ in runs]
