@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import math
+import re
 import secrets
 import threading
 import time
@@ -135,8 +136,6 @@ class Runner:
                 raise APIError(503, f"timed out after {self.config.timeout_s:g}s waiting in the queue; retry later",
                                type="server_overloaded", code="queue_timeout",
                                headers={"Retry-After": str(self.retry_after())}) from None
-            if job.cancel.is_set():  # the client left while queued
-                return
             q: asyncio.Queue = asyncio.Queue()
             end = object()
 
@@ -147,6 +146,8 @@ class Runner:
             def work() -> None:
                 try:
                     for ev in self.engine.generate(job.prompt, job.params, decoder=job.decoder, cancel=job.cancel):
+                        if isinstance(ev, Done):  # recorded here: a client that left never reads its Done
+                            self.record(job, ev)
                         put(ev)
                 except BaseException as e:  # noqa: BLE001 - handed to the request, which answers it
                     put(e)
@@ -169,10 +170,23 @@ class Runner:
                 timer.cancel()
         finally:
             job.cancel.set()  # a no-op once generation has ended on its own
-            if not started:
+            if not started:  # timed out or the client left while queued
                 if acquired:
                     self.lock.release()
                 self._release(None)
+                self.metrics.requests.labels("timeout" if job.timed_out else "cancelled").inc()
+
+    def record(self, job: Job, done: Done) -> None:
+        t, m = done.telemetry, self.metrics
+        outcome = "timeout" if job.timed_out else "cancelled" if done.finish_reason == "cancelled" else "ok"
+        m.requests.labels(outcome).inc()
+        m.prompt_tokens.inc(t.prompt_tokens)
+        m.generated_tokens.inc(t.generated_tokens)
+        if outcome == "ok":
+            m.latency.observe(t.total_s)
+            m.ttft.observe(t.ttft_s)
+            if t.draft_proposed:
+                m.acceptance.observe(t.acceptance_length)
 
     @staticmethod
     def _time_out(job: Job) -> None:
@@ -195,14 +209,15 @@ async def _first_or_disconnect(agen: AsyncIterator, request: Request):
     """``await anext(agen)``, unless the client disconnects first (then: cancel and return None)."""
     step = asyncio.ensure_future(anext(agen, None))
     gone = asyncio.ensure_future(_until_disconnect(request))
-    done, _ = await asyncio.wait({step, gone}, return_when=asyncio.FIRST_COMPLETED)
-    gone.cancel()
-    if step in done:
-        return step.result()
-    step.cancel()
-    with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-        await step
-    return None
+    try:
+        await asyncio.wait({step, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # also when this task is cancelled: asyncio.wait leaves the tasks it waits on running
+        gone.cancel()
+        if not step.done():
+            step.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await step
+    return None if step.cancelled() else step.result()
 
 
 class Server:
@@ -274,18 +289,7 @@ class Server:
                    include_usage=bool(body.stream_options and body.stream_options.include_usage))
 
     # -- outcomes ---------------------------------------------------------------------------------------
-    def _record(self, done: Done) -> None:
-        t = done.telemetry
-        self.metrics.requests.labels("ok" if done.finish_reason != "cancelled" else "cancelled").inc()
-        self.metrics.latency.observe(t.total_s)
-        self.metrics.ttft.observe(t.ttft_s)
-        self.metrics.prompt_tokens.inc(t.prompt_tokens)
-        self.metrics.generated_tokens.inc(t.generated_tokens)
-        if t.draft_proposed:
-            self.metrics.acceptance.observe(t.acceptance_length)
-
     def _timeout_error(self) -> APIError:
-        self.metrics.requests.labels("timeout").inc()
         return APIError(504, f"generation ran past this server's per-request timeout of {self.config.timeout_s:g}s "
                              "(tpro serve --timeout); lower max_tokens", type="timeout", code="request_timeout")
 
@@ -303,12 +307,10 @@ class Server:
             return None
 
         done = await _first_or_disconnect(_once(run()), request)
-        if done is None:  # client gone (nobody reads this) or cancelled while queued
-            self.metrics.requests.labels("cancelled").inc()
+        if done is None:  # client gone (nobody reads this); counted by the runner if generation had started
             return Response(status_code=499)
         if job.timed_out:
             raise self._timeout_error()
-        self._record(done)
         return JSONResponse(completion_body(job.id, self.name, done.answer, done.reasoning,
                                             _finish(done.finish_reason), self._usage(done),
                                             done.telemetry.to_dict()))
@@ -319,7 +321,6 @@ class Server:
         first = await _first_or_disconnect(events, request)
         if first is None:
             await events.aclose()
-            self.metrics.requests.labels("cancelled").inc()
             return Response(status_code=499)
         return StreamingResponse(self._sse(job, first, events), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -329,7 +330,6 @@ class Server:
             return sse(chunk_body(job.id, self.name, job.created, delta, finish, **extra))
 
         router = ReasoningStream(started_in_think=job.prompt.started_in_think)
-        finished = False
         try:
             yield chunk({"role": "assistant", "content": ""})
             ev = first
@@ -340,7 +340,6 @@ class Server:
                     if job.timed_out:
                         yield sse(self._timeout_error().body())
                     else:
-                        self._record(ev)
                         yield chunk({}, _finish(ev.finish_reason), usage=self._usage(ev),
                                     telemetry=ev.telemetry.to_dict())
                         if job.include_usage:
@@ -348,7 +347,6 @@ class Server:
                             body["choices"] = []
                             yield sse(body)
                     yield sse("[DONE]")
-                    finished = True
                     return
                 for ch, s in router.feed(ev.text):
                     yield chunk({"content" if ch == "answer" else "reasoning_content": s})
@@ -356,10 +354,7 @@ class Server:
         except APIError as e:  # after the headers: report in-band, as vLLM does
             yield sse(e.body())
             yield sse("[DONE]")
-            finished = True
-        finally:
-            if not finished:  # the client went away mid-stream
-                self.metrics.requests.labels("cancelled").inc()
+        finally:  # also when the client went away mid-stream: closing the events cancels generation
             await events.aclose()
 
 
@@ -391,9 +386,13 @@ class APIKeyMiddleware:
         await self.app(scope, receive, send)
 
 
+_UNION_TAG = re.compile(r"str|int|float|bool|none|.*[\[\-].*")
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     err = exc.errors()[0]
-    loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+    # pydantic tags union members in the location ("content", "str"); a client wants the field's path only.
+    loc = [str(p) for p in err.get("loc", ()) if p != "body" and not _UNION_TAG.fullmatch(str(p))]
     if err.get("type") == "json_invalid":
         return f"the request body is not valid JSON: {err.get('ctx', {}).get('error', err.get('msg'))}", None
     param = ".".join(loc) or None
