@@ -155,11 +155,21 @@ class Runner:
                     put(end)
 
             t0 = loop.time()
+            released = False
+
+            def end_turn(_=None) -> None:
+                nonlocal released
+                if not released:
+                    released = True
+                    self.lock.release()
+                    self._release(loop.time() - t0)
+
             fut = loop.run_in_executor(self.executor, work)
             started = True
             # The turn ends when the thread does, not when the client leaves: the next request must not start
-            # while this one is still stopping.
-            fut.add_done_callback(lambda _: (self.lock.release(), self._release(loop.time() - t0)))
+            # while this one is still stopping. Normally ``finally`` below ends it; the callback covers a
+            # request task cancelled while waiting there.
+            fut.add_done_callback(end_turn)
             timer = loop.call_later(max(0.0, job.deadline - loop.time()), self._time_out, job)
             try:
                 while (ev := await q.get()) is not end:
@@ -170,7 +180,10 @@ class Runner:
                 timer.cancel()
         finally:
             job.cancel.set()  # a no-op once generation has ended on its own
-            if not started:  # timed out or the client left while queued
+            if started:
+                await asyncio.shield(fut)  # the thread stops within one decoder step
+                end_turn()
+            else:  # timed out or the client left while queued
                 if acquired:
                     self.lock.release()
                 self._release(None)

@@ -1,0 +1,133 @@
+"""``tpro serve`` as a real process on a real socket (uvicorn), tiny Qwen2 model, API key on, --max-queue 1."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import httpx
+import pytest
+
+from tests.serve.conftest import API_KEY
+from tests.serve.test_app import metric
+
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+
+
+def model_name(url: str) -> str:
+    return httpx.get(url + "/v1/models", headers=AUTH).json()["data"][0]["id"]
+
+
+def body(url: str, **kw) -> dict:
+    return {"model": model_name(url), "messages": [{"role": "user", "content": "Расскажи о Москве."}], **kw}
+
+
+def wait_idle(url: str, timeout_s: float = 60.0) -> None:
+    """Until the server reports nothing running or queued (the generation thread has ended)."""
+    deadline = time.monotonic() + timeout_s
+    while httpx.get(url + "/health").json()["queue"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert httpx.get(url + "/health").json()["queue"] == 0
+
+
+def test_api_key_over_socket(live_server):
+    assert httpx.get(live_server + "/health").status_code == 200
+    r = httpx.post(live_server + "/v1/chat/completions", json={"model": "x", "messages": []})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    assert httpx.get(live_server + "/metrics").status_code == 401
+    assert httpx.get(live_server + "/metrics", headers=AUTH).status_code == 200
+
+
+def test_streaming_over_socket_arrives_in_pieces(live_server):
+    req = body(live_server, max_tokens=30, temperature=0, stream=True)
+    chunks = []
+    with httpx.stream("POST", live_server + "/v1/chat/completions", json=req, headers=AUTH, timeout=60) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                chunks.append(line[6:])
+    assert chunks[-1] == "[DONE]"
+    parsed = [json.loads(c) for c in chunks[:-1]]
+    content = "".join(c["choices"][0]["delta"].get("content", "") for c in parsed if c["choices"])
+    final = parsed[-1]
+    assert final["choices"][0]["finish_reason"] == "length"
+    assert final["usage"]["completion_tokens"] == 30
+    assert len(parsed) > 5  # streamed token by token, not one blob
+    full = httpx.post(live_server + "/v1/chat/completions", json={**req, "stream": False}, headers=AUTH,
+                      timeout=60).json()
+    assert content == full["choices"][0]["message"]["content"]
+
+
+def test_bad_json_over_socket_then_still_serving(live_server):
+    r = httpx.post(live_server + "/v1/chat/completions", content=b'{"model": ', headers={
+        **AUTH, "Content-Type": "application/json"})
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
+    ok = httpx.post(live_server + "/v1/chat/completions", json=body(live_server, max_tokens=3), headers=AUTH,
+                    timeout=60)
+    assert ok.status_code == 200
+
+
+def test_disconnect_stops_generation(live_server):
+    wait_idle(live_server)
+    before = metric(httpx.get(live_server + "/metrics", headers=AUTH).text, "tpro_generated_tokens_total")
+    req = body(live_server, max_tokens=1500, temperature=0, stream=True)
+    with httpx.stream("POST", live_server + "/v1/chat/completions", json=req, headers=AUTH, timeout=60) as r:
+        seen = 0
+        for line in r.iter_lines():
+            seen += line.startswith("data: ")
+            if seen >= 5:
+                break  # leaving the block closes the connection mid-stream
+    wait_idle(live_server)
+    text = httpx.get(live_server + "/metrics", headers=AUTH).text
+    generated = metric(text, "tpro_generated_tokens_total") - before
+    assert metric(text, 'tpro_requests_total{outcome="cancelled"}') >= 1
+    # The tiny model never stops on its own within 1500 greedy tokens (it has no learnt EOS): stopping far
+    # short of the budget means the disconnect cancelled it.
+    assert 3 <= generated < 1000
+
+
+def test_overload_over_socket_429_then_recovers(live_server):
+    """--max-queue 1: one running, one queued, the third is told to come back later; nothing hangs."""
+    wait_idle(live_server)
+    long_req = body(live_server, max_tokens=1500, temperature=0, stream=True)
+    short_req = body(live_server, max_tokens=3)
+
+    async def main():
+        async with httpx.AsyncClient(base_url=live_server, headers=AUTH, timeout=60) as ac:
+            async with ac.stream("POST", "/v1/chat/completions", json=long_req) as running:
+                assert running.status_code == 200
+                lines = running.aiter_lines()
+                await anext(lines)  # the long request is generating now
+                queued = asyncio.create_task(ac.post("/v1/chat/completions", json=short_req))
+                for _ in range(100):  # until the server has admitted it into the queue
+                    if (await ac.get("/health")).json()["queue"] == 2:
+                        break
+                    await asyncio.sleep(0.05)
+                rejected = await ac.post("/v1/chat/completions", json=short_req)
+            # the long stream is closed here (client gone): the queued request runs next
+            served = await asyncio.wait_for(queued, 60)
+            return rejected, served
+
+    rejected, served = asyncio.run(main())
+    assert rejected.status_code == 429
+    assert int(rejected.headers["Retry-After"]) >= 1
+    assert rejected.json()["error"]["type"] == "server_overloaded"
+    assert served.status_code == 200
+    wait_idle(live_server)
+    again = httpx.post(live_server + "/v1/chat/completions", json=short_req, headers=AUTH, timeout=60)
+    assert again.status_code == 200
+
+
+@pytest.mark.parametrize("args,phrase", [
+    (["--draft", "/no/such/head"], "could not load the EAGLE draft"),
+    (["--model", "/no/such/model"], "does not exist"),
+])
+def test_cli_fails_clearly(args, phrase, tiny_qwen2_dir):
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "tpro.cli", "serve", "--model", str(tiny_qwen2_dir), *args]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2
+    assert phrase in p.stderr
