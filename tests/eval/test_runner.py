@@ -90,6 +90,12 @@ def test_resume_skips_finished_and_refuses_other_settings(bench_file, tmp_path):
     with pytest.raises(RunError, match="temperature"):
         run_eval(EvalConfig(bench="jsonl", path=str(bench_file), limit=3, model="scripted", temperature=0.7),
                  out, generator=g2, progress=False, log=lambda s: None)
+    from tpro.eval.runner import _lock_run_dir
+
+    held = _lock_run_dir(out)  # a second run on the same directory at the same time is refused
+    with pytest.raises(RunError, match="another tpro eval run"):
+        run_eval(cfg, out, generator=g2, progress=False, log=lambda s: None)
+    held.close()
     # a larger limit is the same run, extended
     run_eval(EvalConfig(bench="jsonl", path=str(bench_file), limit=4, model="scripted"), out, generator=g2,
              progress=False, log=lambda s: None)
@@ -310,3 +316,22 @@ def test_endpoint_runner_against_tpro_serve_over_a_socket(tiny_qwen2_dir, tiny_q
         assert (r["id"], r["mode"], r["output_tokens"]) == (lo["id"], lo["mode"], lo["output_tokens"])
         assert (r["reasoning"], r["answer"]) == (lo["reasoning"], lo["answer"])
     assert remote["modes"]["reasoning"]["items"] == local["modes"]["reasoning"]["items"] == 2
+
+
+def test_local_run_with_eagle_draft_is_lossless(tiny_qwen2_dir, tiny_qwen2, bench_file, tmp_path):
+    """--draft DIR loads an EAGLE head through tpro.eagle.load_decoder; greedy answers equal the plain run's."""
+    pytest.importorskip("tpro.eagle.decoder")
+    from tpro.eagle.head import init_head, save_head
+
+    head_dir = save_head(init_head(tiny_qwen2.model, seed=1), tmp_path / "head")
+    from tpro.engine import Engine
+
+    common = dict(bench="jsonl", path=str(bench_file), limit=1, model=str(tiny_qwen2_dir),
+                  max_tokens={"direct": 6, "reasoning": 6})
+    run_eval(EvalConfig(**common), tmp_path / "plain", generator=LocalGenerator(Engine.from_loaded(tiny_qwen2)),
+             progress=False, log=lambda s: None)
+    run_eval(EvalConfig(**common, draft=str(head_dir)), tmp_path / "eagle", progress=False, log=lambda s: None)
+    plain = read_records(tmp_path / "plain" / "items.jsonl")
+    eagle = read_records(tmp_path / "eagle" / "items.jsonl")
+    assert [r["output"] for r in eagle] == [r["output"] for r in plain]
+    assert all(r["extra"]["acceptance_length"] >= 1.0 for r in eagle) and "+" in eagle[0]["generator"]

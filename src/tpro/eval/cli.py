@@ -90,6 +90,8 @@ def report(
     run_dirs: list[Path] = typer.Argument(..., help="One or more run directories (tpro eval run --out)."),
     out: Path = typer.Option(None, "--out", "-o", help="Where to write report.md and plots/ (default: the first run dir "
                              "when there is one run; required for several)."),
+    recheck: bool = typer.Option(False, "--recheck", help="Extract and check the stored answers again with the "
+                                 "current checker (no generation)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summaries as JSON."),
 ):
     """Compare runs and modes: accuracy, tokens, latency, accuracy per 1k tokens; plots."""
@@ -98,7 +100,7 @@ def report(
     if len(run_dirs) > 1 and out is None:
         _fail("several runs: say where the combined report goes with --out DIR")
     try:
-        report_path, pngs, summaries = write_outputs(run_dirs, out)
+        report_path, pngs, summaries = write_outputs(run_dirs, out, recheck)
     except FileNotFoundError as e:
         _fail(str(e))
     if as_json:

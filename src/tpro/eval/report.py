@@ -23,14 +23,26 @@ from pathlib import Path
 from tpro.eval.check import clean, number_values
 
 
-def load_run(run_dir: Path) -> tuple[dict, list[dict]]:
+def load_run(run_dir: Path, recheck: bool = False) -> tuple[dict, list[dict]]:
+    """-> (config, records). ``recheck``: extract and compare again with today's checker (after a checker fix,
+    without generating again)."""
+    from tpro.eval.check import answers_equal, extract_answer
     from tpro.eval.runner import read_records
 
     run_dir = Path(run_dir)
     conf = run_dir / "config.json"
     if not conf.exists():
         raise FileNotFoundError(f"{run_dir}: no config.json, not an eval run directory (tpro eval run --out DIR)")
-    return json.loads(conf.read_text(encoding="utf-8")), read_records(run_dir / "items.jsonl")
+    seen, records = set(), []
+    for r in read_records(run_dir / "items.jsonl"):  # the first record of a generation wins
+        key = (r["mode"], r["id"], r["sample"])
+        if key not in seen:
+            seen.add(key)
+            if recheck:
+                r["extracted"] = extract_answer(r["answer"])
+                r["correct"] = r["extracted"] is not None and answers_equal(r["extracted"], r["gold"])
+            records.append(r)
+    return json.loads(conf.read_text(encoding="utf-8")), records
 
 
 def _vote_key(extracted: str | None):
@@ -199,13 +211,14 @@ def plots(runs: list[tuple[str, dict, list[dict]]], out_dir: Path) -> list[Path]
     return [p1, p2]
 
 
-def write_outputs(run_dirs: list[Path], out: Path | None = None) -> tuple[Path, list[Path], list[dict]]:
+def write_outputs(run_dirs: list[Path], out: Path | None = None, recheck: bool = False
+                  ) -> tuple[Path, list[Path], list[dict]]:
     """Summaries (each run's summary.json), report.md and plots. One run: all inside it. Several: under ``out``."""
     from tpro.eval.runner import atomic_write
 
     runs = []
     for d in run_dirs:
-        config, records = load_run(Path(d))
+        config, records = load_run(Path(d), recheck)
         s = summarize(config, records)
         atomic_write(Path(d) / "summary.json", json.dumps(s, ensure_ascii=False, indent=2))
         runs.append((Path(d).name, s, records))

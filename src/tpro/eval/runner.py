@@ -379,7 +379,6 @@ def run_eval(cfg: EvalConfig, out: Path, *, generator: Generator | None = None, 
     """Run (or resume) ``cfg`` into ``out`` -> the summary. ``generator``: one built already (tests, callers
     that hold an engine); otherwise from ``cfg.model`` / ``cfg.endpoint``."""
     from tpro.eval.benchmarks import load_benchmark_with_report
-    from tpro.eval.report import write_outputs
 
     out = Path(out)
     spec, items, report = load_benchmark_with_report(cfg.bench, cfg.path, cfg.limit, cfg.fields or None, cfg.hub)
@@ -388,6 +387,32 @@ def run_eval(cfg: EvalConfig, out: Path, *, generator: Generator | None = None, 
     missing = [m for m in cfg.modes if m not in cfg.max_tokens]
     if missing:
         raise RunError(f"no max tokens for mode(s) {missing}")
+    out.mkdir(parents=True, exist_ok=True)
+    lock = _lock_run_dir(out)
+    try:
+        summary = _run_locked(cfg, out, spec, items, generator, progress, log)
+    finally:
+        lock.close()
+    return summary
+
+
+def _lock_run_dir(out: Path):
+    """Hold an exclusive lock on ``out/.lock`` for the run: two runs appending to one items.jsonl would both do
+    the same generations. The lock dies with the process, so a killed run never leaves a stale one."""
+    import fcntl
+
+    f = open(out / ".lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise RunError(f"another tpro eval run is writing to {out}; wait for it or stop it first") from None
+    return f
+
+
+def _run_locked(cfg, out, spec, items, generator, progress, log) -> dict:
+    from tpro.eval.report import write_outputs
+
     done = open_run_dir(out, cfg)
     jobs = plan(items, cfg, done)
     total = len(items) * len(cfg.modes) * cfg.samples

@@ -1,0 +1,54 @@
+"""T-Math on the embedded default, direct vs reasoning, beside the T-pro 2.0 paper's figures.
+
+    nohup python bench/eval_tmath.py --limit 20 --out bench/results/eval_tmath_default > bench/results/eval_tmath_default.log 2>&1 &
+
+The same as ``tpro eval run --bench t-math --model default --limit 20 --mode both --max-tokens-direct 256
+--max-tokens-reasoning 512 --out DIR --no-progress`` (greedy), then a markdown table for docs/benchmarks.md.
+Killed, it resumes from DIR when started again. ``--table-only`` prints the table of a finished (or partial) run.
+Direct mode asks for the answer alone (256 tokens is plenty; the model usually stops after a few); reasoning
+mode gets 512 tokens for trace + answer: a trace cut by the limit has no answer and counts as wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+# T-pro 2.0 paper, T-Math pass@1 (reasoning mode), all 331 problems
+PAPER = [("T-pro 2.0 (paper)", 0.541), ("Qwen3-32B (paper)", 0.529)]
+
+
+def table(run_dir: Path) -> str:
+    from tpro.eval.report import load_run, summarize
+
+    config, records = load_run(run_dir)
+    s = summarize(config, records)
+    lines = ["| model | mode | items | pass@1 | mean output tokens | mean latency, s | accuracy per 1k tokens | "
+             "cut by the limit |", "|---|---|---|---|---|---|---|---|"]
+    for mode, m in s["modes"].items():
+        lines.append(f"| {s['generator']} (embedded default) | {mode} | {m['items']} | {m['pass@1']:.3f} | "
+                     f"{m['mean_output_tokens']:.0f} | {m['mean_latency_s']:.1f} | {m['acc_per_1k_tokens']:.3f} | "
+                     f"{m['truncated']:.0%} |")
+    for name, acc in PAPER:
+        lines.append(f"| {name} | reasoning | 331 | {acc:.3f} | – | – | – | – |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--limit", type=int, default=20)
+    ap.add_argument("--out", type=Path, default=Path("bench/results/eval_tmath_default"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--table-only", action="store_true")
+    args = ap.parse_args()
+    if not args.table_only:
+        from tpro.eval.runner import EvalConfig, run_eval
+
+        cfg = EvalConfig(bench="t-math", limit=args.limit, model="default", threads=args.threads,
+                         max_tokens={"direct": 256, "reasoning": 512})
+        run_eval(cfg, args.out, progress=False, log=lambda s: print(s, flush=True))
+    print(table(args.out))
+
+
+if __name__ == "__main__":
+    main()
