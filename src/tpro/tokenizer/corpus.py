@@ -31,7 +31,7 @@ from pathlib import Path
 # hunspell packages add be/kk/sr (and more stems for ru/uk/bg) when installed; without them the default still
 # works on wordfreq alone.
 DEFAULT_WORDFREQ = ("ru", "uk", "bg", "mk")
-DEFAULT_HUNSPELL = ("ru", "uk", "be", "bg", "sr", "kk", "mn")
+DEFAULT_HUNSPELL = ("ru", "uk", "be", "bg", "sr", "kk")
 HUNSPELL_FILES = {"ru": "ru_RU", "uk": "uk_UA", "be": "be_BY", "bg": "bg_BG", "sr": "sr_RS", "kk": "kk_KZ", "mn": "mn_MN"}
 HUNSPELL_DIR = Path("/usr/share/hunspell")
 
@@ -97,7 +97,10 @@ def wordfreq_words(lang: str, n: int = 150_000) -> dict[str, float]:
     return dict(list(d.items())[:n])
 
 
-def hunspell_words(lang: str) -> dict[str, float] | None:
+HUNSPELL_MAX = 60_000  # stems per dictionary (evenly spaced): uk_UA alone has ~1M, and stems carry no frequency
+
+
+def hunspell_words(lang: str, limit: int = HUNSPELL_MAX) -> dict[str, float] | None:
     """Stems of the installed hunspell dictionary, each weight 1 (no frequencies); None if not installed."""
     name = HUNSPELL_FILES.get(lang, lang)
     dic = HUNSPELL_DIR / f"{name}.dic"
@@ -108,6 +111,10 @@ def hunspell_words(lang: str) -> dict[str, float] | None:
         w = line.split("/", 1)[0].strip()
         if w and not w[0].isdigit():
             words[w] = 1.0
+    if len(words) > limit:
+        keys = list(words)
+        step = len(keys) / limit
+        words = {keys[int(i * step)]: 1.0 for i in range(limit)}
     return words
 
 
@@ -191,7 +198,10 @@ def read_source(spec: str, pre_tokenize) -> Counter:
 def default_cyrillic_specs() -> list[str]:
     """The offline default: wordfreq lists plus whichever hunspell dictionaries are installed."""
     specs = [f"wordfreq:{lang}" for lang in DEFAULT_WORDFREQ]
-    specs += [f"hunspell:{lang}@0.5" for lang in DEFAULT_HUNSPELL if hunspell_words_available(lang)]
+    # Stems without frequencies: a small share where wordfreq already covers the language, a full share where
+    # hunspell is the only source (be, sr, kk), so no language is left to the others' spill-over.
+    specs += [f"hunspell:{lang}@{0.3 if lang in DEFAULT_WORDFREQ else 1.0}" for lang in DEFAULT_HUNSPELL
+              if hunspell_words_available(lang)]
     return specs
 
 
