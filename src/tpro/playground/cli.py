@@ -85,6 +85,7 @@ def playground(
     model: str = typer.Option("default", help="Model spec for the local server (when a pane has no URL)."),
     draft: str = typer.Option("auto", help="Draft for the local server: auto | default | DIR | none."),
     threads: int = typer.Option(None, help="torch threads of the local server."),
+    max_tokens: int = typer.Option(256, min=1, help="Initial max tokens of both panes (changeable on the page)."),
     port: int = typer.Option(8501, help="Port of the web page (127.0.0.1)."),
     db: Path = typer.Option(None, help=f"SQLite file for votes (default: {default_db()})."),
     browser: bool = typer.Option(None, "--browser/--no-browser",
@@ -98,8 +99,10 @@ def playground(
     from tpro.paths import cache_dir
 
     db = db or default_db()
-    server = None
+    server = page_proc = None
     note = None
+    # SIGTERM (a service manager, a test) must run the cleanup below, or the server would be orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         panes = {"left": {"url": left_url, "model": left_model, "api_key": api_key},
                  "right": {"url": right_url, "model": right_model, "api_key": api_key}}
@@ -120,6 +123,8 @@ def playground(
                 if not panes[side]["url"]:
                     panes[side] = {"url": url, "model": info["id"], "api_key": key, "speculative": speculative}
             typer.echo(f"local server ready at {url} ({info['id']}, draft: {info['tpro']['draft']})", err=True)
+        for side in panes:
+            panes[side]["max_tokens"] = max_tokens
         config = {"left": panes["left"], "right": panes["right"], "db": str(db), "note": note}
         page = Path(__file__).with_name("app.py")
         if browser is None:
@@ -129,15 +134,14 @@ def playground(
                "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal", "--", "--config", json.dumps(config)]
         typer.echo(f"playground: http://127.0.0.1:{port}  (votes: {db}; Ctrl-C to stop)", err=True)
         page_proc = subprocess.Popen(cmd)
-        try:
-            page_proc.wait()
-        except KeyboardInterrupt:
-            page_proc.send_signal(signal.SIGINT)
-            page_proc.wait(timeout=10)
+        page_proc.wait()
+    except KeyboardInterrupt:
+        pass
     except RuntimeError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
     finally:
+        _stop(page_proc)
         _stop(server)
 
 
