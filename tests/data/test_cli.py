@@ -1,0 +1,126 @@
+"""The `tpro data` commands end to end, in process (typer's CliRunner): outputs, manifests, resume, errors."""
+
+import json
+
+from typer.testing import CliRunner
+
+from tpro.data.cli import app
+from tpro.data.io import read_rows, write_rows
+from tpro.data.manifest import RowProgress, manifest_path
+from tpro.data.synth import plant
+
+from .conftest import random_docs
+
+runner = CliRunner()
+
+
+def run(*args):
+    res = runner.invoke(app, [str(a) for a in args])
+    return res.exit_code, res.stdout, res.stderr
+
+
+def test_dedup_then_decontaminate_with_manifests_and_skip(tmp_path):
+    from tpro.eval.benchmarks import load_benchmark
+
+    leak = load_benchmark("t-math")[3]
+    rows = plant(random_docs(50), [(leak.id, leak.question)], exact_frac=0.1, near_frac=0.1, edit_fracs=(0.01,))
+    src, ded, dec = tmp_path / "in.jsonl", tmp_path / "ded.parquet", tmp_path / "dec.jsonl"
+    write_rows(src, rows)
+    code, out, _ = run("dedup", src, "-o", ded, "--json")
+    assert code == 0 and json.loads(out)["removed"] == 10
+    assert {r["id"] for r in read_rows(ded)} == {r["id"] for r in rows if r["plant"]["kind"] in ("original", "leak")}
+    clusters = read_rows(tmp_path / "ded.parquet.clusters.jsonl")
+    assert len(clusters) == 10 and all(c["size"] == 2 for c in clusters)
+    code, out, _ = run("decontaminate", ded, "-o", dec, "--bench", "t-math", "--json")
+    assert code == 0 and json.loads(out)["removed"] == 1
+    removed = read_rows(tmp_path / "dec.jsonl.removed.jsonl")
+    assert removed[0]["id"] == "leak-0" and removed[0]["reasons"][0]["item"] == f"t-math:{leak.id}"
+    man = json.loads(manifest_path(dec).read_text())
+    assert [h["step"] for h in man["history"]] == ["dedup"] and man["counts"]["rows_out"] == 50
+    assert man["history"][0]["counts"]["rows_in"] == 61
+    # a rerun with the same inputs and parameters is skipped; the output file is untouched
+    mtime = dec.stat().st_mtime_ns
+    code, _, err = run("decontaminate", ded, "-o", dec, "--bench", "t-math")
+    assert code == 0 and "up to date" in err and dec.stat().st_mtime_ns == mtime
+
+
+def test_bad_input_exits_2_with_a_message(tmp_path):
+    code, _, err = run("dedup", tmp_path / "missing.jsonl", "-o", tmp_path / "o.jsonl")
+    assert code == 2 and "does not exist" in err
+    src = tmp_path / "in.jsonl"
+    write_rows(src, [{"body": "x"}])
+    code, _, err = run("dedup", src, "-o", tmp_path / "o.jsonl")
+    assert code == 2 and "no field 'text'" in err and "--field" in err
+    code, _, err = run("balance", src, "-o", tmp_path / "o.jsonl", "--lang-cap", "en")
+    assert code == 2 and "LANG=SHARE" in err
+    code, _, err = run("decontaminate", src, "-o", tmp_path / "o.jsonl", "--bench", "no-such-bench", "--field", "body")
+    assert code == 2 and "no-such-bench" in err
+
+
+def test_reward_filter_resumes_from_progress(tmp_path, tiny_rm_dir):
+    from tpro.data.manifest import Manifest
+
+    rows = [{"prompt": f"вопрос {i}", "completions": ["да", "нет", "может быть"]} for i in range(3)]
+    src, out = tmp_path / "k.jsonl", tmp_path / "pairs.jsonl"
+    write_rows(src, rows)
+    # A killed run left row 0 scored: resuming must reuse that score rather than recompute it.
+    params = {"model": str(tiny_rm_dir), "select": "pairs", "threshold": None, "min_margin": 0.0}
+    prog = RowProgress(out, Manifest.start("reward-filter", params, [src]).key)
+    prog.add(0, [5.0, -5.0, 0.0])
+    prog.close()
+    code, stdout, _ = run("reward-filter", src, "-o", out, "--model", tiny_rm_dir, "--json")
+    assert code == 0, stdout
+    counts = json.loads(stdout)
+    assert counts["resumed_rows"] == 1 and counts["rows_out"] == 3
+    pairs = read_rows(out)
+    assert pairs[0]["chosen"][0]["content"] == "да" and pairs[0]["meta"]["margin"] == 10.0
+    assert abs(pairs[1]["meta"]["margin"]) < 1.0  # scored by the tiny model, not the planted values
+    assert not prog.path.exists()  # the finished output replaces the progress file
+
+
+def test_reward_filter_best_and_threshold_from_given_scores(tmp_path):
+    src = tmp_path / "k.jsonl"
+    write_rows(src, [{"prompt": "q", "completions": ["a", "b", "c"], "scores": [0.1, 0.9, 0.5]}])
+    code, _, _ = run("reward-filter", src, "-o", tmp_path / "best.jsonl", "--select", "best")
+    assert code == 0 and read_rows(tmp_path / "best.jsonl")[0]["messages"][-1]["content"] == "b"
+    code, _, _ = run("reward-filter", src, "-o", tmp_path / "thr.jsonl", "--select", "threshold", "--threshold", "0.4")
+    assert [r["messages"][-1]["content"] for r in read_rows(tmp_path / "thr.jsonl")] == ["b", "c"]
+    code, _, err = run("reward-filter", src, "-o", tmp_path / "x.jsonl", "--select", "threshold")
+    assert code == 2 and "--threshold" in err
+
+
+def test_balance_with_given_languages(tmp_path):
+    rows = [{"text": f"t{i}", "tags": ["a" if i % 3 else "b"], "lang": "en" if i < 10 else "ru"} for i in range(40)]
+    src, out = tmp_path / "in.jsonl", tmp_path / "bal.jsonl"
+    write_rows(src, rows)
+    code, stdout, _ = run("balance", src, "-o", out, "--lang-field", "lang", "--lang-cap", "en=0.1",
+                          "--max-per-tag", "12", "--json")
+    counts = json.loads(stdout)
+    assert code == 0 and counts["per_tag_out"]["b"] <= 12 and counts["per_tag_out"]["a"] <= 12
+    kept = read_rows(out)
+    assert sum(r["lang"] == "en" for r in kept) <= 0.1 * len(kept) and len(kept) == counts["rows_out"]
+
+
+def test_difficulty_writes_histogram_and_plot(tmp_path, tiny_qwen2_dir):
+    src, out = tmp_path / "p.jsonl", tmp_path / "d.jsonl"
+    write_rows(src, [{"id": f"p{i}", "question": f"{i}+{i}?", "answer": str(2 * i)} for i in range(3)])
+    code, stdout, _ = run("difficulty", src, "-o", out, "--model", tiny_qwen2_dir, "--samples", "2",
+                          "--max-new-tokens", "4", "--band", "0,0", "--json")
+    assert code == 0, stdout
+    counts = json.loads(stdout)
+    hist = json.loads((tmp_path / "d.jsonl.histogram.json").read_text())
+    assert sum(hist["histogram"].values()) == 3 and set(hist["pass_rates"]) == {"p0", "p1", "p2"}
+    assert counts["rows_out"] == hist["histogram"]["0/2"] == len(read_rows(out))
+    assert (tmp_path / "d.jsonl.histogram.png").read_bytes()[:4] == b"\x89PNG"
+    code, _, err = run("difficulty", src, "-o", out, "--model", tiny_qwen2_dir, "--band", "0.9,0.1", "--force")
+    assert code == 2 and "band" in err
+
+
+def test_tag_with_the_embedding_tagger(tmp_path):
+    src, out = tmp_path / "in.jsonl", tmp_path / "tagged.jsonl"
+    write_rows(src, [{"text": "Write a Python function that reverses a list"}, {"text": "Привет, как дела?"}])
+    code, stdout, _ = run("tag", src, "-o", out, "--json", "--threads", "1")
+    assert code == 0, stdout
+    rows = read_rows(out)
+    assert rows[0]["tags"] == ["code"] and rows[0]["lang"] == "en" and rows[1]["lang"] == "ru"
+    assert len(rows[1]["tags_scores"]) == 8
