@@ -167,7 +167,7 @@ def _read_hub(hub: dict) -> list[dict]:
     try:
         from datasets import load_dataset
     except ImportError as e:
-        raise BenchmarkError("loading from the hub needs `datasets`: pip install 'tpro[data]'") from e
+        raise BenchmarkError("loading from the hub needs `datasets`: pip install 'tpro[eval]'") from e
     try:
         ds = load_dataset(hub["path"], hub.get("name"), split=hub.get("split", "test"))
     except Exception as e:  # no network, gated dataset, renamed split: say which and how to avoid it
