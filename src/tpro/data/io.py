@@ -76,7 +76,10 @@ def write_rows(path: str | Path, rows: Iterable[dict]) -> int:
             import pyarrow as pa
             import pyarrow.parquet as pq
 
-            pq.write_table(pa.Table.from_pylist(rows), tmp)
+            # Parquet is columnar: every row gets every column (missing -> null); from_pylist alone would take
+            # the columns of the first row only and drop the rest silently.
+            keys = list(dict.fromkeys(k for r in rows for k in r))
+            pq.write_table(pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows]), tmp)
         else:
             with tmp.open("w", encoding="utf-8") as f:
                 for r in rows:
