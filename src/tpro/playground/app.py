@@ -106,11 +106,14 @@ def run_both(prompt: str, settings: dict[str, PaneSettings], slots: dict) -> dic
     """Stream both panes at once; -> {side: Result dict}."""
     qs = {side: queue.Queue() for side in SIDES}
     msgs = {side: history(st.session_state.turns, side) + [{"role": "user", "content": prompt}] for side in SIDES}
+    stop = threading.Event()
 
     def pump(side: str) -> None:
         try:
             for ev in stream_chat(settings[side], msgs[side]):
                 qs[side].put(ev)
+                if stop.is_set():  # leaving the stream closes the connection: the server cancels generation
+                    break
         except Exception as e:  # noqa: BLE001 - shown in the pane instead of a dead thread
             qs[side].put(("done", Result(error=f"{type(e).__name__}: {e}")))
 
@@ -119,6 +122,18 @@ def run_both(prompt: str, settings: dict[str, PaneSettings], slots: dict) -> dic
         t.start()
     text = {side: {"reasoning": "", "content": ""} for side in SIDES}
     results: dict[str, Result] = {}
+    try:
+        drain(qs, text, results, slots)
+    finally:  # also when Streamlit stops this run (the user reloaded or sent another prompt)
+        stop.set()
+    for side in SIDES:
+        slots[side]["reasoning"].empty()
+        slots[side]["answer"].empty()
+    return {side: results[side].to_dict() for side in SIDES}
+
+
+def drain(qs: dict, text: dict, results: dict, slots: dict) -> None:
+    """Move streamed pieces from the pane threads' queues into the placeholders until both are done."""
     while len(results) < len(SIDES):
         changed = set()
         for side in SIDES:
@@ -135,13 +150,9 @@ def run_both(prompt: str, settings: dict[str, PaneSettings], slots: dict) -> dic
         for side in changed:
             if side not in results:
                 if text[side]["reasoning"]:
-                    slots[side]["reasoning"].markdown("*reasoning:* " + text[side]["reasoning"][-1500:] + "*")
+                    slots[side]["reasoning"].caption("reasoning: " + text[side]["reasoning"][-1500:])
                 slots[side]["answer"].markdown(text[side]["content"] + " ▌")
         time.sleep(0.05)
-    for side in SIDES:
-        slots[side]["reasoning"].empty()
-        slots[side]["answer"].empty()
-    return {side: results[side].to_dict() for side in SIDES}
 
 
 def record_vote(store: VoteStore, vote: str) -> None:
