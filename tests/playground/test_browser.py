@@ -36,7 +36,8 @@ def launch_playground(model: str, db: Path, log: Path, max_tokens: int) -> tuple
     cmd = [sys.executable, "-m", "tpro.cli", "playground", "--model", model, "--port", str(port), "--db", str(db),
            "--no-browser", "--threads", "2", "--max-tokens", str(max_tokens)]
     # A session of its own, so the page and the server it starts can be stopped together.
-    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)  # noqa: SIM115
+    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
+                            start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:

@@ -53,7 +53,8 @@ def wait_health(url: str, proc: subprocess.Popen | None, timeout_s: float, log: 
     raise RuntimeError(f"no answer from {url}/health after {timeout_s:.0f}s")
 
 
-def start_local_server(model: str, draft: str, log: Path, api_key: str, threads: int | None) -> tuple[subprocess.Popen, str]:
+def start_local_server(model: str, draft: str, log: Path, api_key: str,
+                       threads: int | None) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "tpro.cli", "serve", "--model", model, "--draft", draft, "--port", str(port),
            "--host", "127.0.0.1", "--log-level", "warning"]
@@ -131,7 +132,8 @@ def playground(
             browser = bool(os.environ.get("DISPLAY") or sys.platform == "darwin")
         cmd = [sys.executable, "-m", "streamlit", "run", str(page), "--server.port", str(port),
                "--server.address", "127.0.0.1", "--server.headless", str(not browser).lower(),
-               "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal", "--", "--config", json.dumps(config)]
+               "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
+               "--", "--config", json.dumps(config)]
         typer.echo(f"playground: http://127.0.0.1:{port}  (votes: {db}; Ctrl-C to stop)", err=True)
         page_proc = subprocess.Popen(cmd)
         page_proc.wait()

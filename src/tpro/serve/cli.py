@@ -63,7 +63,8 @@ def serve(
     default_max_tokens: int = typer.Option(512, min=1, help="max_tokens when a request sends none."),
     max_tokens_limit: int = typer.Option(None, min=1, help="Reject requests asking for more tokens (400)."),
     thinking: bool = typer.Option(False, "--thinking/--no-thinking",
-                                  help="Reasoning mode when a request does not send chat_template_kwargs.enable_thinking."),
+                                  help="Reasoning mode for requests that do not send "
+                                       "chat_template_kwargs.enable_thinking."),
     served_model_name: str = typer.Option(None, help="The model name clients send (default: the model's name)."),
     dtype: str = typer.Option("auto", help="auto (fp32 on CPU, bf16 on GPU) | float32 | bfloat16 | float16"),
     threads: int = typer.Option(None, help="torch CPU threads (default: torch's choice)."),
