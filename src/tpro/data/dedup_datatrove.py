@@ -48,8 +48,12 @@ def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     return lsh.b, lsh.r
 
 
-def build_stages(shards: Path, work: Path, cfg: DedupConfig, workers: int, language: str = "en"):
-    """The four datatrove executors, in order."""
+def build_stages(shards: str | Path, work: str | Path, cfg: DedupConfig, workers: int = 1, language: str = "en",
+                 make_executor=None):
+    """The four datatrove executors, in order. ``shards``/``work``: local paths, or any fsspec URL datatrove
+    takes (``s3://``...). ``make_executor(pipeline, tasks, name)`` builds each executor (default: a
+    ``LocalPipelineExecutor`` with ``workers`` processes); pass one that returns ``SlurmPipelineExecutor`` /
+    ``RayPipelineExecutor`` to run the same stages on a cluster (README, "Data curation")."""
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
                                                   MinhashDedupFilter, MinhashDedupSignature)
@@ -62,26 +66,28 @@ def build_stages(shards: Path, work: Path, cfg: DedupConfig, workers: int, langu
     # norm_numbers off: "3 + 4" and "5 + 6" must not become the same math problem.
     mh = MinhashConfig(n_grams=cfg.shingle, num_buckets=bands, hashes_per_bucket=rows, seed=cfg.seed,
                        norm_config=TextNormConfig(norm_numbers=False), hash_config=HashConfig(precision=64))
-    n_shards = len(list(shards.glob("*.jsonl")))
+    work = str(work).rstrip("/")
+    n_shards = max(1, workers) if "://" in str(shards) else len(list(Path(shards).glob("*.jsonl")))
 
     def reader():
         return JsonlReader(str(shards), text_key=cfg.field, id_key=ROW, add_file_path=False, compression=None,
                            glob_pattern="*.jsonl")
 
     def writer(folder):
-        return JsonlWriter(str(work / folder), output_filename="${rank}.jsonl", compression=None,
+        return JsonlWriter(f"{work}/{folder}", output_filename="${rank}.jsonl", compression=None,
                            adapter=partial(_to_row, field=cfg.field))
 
-    def ex(pipeline, tasks, name):
+    def local(pipeline, tasks, name):
         return LocalPipelineExecutor(pipeline, tasks=tasks, workers=min(workers, tasks),
-                                     logging_dir=str(work / "logs" / name))
+                                     logging_dir=f"{work}/logs/{name}")
 
+    ex = make_executor or local
     return [
-        ex([reader(), MinhashDedupSignature(str(work / "sigs"), config=mh, language=language)], n_shards, "1-sigs"),
-        ex([MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=mh)], bands, "2-buckets"),
-        ex([MinhashDedupCluster(str(work / "buckets"), str(work / "remove"), config=mh, save_cluster_id=True)],
+        ex([reader(), MinhashDedupSignature(f"{work}/sigs", config=mh, language=language)], n_shards, "1-sigs"),
+        ex([MinhashDedupBuckets(f"{work}/sigs", f"{work}/buckets", config=mh)], bands, "2-buckets"),
+        ex([MinhashDedupCluster(f"{work}/buckets", f"{work}/remove", config=mh, save_cluster_id=True)],
            1, "3-cluster"),
-        ex([reader(), MinhashDedupFilter(str(work / "remove"), exclusion_writer=writer("removed"),
+        ex([reader(), MinhashDedupFilter(f"{work}/remove", exclusion_writer=writer("removed"),
                                          load_cluster_ids=True), writer("kept")], n_shards, "4-filter"),
     ]
 

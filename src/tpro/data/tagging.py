@@ -125,8 +125,9 @@ class ZeroShotTagger:
     first token of each name (names must start with different tokens) is read in one forward pass and
     renormalised over the labels. Calibration (Zhao et al. 2021, "Calibrate before use") divides by the same
     distribution for a content-free request ("N/A"), removing the model's prior for some names. Measured on
-    the embedded 0.5B model: with lettered options (A, B, ...) it put the most mass on one letter for 10 of 10
-    varied requests; reading names instead fixed most of that (see docs/benchmarks.md).
+    the embedded 0.5B model (a coder model): with lettered options (A, B, ...) one letter won 10 of 10 varied
+    requests; with names it still over-picks "code" (3/8 English, 3-4/8 Russian probes right, calibration
+    mixed: docs/benchmarks.md). The mechanism is sound; the accuracy belongs to the model.
     """
 
     def __init__(self, engine, labels: dict[str, str], top_k: int = 1, min_score: float | None = None,
