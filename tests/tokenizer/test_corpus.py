@@ -23,8 +23,9 @@ def test_weights_normalise_each_source(tmp_path):
     (tmp_path / "a.txt").write_text("один два три\n" * 50, encoding="utf-8")
     (tmp_path / "b.txt").write_text("four\n", encoding="utf-8")
     total = load_corpus([str(tmp_path / "a.txt"), str(tmp_path / "b.txt") + "@3"], PRE)
-    assert sum(v for k, v in total.items() if k.strip() in ("один", "два", "три")) == pytest.approx(1.0)
-    assert total["four"] == pytest.approx(3.0)
+    # a.txt: 4 chunks per line ("один", " два", " три", "\n") share weight 1; b.txt: "four", "\n" share 3.
+    assert sum(v for k, v in total.items() if k.strip() in ("один", "два", "три")) == pytest.approx(0.75)
+    assert total["four"] == pytest.approx(1.5) and total["\n"] == pytest.approx(0.25 + 1.5)
     assert split_weight("wordfreq:ru@0.5") == ("wordfreq:ru", 0.5)
 
 
