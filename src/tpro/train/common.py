@@ -70,7 +70,10 @@ def parse_config(cls: type[T], argv: list[str] | None) -> T:
         i = args.index("--config")
         if i + 1 >= len(args) or not Path(args[i + 1]).is_file():
             raise ConfigError(f"--config needs an existing YAML file; got {args[i + 1] if i + 1 < len(args) else 'nothing'!r}")
-    parser = TrlParser(dataclass_types=[cls], prog=f"tpro train {cls.__module__.rsplit('.', 1)[-1]}")
+    doc = (sys.modules[cls.__module__].__doc__ or "").strip().split("\n\n")[0]
+    parser = TrlParser(dataclass_types=[cls], prog=f"tpro train {cls.__module__.rsplit('.', 1)[-1]}",
+                       description=doc + "\n\nSettings come from --config FILE.yaml (the same field names) and these "
+                       "flags, which override the file.")
     try:
         (config,) = parser.parse_args_and_config(args)
     except ValueError as e:  # unknown keys in the YAML file
