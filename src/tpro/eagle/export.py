@@ -1,0 +1,86 @@
+"""Export a head as a checkpoint SGLang serves with ``--speculative-algorithm EAGLE``.
+
+Checked against SGLang's ``python/sglang/srt/models/llama_eagle.py`` (``LlamaForCausalLMEagle``):
+  - ``config.json``: a Llama config with ``architectures: ["LlamaForCausalLMEagle"]``, ``num_hidden_layers: 1``
+    and the target's widths, ``vocab_size`` = the target's (SGLang shares the target's embedding and lm_head
+    with an EAGLE draft, so neither is in the checkpoint);
+  - weights without the ``model.`` prefix (its ``load_weights`` adds it and skips ``lm_head``): ``fc.weight``
+    [H, 2H], ``fc.bias`` [H] applied to ``cat(embeds, hidden_states)`` (our order too), ``layers.0.self_attn.
+    {q,k,v,o}_proj.weight``, ``layers.0.mlp.{gate,up,down}_proj.weight``, ``layers.0.post_attention_layernorm.
+    weight``; no ``input_layernorm`` (SGLang deletes it on layer 0, as our head does);
+  - the FR-Spec token map as a ``torch.save``d int64 tensor of hot token ids (SGLang's ``load_token_map`` reads it
+    with ``torch.load(weights_only=True)``), passed with ``--speculative-token-map``.
+The hidden states SGLang hands an EAGLE draft are the target's final (post-norm) ones, the features we train on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+
+from tpro.eagle.head import HeadConfig, read_head_config
+
+SGLANG_SERVE = (
+    "python -m sglang.launch_server --model-path {target} --speculative-algorithm EAGLE "
+    "--speculative-draft-model-path {out} --speculative-token-map {out}/hot_token_map.pt "
+    "--speculative-num-steps 6 --speculative-eagle-topk 8 --speculative-num-draft-tokens 32"
+)
+
+
+def sglang_config(cfg: HeadConfig, torch_dtype: str = "bfloat16") -> dict:
+    return {
+        "architectures": ["LlamaForCausalLMEagle"],
+        "model_type": "llama",
+        "hidden_size": cfg.hidden_size,
+        "intermediate_size": cfg.intermediate_size,
+        "num_hidden_layers": 1,
+        "num_attention_heads": cfg.num_attention_heads,
+        "num_key_value_heads": cfg.num_key_value_heads,
+        "head_dim": cfg.head_dim,
+        "hidden_act": cfg.hidden_act,
+        "rms_norm_eps": cfg.rms_norm_eps,
+        "rope_theta": cfg.rope_theta,
+        "max_position_embeddings": cfg.max_position_embeddings,
+        "vocab_size": cfg.vocab_size,
+        "attention_bias": False,
+        "tie_word_embeddings": False,
+        "torch_dtype": torch_dtype,
+    }
+
+
+def sglang_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Our head's state dict -> SGLang names: ``layer.*`` -> ``layers.0.*``; buffers dropped."""
+    out = {}
+    for k, v in state.items():
+        if k == "hot_ids":
+            continue
+        name = "layers.0." + k[len("layer.") :] if k.startswith("layer.") else k
+        out[name] = v
+    return out
+
+
+def export_sglang(head_dir: str | Path, out: str | Path, target: str = "default", dtype: torch.dtype = torch.bfloat16) -> Path:
+    from safetensors.torch import load_file, save_file
+
+    meta = read_head_config(head_dir)
+    cfg = HeadConfig(**meta["head"])
+    state = load_file(str(Path(head_dir) / "head.safetensors"))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.to(dtype).contiguous() for k, v in sglang_state_dict(state).items()}
+    tmp = out / f".model.safetensors.tmp{os.getpid()}"
+    save_file(tensors, str(tmp), metadata={"format": "pt"})
+    os.replace(tmp, out / "model.safetensors")
+    (out / "config.json").write_text(json.dumps(sglang_config(cfg, str(dtype).removeprefix("torch.")), indent=2))
+    if cfg.hot_vocab_size < cfg.vocab_size:
+        torch.save(state["hot_ids"].long(), out / "hot_token_map.pt")
+    target_path = cfg.target or target
+    readme = (f"EAGLE draft head for {target_path}, exported by `tpro eagle export`.\n\nServe with SGLang:\n\n"
+              + SGLANG_SERVE.format(target="<the target's hub id or path>", out=out) + "\n")
+    if cfg.hot_vocab_size >= cfg.vocab_size:
+        readme = readme.replace(f" --speculative-token-map {out}/hot_token_map.pt", "")
+    (out / "README.md").write_text(readme)
+    return out

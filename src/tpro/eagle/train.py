@@ -1,0 +1,210 @@
+"""``tpro eagle train``: fit a draft head to a frozen target from cached feature shards.
+
+Loss (EAGLE-1/2): at position t the head reads (embed(x_{t+1}), f_t) and predicts f_{t+1};
+  L = SmoothL1(h_t, f_{t+1}) + w_cls * CE(softmax(lm_head(f_{t+1})), lm_head(h_t))
+with the target's ``lm_head`` restricted to the FR-Spec hot vocabulary (the head only ever drafts from it), over
+answer positions. Inputs get uniform noise (EAGLE's augmentation: at draft time the head reads its own, imperfect
+features). AdamW, linear warm-up then cosine decay, gradient clipping. Runs through ``accelerate`` (CPU here,
+a GPU where there is one: the same code). Checkpoints (head weights as safetensors, optimizer/scheduler state,
+step) are written atomically every ``save_every`` steps; a rerun with the same ``--out`` resumes from the last one.
+What this module does not know: trees and decoding.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from tpro.eagle.data import iter_sequences, list_shards
+from tpro.eagle.head import DraftHead, HeadConfig, init_head, save_head
+
+
+@dataclass
+class TrainConfig:
+    target: str = "default"  # target model spec (must be the one the features came from)
+    data: list[str] = field(default_factory=list)  # shard directories from `tpro eagle build-data`
+    out: str = "eagle-head"  # head directory (checkpoints inside)
+    hot_vocab: int = 32768  # FR-Spec draft vocabulary size (0 = the full vocabulary)
+    epochs: float = 2.0  # passes over the data (fractional allowed); `steps` overrides when > 0
+    steps: int = 0
+    batch_size: int = 2  # sequences per step
+    max_length: int = 768
+    lr: float = 5e-4
+    warmup: int = 30  # steps
+    weight_decay: float = 0.0
+    w_cls: float = 0.1  # weight of the token-distribution term (EAGLE uses 0.1)
+    noise: float = 0.1  # uniform noise on input features, U(-noise, noise) * feature std
+    grad_clip: float = 0.5
+    mixed_precision: str = "bf16"  # accelerate mixed precision: bf16 uses AMX on this CPU, "no" for fp32
+    save_every: int = 100
+    seed: int = 0
+    threads: int = 0
+
+
+def hot_vocabulary(seqs: list[torch.Tensor], vocab_size: int, n: int) -> torch.Tensor:
+    """FR-Spec: the n most frequent token ids of the training data, topped up with the lowest ids unseen.
+
+    Why the lowest ids: byte-level BPE ids follow merge order, which follows corpus frequency, so they are the
+    best frequency guess for tokens our data did not show. -> [n] ids sorted ascending.
+    """
+    if n <= 0 or n >= vocab_size:
+        return torch.arange(vocab_size)
+    counts = Counter()
+    for s in seqs:
+        counts.update(s.tolist())
+    ids = [t for t, _ in counts.most_common(n)]
+    seen = set(ids)
+    ids += [t for t in range(vocab_size) if t not in seen][: n - len(ids)]
+    return torch.tensor(sorted(ids))
+
+
+def eagle_loss(
+    head: DraftHead,
+    emb: torch.Tensor,  # [B, S, H] embeddings of x
+    feats: torch.Tensor,  # [B, S, H] target features f
+    mask: torch.Tensor,  # [B, S] bool: positions whose *next* token is an answer token
+    w_cls: float,
+    noise: float = 0.0,
+) -> tuple[torch.Tensor, dict]:
+    """Teacher-forced EAGLE loss over one batch -> (loss, {"reg", "cls", "acc"})."""
+    B, S, H = feats.shape
+    f_in, f_out = feats[:, :-1], feats[:, 1:]  # f_t, f_{t+1}
+    if noise:
+        f_in = f_in + (torch.rand_like(f_in) * 2 - 1) * noise * f_in.std()
+    pos = torch.arange(S - 1, device=feats.device)[None].expand(B, -1)
+    h = head(emb[:, 1:], f_in, pos)  # [B, S-1, H] (causal; right padding is masked out below)
+    m = mask[:, 1:].float()  # [B, S-1]
+    denom = m.sum().clamp_min(1)
+    reg = (F.smooth_l1_loss(h.float(), f_out.float(), reduction="none").mean(-1) * m).sum() / denom
+    with torch.no_grad():
+        p_target = head.logits(f_out.to(head.lm_head_hot.dtype)).float().softmax(-1)  # [B, S-1, N]
+    logp = torch.log_softmax(head.logits(h).float(), -1)
+    cls = (-(p_target * logp).sum(-1) * m).sum() / denom
+    acc = ((logp.argmax(-1) == p_target.argmax(-1)).float() * m).sum() / denom
+    return reg + w_cls * cls, {"reg": float(reg), "cls": float(cls), "acc": float(acc)}
+
+
+def _batches(n_seq: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
+    order = list(range(n_seq))
+    random.Random(seed * 1000 + epoch).shuffle(order)
+    return [order[i : i + batch_size] for i in range(0, n_seq, batch_size)]
+
+
+def _pad(items, dim_h):
+    S = max(x[0].shape[0] for x in items)
+    ids = torch.zeros(len(items), S, dtype=torch.long)
+    feats = torch.zeros(len(items), S, dim_h, dtype=torch.bfloat16)
+    mask = torch.zeros(len(items), S, dtype=torch.bool)
+    for i, (a, f, m) in enumerate(items):
+        ids[i, : a.shape[0]], feats[i, : a.shape[0]], mask[i, : a.shape[0]] = a, f, m
+    return ids, feats, mask
+
+
+def train(cfg: TrainConfig, lm=None, progress: bool = True, log=print) -> Path:
+    """Train (or resume) a head; returns the head directory. ``lm``: an already loaded target (tests)."""
+    from accelerate import Accelerator
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from safetensors.torch import load_file
+
+    from tpro.models import load_model
+
+    if not cfg.data:
+        raise ValueError("no --data directories given; make shards with `tpro eagle build-data --out DIR` first")
+    for d in cfg.data:
+        if not list_shards(d):
+            raise FileNotFoundError(f"no shard-*.safetensors in {d}; make them with `tpro eagle build-data --out {d}`")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lm = lm or load_model(cfg.target, dtype="float32", progress=False)
+    target = lm.model
+    for p in target.parameters():
+        p.requires_grad_(False)
+    seqs = [(a[: cfg.max_length], f[: cfg.max_length], m[: cfg.max_length]) for a, f, m in iter_sequences(cfg.data)]
+    if not seqs:
+        raise ValueError(f"the shards in {cfg.data} hold no sequences")
+    if seqs[0][1].shape[-1] != target.config.hidden_size:
+        raise ValueError(f"features have width {seqs[0][1].shape[-1]} but the target's hidden size is "
+                         f"{target.config.hidden_size}: the data was built for another target")
+    ckpt = out / "checkpoint"
+    if (ckpt / "head.safetensors").is_file():
+        meta = json.loads((ckpt / "head_config.json").read_text())
+        head = DraftHead(HeadConfig(**meta["head"]))
+        head.load_state_dict(load_file(str(ckpt / "head.safetensors")))
+        head.attach(target)
+        step0 = int(meta["step"])
+        log(f"resuming from {ckpt} at step {step0}")
+    else:
+        hot = hot_vocabulary([a for a, _, _ in seqs], target.config.vocab_size, cfg.hot_vocab)
+        head, step0 = init_head(target, hot, name=lm.name, seed=cfg.seed), 0
+    head.train()
+    per_epoch = math.ceil(len(seqs) / cfg.batch_size)
+    total = cfg.steps or max(1, int(cfg.epochs * per_epoch))
+    opt = torch.optim.AdamW([p for n, p in head.named_parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup))
+                                              * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
+    if step0:
+        state = torch.load(ckpt / "optimizer.pt", weights_only=True)
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+    acc_ = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    head, opt = acc_.prepare(head, opt)
+    embed = target.get_input_embeddings()
+    history = []
+    cols = [TextColumn("[bold]eagle train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.3f}"), TimeElapsedColumn(), TimeRemainingColumn()]
+    t0 = time.perf_counter()
+    with Progress(*cols, disable=not progress) as bar:
+        task = bar.add_task("train", total=total, completed=step0, loss=0.0, acc=0.0)
+        for step in range(step0, total):
+            epoch, i = divmod(step, per_epoch)
+            batch = _batches(len(seqs), cfg.batch_size, cfg.seed, epoch)[i]
+            ids, feats, mask = _pad([seqs[j] for j in batch], target.config.hidden_size)
+            with torch.no_grad():
+                emb = embed(ids.to(target.device)).float()
+            with acc_.autocast():
+                loss, stats = eagle_loss(acc_.unwrap_model(head), emb, feats.to(target.device).float(),
+                                         mask.to(target.device), cfg.w_cls, cfg.noise)
+            acc_.backward(loss)
+            acc_.clip_grad_norm_(head.parameters(), cfg.grad_clip)
+            opt.step()
+            sched.step()
+            opt.zero_grad()
+            history.append({"step": step + 1, "loss": float(loss), **stats, "lr": sched.get_last_lr()[0]})
+            bar.update(task, advance=1, loss=float(loss), acc=stats["acc"])
+            if not progress and (step + 1) % 10 == 0:
+                log(f"step {step + 1}/{total} loss {float(loss):.4f} reg {stats['reg']:.4f} cls {stats['cls']:.3f} "
+                    f"acc {stats['acc']:.3f} {time.perf_counter() - t0:.0f}s")
+            if (step + 1) % cfg.save_every == 0 or step + 1 == total:
+                _checkpoint(acc_.unwrap_model(head), opt, sched, step + 1, ckpt, cfg)
+                _append_history(out, history)
+                history = []
+    final = acc_.unwrap_model(head)
+    save_head(final, out, extra={"train": asdict(cfg), "step": total})
+    return out
+
+
+def _checkpoint(head, opt, sched, step, ckpt: Path, cfg: TrainConfig) -> None:
+    ckpt.mkdir(parents=True, exist_ok=True)
+    tmp = ckpt / f".optimizer.pt.tmp{os.getpid()}"
+    torch.save({"opt": opt.state_dict(), "sched": sched.state_dict()}, tmp)
+    os.replace(tmp, ckpt / "optimizer.pt")
+    save_head(head, ckpt, extra={"train": asdict(cfg), "step": step})
+    # the step is recorded in head_config.json, written last by save_head: a kill between the two files resumes
+    # from the older step with the newer optimizer state, which only costs a few steps of momentum
+
+
+def _append_history(out: Path, rows: list[dict]) -> None:
+    with open(out / "train_log.jsonl", "a", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
