@@ -2,11 +2,15 @@
 
     nohup python bench/eval_tmath.py --limit 20 --out bench/results/eval_tmath_default > bench/results/eval_tmath_default.log 2>&1 &
 
-The same as ``tpro eval run --bench t-math --model default --limit 20 --mode both --max-tokens-direct 256
---max-tokens-reasoning 512 --out DIR --no-progress`` (greedy), then a markdown table for docs/benchmarks.md.
+The same as ``tpro eval run --bench t-math --model default --limit 20 --mode both --max-tokens-direct 128
+--max-tokens-reasoning 256 --out DIR --no-progress`` (greedy), then a markdown table for docs/benchmarks.md.
 Killed, it resumes from DIR when started again. ``--table-only`` prints the table of a finished (or partial) run.
-Direct mode asks for the answer alone (256 tokens is plenty; the model usually stops after a few); reasoning
-mode gets 512 tokens for trace + answer: a trace cut by the limit has no answer and counts as wrong.
+
+Budgets: direct mode asks for the answer alone (the model stops after a few tokens; 128 caps a ramble);
+reasoning mode gets 256 tokens for trace + answer, and a trace cut by the limit has no answer and counts as
+wrong. Why not 512 (the CLI's default): on the shared 2-core machine, under a load average of ~15, one 512-token
+reasoning generation took 1314 s (0.39 tokens/s, against ~11 tokens/s on an idle machine), and the 0.5B model's
+greedy traces loop until the limit anyway (measured on tmath-0001), so 512 would buy no accuracy for 2x the time.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ def main():
         from tpro.eval.runner import EvalConfig, run_eval
 
         cfg = EvalConfig(bench="t-math", limit=args.limit, model="default", threads=args.threads,
-                         max_tokens={"direct": 256, "reasoning": 512})
+                         max_tokens={"direct": 128, "reasoning": 256})
         run_eval(cfg, args.out, progress=False, log=lambda s: print(s, flush=True))
     print(table(args.out))
 

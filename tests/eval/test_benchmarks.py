@@ -129,6 +129,13 @@ def test_unknown_benchmark_and_user_spec(tmp_path):
     spec.write_text(f"name: mine\nsource: {{}}\nfields: {{question: q, answer: a}}\nprompt: {{direct: 'Q: {{question}}', reasoning: '{{question}}'}}\n")
     s, items, _ = load_benchmark_with_report(str(spec), path=data)
     assert s.render(items[0], "direct") == "Q: 1+1?"
+    exact = tmp_path / "exact.yaml"
+    exact.write_text("name: exact\nmetric: exact\nsource: {}\n")
+    assert load_spec(str(exact)).metric == "exact"
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("name: wrong\nmetric: bleu\n")
+    with pytest.raises(BenchmarkError, match="unknown metric"):
+        load_spec(str(wrong))
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\npromt: {}\n")
     with pytest.raises(BenchmarkError, match="unknown spec keys"):

@@ -119,6 +119,13 @@ def test_number_values_readings():
     assert number_values("1/0") is None
 
 
+def test_exact_metric():
+    from tpro.eval.check import METRICS
+
+    assert METRICS["exact"]("**Москва**", "москва") and not METRICS["exact"]("0,5", "1/2")
+    assert METRICS["math"]("0,5", "1/2")
+
+
 def test_answers_equal_off_main_thread():
     # math-verify's SIGALRM timeout only works on the main thread; the endpoint runner checks from workers.
     out = {}

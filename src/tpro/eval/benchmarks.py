@@ -53,7 +53,7 @@ class BenchmarkSpec:
     answer_after: str | None = None  # keep only what follows this marker in the gold (GSM8K's "#### 18")
     repair: list[str] = field(default_factory=list)  # repairs applied to every text field (see REPAIRS)
     prompt: dict = field(default_factory=lambda: {"direct": "{question}", "reasoning": "{question}"})
-    metric: str = "math"  # tpro.eval.check.is_correct
+    metric: str = "math"  # a name in tpro.eval.check.METRICS: math (numbers, then math-verify) | exact
     flags: dict = field(default_factory=dict)  # item id -> why it cannot be answered as stored
 
     def render(self, item: Item, mode: str) -> str:
@@ -139,6 +139,10 @@ def load_spec(name: str) -> BenchmarkSpec:
         raise BenchmarkError(f"{path}: unknown spec keys {sorted(unknown)}; allowed: {sorted(known)}")
     if "name" not in raw:
         raise BenchmarkError(f"{path}: a spec needs a name")
+    from tpro.eval.check import METRICS
+
+    if raw.get("metric", "math") not in METRICS:
+        raise BenchmarkError(f"{path}: unknown metric {raw['metric']!r}; choose one of {sorted(METRICS)}")
     return BenchmarkSpec(**raw)
 
 

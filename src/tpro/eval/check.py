@@ -201,6 +201,15 @@ def answers_equal(pred: str, gold: str) -> bool:
     return _math_verify_equal(p, g)
 
 
+def exact_equal(pred: str, gold: str) -> bool:
+    """String equality after cleaning (case and inner spaces ignored): for answers that are names, not maths."""
+    return clean(pred).casefold().replace(" ", "") == clean(gold).casefold().replace(" ", "")
+
+
+# A benchmark spec's ``metric`` names one of these comparisons of (extracted answer, gold).
+METRICS = {"math": answers_equal, "exact": exact_equal}
+
+
 def is_correct(predicted_text: str | None, gold: str) -> bool:
     """Extract the final answer from ``predicted_text`` and compare it with ``gold``."""
     ans = extract_answer(predicted_text)

@@ -26,13 +26,21 @@ from tpro.eval.check import clean, number_values
 def load_run(run_dir: Path, recheck: bool = False) -> tuple[dict, list[dict]]:
     """-> (config, records). ``recheck``: extract and compare again with today's checker (after a checker fix,
     without generating again)."""
-    from tpro.eval.check import answers_equal, extract_answer
+    from tpro.eval.benchmarks import BenchmarkError, load_spec
+    from tpro.eval.check import METRICS, extract_answer
     from tpro.eval.runner import read_records
 
     run_dir = Path(run_dir)
     conf = run_dir / "config.json"
     if not conf.exists():
         raise FileNotFoundError(f"{run_dir}: no config.json, not an eval run directory (tpro eval run --out DIR)")
+    config = json.loads(conf.read_text(encoding="utf-8"))
+    metric = METRICS["math"]
+    if recheck:
+        try:
+            metric = METRICS[load_spec(config["bench"]).metric]
+        except BenchmarkError:  # a user spec that moved: the default comparison
+            pass
     seen, records = set(), []
     for r in read_records(run_dir / "items.jsonl"):  # the first record of a generation wins
         key = (r["mode"], r["id"], r["sample"])
@@ -40,9 +48,9 @@ def load_run(run_dir: Path, recheck: bool = False) -> tuple[dict, list[dict]]:
             seen.add(key)
             if recheck:
                 r["extracted"] = extract_answer(r["answer"])
-                r["correct"] = r["extracted"] is not None and answers_equal(r["extracted"], r["gold"])
+                r["correct"] = r["extracted"] is not None and metric(r["extracted"], r["gold"])
             records.append(r)
-    return json.loads(conf.read_text(encoding="utf-8")), records
+    return config, records
 
 
 def _vote_key(extracted: str | None):

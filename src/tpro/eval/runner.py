@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from tpro.eval.benchmarks import BenchmarkSpec, Item
-from tpro.eval.check import answers_equal, extract_answer
+from tpro.eval.check import METRICS, extract_answer
 
 MODES = ("direct", "reasoning")
 
@@ -322,7 +322,7 @@ def record(job: Job, spec: BenchmarkSpec, prompt: str, gen: Generation, generato
         "id": job.item.id, "mode": job.mode, "sample": job.sample, "bench": spec.name, "generator": generator,
         "prompt": prompt, "output": gen.text, "reasoning": gen.reasoning, "answer": gen.answer,
         "extracted": extracted, "gold": job.item.answer,
-        "correct": extracted is not None and answers_equal(extracted, job.item.answer),
+        "correct": extracted is not None and METRICS[spec.metric](extracted, job.item.answer),
         "prompt_tokens": gen.prompt_tokens, "output_tokens": gen.output_tokens,
         "latency_s": round(gen.latency_s, 4), "ttft_s": None if gen.ttft_s is None else round(gen.ttft_s, 4),
         "tokens_per_s": None if tps is None else round(tps, 3), "finish_reason": gen.finish_reason,
