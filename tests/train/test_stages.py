@@ -95,3 +95,17 @@ def test_dpo_lora(tiny_qwen2_dir, train_data, tmp_path):
                   "--max_steps", "8", "--learning_rate", "5e-3", "--per_device_train_batch_size", "4", *COMMON])
     losses_fall(s)
     assert changed(tensors(tiny_qwen2_dir), tensors(out / "final"))
+
+
+@pytest.mark.embedded
+@pytest.mark.slow
+def test_sft_lora_on_embedded_default(train_data, tmp_path):
+    # The shipped CPU recipe (configs/sft.yaml: LoRA on the embedded Qwen2.5-Coder-0.5B), two steps.
+    from pathlib import Path
+
+    cfg = Path(__file__).resolve().parents[2] / "configs" / "sft.yaml"
+    s = sft.main(["--config", str(cfg), "--data", str(train_data["sft"]), "--out", str(tmp_path / "o"),
+                  "--max_steps", "2", "--gradient_accumulation_steps", "1", "--max_length", "128",
+                  "--eval_fraction", "0", "--logging_steps", "1", "--merge_lora", "false"])
+    assert s["global_step"] == 2 and len(s["losses"]) == 2 and s["trainable_params"] < 1e8
+    assert (tmp_path / "o" / "final" / "adapter_model.safetensors").is_file()

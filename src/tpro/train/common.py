@@ -132,7 +132,11 @@ def peft_config(config: TrainConfig, task_type: str = "CAUSAL_LM", modules_to_sa
 
 def trainer_kwargs(config: TrainConfig) -> dict:
     """TrainingArguments fields shared by TRL's SFT/Reward/DPO configs."""
+    import torch
+
     return dict(
+        # bf16 on a CPU is autocast (AMX matmuls); transformers only allows it with use_cpu set.
+        use_cpu=config.bf16 and not torch.cuda.is_available(),
         output_dir=config.out, max_steps=config.max_steps, num_train_epochs=config.num_train_epochs,
         learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler_type,
         warmup_steps=config.warmup_steps, weight_decay=config.weight_decay,

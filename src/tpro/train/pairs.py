@@ -125,7 +125,7 @@ def run(config: PairsConfig) -> dict:
             f.flush()
             done[i] = row
             bar.advance(task)
-    grouped = [{k: v for k, v in done[i].items() if k != "index"} for i in sorted(done)]
+    grouped = [{k: v for k, v in done[i].items() if k != "index"} for i in sorted(done) if i < len(items)]
     pairs = best_worst_pairs(grouped, min_margin=config.min_margin)
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs), encoding="utf-8")
