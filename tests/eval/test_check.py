@@ -133,3 +133,16 @@ def test_answers_equal_off_main_thread():
     t.start()
     t.join()
     assert out["r"] is True
+
+
+@pytest.mark.parametrize("bench", ["t-math", "math-500"])
+def test_every_shipped_gold_matches_itself_and_not_its_neighbour(bench):
+    from tpro.eval.benchmarks import load_benchmark
+
+    items = load_benchmark(bench)
+    assert [i.id for i in items if not is_correct(f"\\boxed{{{i.answer}}}", i.answer)] == []
+    if bench == "t-math":
+        assert [i.id for i in items if not is_correct(f"Ответ: {i.answer}.", i.answer)] == []
+    wrong = [(a.id, b.id) for a, b in zip(items, items[1:])
+             if a.answer != b.answer and is_correct(f"\\boxed{{{a.answer}}}", b.answer)]
+    assert wrong == ([("math500-0023", "math500-0024")] if bench == "math-500" else [])  # "5" is "x=5"
