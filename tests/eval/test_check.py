@@ -107,6 +107,14 @@ def test_extract_answer(text, expected):
     assert extract_answer(text) == expected
 
 
+def test_cut_output_has_no_last_number_answer():
+    cut = "Разрежем квадрат $8 \\times 8$ по отрезку. Для этого разберем квадрат $8"
+    assert extract_answer(cut) == "8"
+    assert extract_answer(cut, last_number=False) is None
+    assert extract_answer("... \\boxed{9} and then more", last_number=False) == "9"
+    assert extract_answer("Ответ: 9. Проверим: 3*3", last_number=False) == "9"
+
+
 def test_number_values_readings():
     from fractions import Fraction as F
 

@@ -112,6 +112,20 @@ def test_cut_last_line_is_ignored_and_not_glued(tmp_path):
     assert [r["id"] for r in read_records(p)] == ["a", "c"]
 
 
+def test_record_of_a_cut_output_has_no_last_number_answer():
+    from tpro.eval.benchmarks import Item, load_spec
+    from tpro.eval.runner import Job, record
+
+    spec = load_spec("t-math")
+    job = Job(Item("t1", "Квадрат 8 на 8?", "8"), "direct", 0)
+    cut = Generation(text="квадрат 8 на 8", reasoning="", answer="квадрат 8 на 8", prompt_tokens=5, output_tokens=128,
+                     latency_s=2.0, finish_reason="length")
+    assert record(job, spec, "p", cut, "g")["extracted"] is None
+    cut.finish_reason = "stop"
+    r = record(job, spec, "p", cut, "g")
+    assert (r["extracted"], r["correct"], r["tokens_per_s"]) == ("8", True, 64.0)
+
+
 def test_config_errors():
     with pytest.raises(RunError, match="exactly one"):
         EvalConfig(model="default", endpoint="http://x")

@@ -87,8 +87,12 @@ def _from_phrase(rest: str) -> str:
     return m.group(0) if m else cand
 
 
-def extract_answer(text: str | None) -> str | None:
-    """The final answer in a model output (a string to compare), or None when there is none."""
+def extract_answer(text: str | None, last_number: bool = True) -> str | None:
+    """The final answer in a model output (a string to compare), or None when there is none.
+
+    ``last_number=False``: no fallback to the last number, for an output cut by the token limit (its last
+    number is wherever the model was, e.g. restating "8 \\times 8", not an answer).
+    """
     if not text:
         return None
     if "</think>" in text:  # a full output with its trace: the answer comes after the trace
@@ -101,6 +105,8 @@ def extract_answer(text: str | None) -> str | None:
         ans = _from_phrase(phrases[-1].group("rest"))
         if ans:
             return ans
+    if not last_number:
+        return None
     numbers = _NUMBER_RE.findall(text)
     fracs = list(_FRAC_RE.finditer(text))
     if fracs and (not numbers or fracs[-1].end() >= text.rfind(numbers[-1])):

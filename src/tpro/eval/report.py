@@ -47,7 +47,7 @@ def load_run(run_dir: Path, recheck: bool = False) -> tuple[dict, list[dict]]:
         if key not in seen:
             seen.add(key)
             if recheck:
-                r["extracted"] = extract_answer(r["answer"])
+                r["extracted"] = extract_answer(r["answer"], last_number=r.get("finish_reason") != "length")
                 r["correct"] = r["extracted"] is not None and metric(r["extracted"], r["gold"])
             records.append(r)
     return config, records

@@ -316,7 +316,7 @@ def sampling_params(cfg: EvalConfig, mode: str, sample: int):
 
 
 def record(job: Job, spec: BenchmarkSpec, prompt: str, gen: Generation, generator: str) -> dict:
-    extracted = extract_answer(gen.answer)
+    extracted = extract_answer(gen.answer, last_number=gen.finish_reason != "length")
     tps = gen.output_tokens / gen.latency_s if gen.output_tokens and gen.latency_s > 0 else None
     return {
         "id": job.item.id, "mode": job.mode, "sample": job.sample, "bench": spec.name, "generator": generator,
