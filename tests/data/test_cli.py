@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from typer.testing import CliRunner
 
 from tpro.data.cli import app
@@ -124,3 +125,33 @@ def test_tag_with_the_embedding_tagger(tmp_path):
     rows = read_rows(out)
     assert rows[0]["tags"] == ["code"] and rows[0]["lang"] == "en" and rows[1]["lang"] == "ru"
     assert len(rows[1]["tags_scores"]) == 8
+
+
+@pytest.mark.slow  # a subprocess imports torch and loads a model: ~10 s alone, a minute on a busy CPU
+def test_difficulty_killed_mid_run_resumes_to_the_same_result(tmp_path, tiny_qwen2_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    src = tmp_path / "p.jsonl"
+    write_rows(src, [{"id": f"p{i}", "question": f"{i}+{i}?", "answer": str(2 * i)} for i in range(20)])
+    args = ["difficulty", str(src), "--model", str(tiny_qwen2_dir), "--samples", "2", "--max-new-tokens", "16",
+            "--band", "0,1", "--threads", "1", "--json"]
+    killed = tmp_path / "killed.jsonl"
+    cmd = [sys.executable, "-m", "tpro.data.cli", *args, "-o", str(killed)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    progress = tmp_path / "killed.jsonl.progress.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not progress.exists() or len(progress.read_text().splitlines()) < 2):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not killed.exists()  # nothing half-written
+    done_before = len(progress.read_text().splitlines())
+    assert 2 <= done_before < 20
+    code, stdout, _ = run(*args, "-o", killed)
+    assert code == 0 and json.loads(stdout)["resumed_rows"] >= 2
+    code, _, _ = run(*args, "-o", tmp_path / "fresh.jsonl")
+    assert read_rows(killed) == read_rows(tmp_path / "fresh.jsonl")  # seeded per problem: same samples

@@ -42,12 +42,16 @@ class DecontamConfig:
 
 def load_items(specs: list[str]):
     """``name`` or ``name=path`` -> benchmark items with ids prefixed by the benchmark name."""
-    from tpro.eval.benchmarks import Item, load_benchmark
+    from tpro.eval.benchmarks import BenchmarkError, Item, load_benchmark
 
     items = []
     for spec in specs:
         name, _, path = spec.partition("=")
-        for it in load_benchmark(name, path or None):
+        try:
+            loaded = load_benchmark(name, path or None)
+        except BenchmarkError as e:
+            raise DataError(f"{e} (here: --bench {name}=path/to/{name}.jsonl)") from e
+        for it in loaded:
             items.append(Item(f"{name}:{it.id}", it.question, it.answer, it.meta))
     if not items:
         raise DataError(f"benchmarks {specs} have no items")
