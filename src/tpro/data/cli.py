@@ -351,7 +351,8 @@ def balance(
             rows_b = rows
         kept_b, counts = run(rows_b, cfg)
         m.inputs[0]["rows"] = len(rows)
-        m.counts = {**counts, "rows_in": len(rows), "semantic_removed": sem_removed}
+        # per_tag_in / per_lang_in count the rows that reached the caps (after semantic dedup)
+        m.counts = {**counts, "rows_in": len(rows), "semantic_removed": sem_removed, "rows_capped": len(rows_b)}
         _finish(out, m, [rows_b[i] for i in kept_b], extra, as_json)
 
 
