@@ -1,3 +1,5 @@
+import random
+
 from tpro.data.decontam import DecontamConfig, containment, decontaminate, load_items
 from tpro.data.synth import char_edits, plant, precision_recall
 from tpro.eval.benchmarks import Item
@@ -12,8 +14,6 @@ def test_containment_from_jaccard():
 
 
 def test_leaks_are_removed_with_reasons_and_clean_rows_kept():
-    import random
-
     items = [Item(f"b:{i}", q, "1") for i, q in enumerate(random_docs(30, words=25, seed=9))]
     leaks = [(it.id, it.question) for it in items[:10]]
     rows = plant(random_docs(200, seed=10), leaks, exact_frac=0, near_frac=0, leak_edits=3)
@@ -31,7 +31,6 @@ def test_leaks_are_removed_with_reasons_and_clean_rows_kept():
     only_ngram = decontaminate([{"text": typo}], items, DecontamConfig(containment=0))[1]
     both = decontaminate([{"text": typo}], items, DecontamConfig(containment=0.5))[1]
     assert only_ngram == [] and both[0]["reasons"][0]["method"] == "minhash"
-    random.Random(0)
 
 
 def test_real_benchmark_specs_are_the_reference():
@@ -42,5 +41,3 @@ def test_real_benchmark_specs_are_the_reference():
     assert kept == [1] and report[0]["reasons"][0]["item"] == items[5].id
     assert char_edits("abc", 0, random.Random(0)) == "abc"
 
-
-import random  # noqa: E402
