@@ -155,3 +155,16 @@ def test_difficulty_killed_mid_run_resumes_to_the_same_result(tmp_path, tiny_qwe
     assert code == 0 and json.loads(stdout)["resumed_rows"] >= 2
     code, _, _ = run(*args, "-o", tmp_path / "fresh.jsonl")
     assert read_rows(killed) == read_rows(tmp_path / "fresh.jsonl")  # seeded per problem: same samples
+
+
+def test_config_yaml_sets_defaults_and_flags_win(tmp_path):
+    src, out, cfg = tmp_path / "in.jsonl", tmp_path / "o.jsonl", tmp_path / "c.yaml"
+    write_rows(src, [{"text": t} for t in random_docs(10)])
+    cfg.write_text("dedup:\n  threshold: 0.55\n  num-perm: 64\n  mode: near\n")
+    res = runner.invoke(app, ["--config", str(cfg), "dedup", str(src), "-o", str(out), "--mode", "both"])
+    assert res.exit_code == 0, res.stderr
+    params = json.loads(manifest_path(out).read_text())["params"]
+    assert (params["threshold"], params["num_perm"], params["mode"]) == (0.55, 64, "both")
+    cfg.write_text("dedupe:\n  threshold: 0.5\n")
+    res = runner.invoke(app, ["--config", str(cfg), "dedup", str(src), "-o", str(out)])
+    assert res.exit_code == 2 and "dedupe" in res.stderr

@@ -25,8 +25,30 @@ FORCE = typer.Option(False, "--force", help="rerun even if the output's manifest
 
 
 @app.callback()
-def _group():
+def _group(
+    ctx: typer.Context,
+    config: Path = typer.Option(None, "--config", help="YAML with one section per command whose keys are option "
+                                "names (e.g. `dedup: {threshold: 0.8, num_perm: 256}`); flags given on the "
+                                "command line win"),
+):
     """Data curation steps; each writes OUT plus OUT.manifest.json."""
+    if config is None:
+        return
+    import yaml
+
+    try:
+        data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as e:
+        typer.echo(f"error: cannot read --config {config}: {e}", err=True)
+        raise typer.Exit(2) from None
+    commands = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
+    unknown = set(data) - commands if isinstance(data, dict) else {"(not a mapping)"}
+    if not isinstance(data, dict) or unknown:
+        typer.echo(f"error: --config {config} must map command names (dedup, tag, ...) to options; "
+                   f"unknown: {sorted(map(str, unknown))}", err=True)
+        raise typer.Exit(2)
+    # click's default_map: values become the commands' defaults, so explicit flags still override them.
+    ctx.default_map = {cmd: {k.replace("-", "_"): v for k, v in (opts or {}).items()} for cmd, opts in data.items()}
 
 
 @contextmanager
