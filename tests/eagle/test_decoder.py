@@ -104,3 +104,49 @@ def test_sampling_random_head_runs_and_respects_top_k(tiny_qwen3, qwen3_head):
     b = eng.complete(PROMPTS[0], SamplingParams(max_new_tokens=30, temperature=0.8, top_p=0.9, seed=3), decoder=dec)
     assert a.token_ids == b.token_ids  # seeded: reproducible
     assert len(a.token_ids) > 0
+
+
+def test_load_decoder_contract(tiny_qwen2, qwen2_head, tmp_path):
+    from tpro.eagle import default_head_dir, load_decoder
+    from tpro.eagle.head import save_head
+    from tpro.engine.decoder import Step
+
+    save_head(qwen2_head, tmp_path / "h")
+    dec = load_decoder(tmp_path / "h", tiny_qwen2, depth=2)
+    assert dec.name == "eagle" and dec.cfg.depth == 2
+    ids = torch.tensor([Engine.from_loaded(tiny_qwen2).prompt("Привет").input_ids])
+    steps = dec.decode(tiny_qwen2.model, ids, SamplingParams(), None)
+    assert all(isinstance(next(steps), Step) for _ in range(3))
+    d = default_head_dir()
+    assert d is None or ((d / "head.safetensors").is_file() and (d / "head_config.json").is_file())
+
+
+def test_load_decoder_rejects_a_head_for_another_target(tiny_qwen2, tmp_path):
+    from tpro.eagle import load_decoder
+    from tpro.eagle.head import init_head, save_head
+    from tpro.models.tiny import make_tiny_model
+    from tpro.models import load_model
+
+    other = load_model(str(make_tiny_model(tmp_path / "wide", hidden_size=96)), progress=False)
+    save_head(init_head(other.model), tmp_path / "h")
+    with pytest.raises(ValueError, match="hidden_size=96"):
+        load_decoder(tmp_path / "h", tiny_qwen2)
+
+
+@pytest.mark.embedded
+def test_embedded_greedy_is_token_identical(embedded):
+    """The real model (fp32) with the shipped head if there is one, else an untrained head on a 16k FR-Spec vocab."""
+    from tpro.eagle import default_head_dir, load_decoder
+    from tpro.eagle.head import init_head
+
+    torch.set_num_threads(2)  # big matmuls: the second core helps here
+    eng = Engine.from_loaded(embedded)
+    if default_head_dir() is not None:
+        dec = load_decoder("default", embedded)
+    else:
+        dec = EagleDecoder(init_head(embedded.model, torch.arange(16384)), EagleConfig.for_model(embedded.model))
+    p = SamplingParams(max_new_tokens=40)
+    for prompt in ["Сколько будет 17 умножить на 23? Ответь кратко.", "Напиши функцию на Python, которая переворачивает строку."]:
+        ref = eng.complete(prompt, p)
+        got = eng.complete(prompt, p, decoder=dec)
+        assert got.token_ids == ref.token_ids

@@ -60,10 +60,12 @@ def train(
     steps: int = typer.Option(0, min=0, help="Total optimizer steps (overrides --epochs when > 0)."),
     batch_size: int = typer.Option(2, min=1),
     max_length: int = typer.Option(768, min=8),
+    window: int = typer.Option(384, min=0, help="Random window of tokens per sequence per step (0 = whole sequence)."),
     lr: float = typer.Option(5e-4, min=0.0),
     warmup: int = typer.Option(30, min=0),
     w_cls: float = typer.Option(0.1, min=0.0, help="Weight of the distribution (CE to the target) term."),
     noise: float = typer.Option(0.1, min=0.0),
+    cls_fraction: float = typer.Option(0.25, min=0.0, max=1.0, help="Share of answer positions the CE term is computed on."),
     mixed_precision: str = typer.Option("bf16", help="bf16 | no"),
     save_every: int = typer.Option(100, min=1),
     seed: int = typer.Option(0),
@@ -75,7 +77,7 @@ def train(
     from tpro.models.loading import ModelLoadError
 
     cfg = TrainConfig(target=target, data=list(data), out=out, hot_vocab=hot_vocab, epochs=epochs, steps=steps,
-                      batch_size=batch_size, max_length=max_length, lr=lr, warmup=warmup, w_cls=w_cls, noise=noise,
+                      batch_size=batch_size, max_length=max_length, window=window, lr=lr, warmup=warmup, w_cls=w_cls, noise=noise, cls_fraction=cls_fraction,
                       mixed_precision=mixed_precision, save_every=save_every, seed=seed, threads=threads)
     try:
         path = run(cfg, progress=not no_progress, log=lambda s: typer.echo(s, err=True))

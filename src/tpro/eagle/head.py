@@ -49,7 +49,8 @@ class HeadConfig:
             intermediate_size=config.intermediate_size,
             num_attention_heads=config.num_attention_heads,
             num_key_value_heads=config.num_key_value_heads,
-            head_dim=config.head_dim or config.hidden_size // config.num_attention_heads,
+            # Qwen2 configs have no head_dim field (it is hidden / heads there); Qwen3 and Llama configs carry one
+            head_dim=getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads,
             rms_norm_eps=config.rms_norm_eps,
             rope_theta=float(rope.get("rope_theta", 10000.0)),
             max_position_embeddings=config.max_position_embeddings,

@@ -1,0 +1,50 @@
+"""``tpro bench decode`` end to end on a tiny model: every method runs, ratios and files come out."""
+
+import json
+
+import torch
+from typer.testing import CliRunner
+
+from tpro.bench.cli import app
+from tpro.bench.decode import Run, markdown, summarize
+
+
+def test_summarize_ratios_and_acceptance():
+    runs = [Run("generate", "ru-math", "a", 0.0, 100, 10.0), Run("vanilla", "ru-math", "a", 0.0, 100, 8.0),
+            Run("eagle", "ru-math", "a", 0.0, 100, 4.0, steps=25, accepted=75, draft_s=1.0, verify_s=3.0)]
+    rows = {(r["domain"], r["method"]): r for r in summarize(runs)}
+    e = rows[("ru-math", "eagle")]
+    assert e["tokens_per_s"] == 25.0 and e["speedup_vs_generate"] == 2.5 and e["speedup_vs_vanilla"] == 2.0
+    assert e["acceptance_length"] == 4.0 and e["draft_share"] == 0.25
+    assert rows[("all", "eagle")]["tokens"] == 100
+    assert "| 0.0 | ru-math | eagle | 25.00 | 2.50x | 2.00x | 4.00 |" in markdown(summarize(runs))
+
+
+def test_cli_runs_every_method_and_writes_outputs(tiny_qwen2_dir, tiny_qwen2, tmp_path):
+    from tpro.eagle.head import init_head, save_head
+
+    torch.set_num_threads(1)
+    save_head(init_head(tiny_qwen2.model), tmp_path / "head")
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("\n".join(json.dumps({"id": f"{d}{i}", "domain": d, "prompt": q}, ensure_ascii=False)
+                                 for i, (d, q) in enumerate([("chat", "Привет!"), ("math", "2+2=?"), ("math", "3*3=?")])))
+    r = CliRunner().invoke(app, ["decode", "--target", str(tiny_qwen2_dir), "--draft", str(tmp_path / "head"),
+                                 "--prompts", str(prompts), "-n", "8", "-t", "0", "-t", "0.8", "--per-domain", "1",
+                                 "--eagle-dtype", "float32", "--out", str(tmp_path / "out"), "--json"])
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "out" / "decode.json").read_text())
+    methods = {(x["temperature"], x["method"]) for x in res["runs"]}
+    assert methods == {(0.0, "generate"), (0.0, "generate+pld"), (0.0, "vanilla"), (0.0, "eagle"),
+                       (0.8, "generate"), (0.8, "vanilla"), (0.8, "eagle")}
+    assert {x["domain"] for x in res["runs"]} == {"chat", "math"}
+    eagle = [x for x in res["summary"] if x["method"] == "eagle" and x["domain"] == "all"]
+    assert all(x["acceptance_length"] >= 1.0 and x["speedup_vs_generate"] > 0 for x in eagle)
+    assert (tmp_path / "out" / "decode.png").stat().st_size > 1000
+    assert "| T | domain |" in (tmp_path / "out" / "decode.md").read_text()
+
+
+def test_cli_bad_input_exits_2(tmp_path):
+    r = CliRunner().invoke(app, ["decode", "--prompts", str(tmp_path / "missing.jsonl")])
+    assert r.exit_code == 2 and "missing.jsonl" in r.output
+    r = CliRunner().invoke(app, ["decode", "-t", "9"])
+    assert r.exit_code == 2
