@@ -130,7 +130,7 @@ def start_server(args) -> tuple[subprocess.Popen, str, str]:
         port = s.getsockname()[1]
     key = secrets.token_urlsafe(12)
     cmd = [sys.executable, "-m", "tpro.cli", "serve", "--model", args.model, "--port", str(port),
-           "--max-queue", str(args.max_queue), "--log-level", "warning"]
+           "--max-queue", str(args.max_queue), "--timeout", str(args.server_timeout), "--log-level", "warning"]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     proc = subprocess.Popen(cmd, env=dict(os.environ, TPRO_API_KEY=key))
@@ -152,6 +152,7 @@ def main() -> None:
     ap.add_argument("--api-key", default=os.environ.get("TPRO_API_KEY"))
     ap.add_argument("--model", default="default", help="Model spec for the server this script starts.")
     ap.add_argument("--max-queue", type=int, default=8, help="--max-queue of the server this script starts.")
+    ap.add_argument("--server-timeout", type=float, default=300.0, help="--timeout of the server this script starts.")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--requests", type=int, default=60)

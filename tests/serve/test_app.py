@@ -283,3 +283,26 @@ def test_client_leaving_while_queued_frees_its_place(slow_engine):
     assert first.status_code == 200 and first.json()["usage"]["completion_tokens"] == 60
     assert again.status_code == 200
     assert runner.pending == 0
+
+
+def test_request_that_would_time_out_in_the_queue_is_refused_at_once(slow_engine):
+    app = build_app(slow_engine, ServeConfig(max_queue=10, timeout_s=30))
+    runner = app.state.server.runner
+
+    async def main():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as ac:
+            body = chat(slow_engine.name, max_tokens=20, temperature=0)
+            warm = await _post(ac, body)  # the server measures how long a request takes (~1 s here)
+            assert runner.avg_s is not None and runner.avg_s < 30
+            runner.avg_s = 20.0  # as if requests took 20 s: two would need 40 s > the 30 s timeout
+            running = asyncio.create_task(_post(ac, body))
+            await _until(lambda: runner.pending == 1)
+            refused = await _post(ac, body)
+            return warm, await running, refused
+
+    warm, running, refused = asyncio.run(main())
+    assert warm.status_code == 200 and running.status_code == 200
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "queue_too_slow" and "timeout" in refused.json()["error"]["message"]
+    assert int(refused.headers["retry-after"]) >= 1
