@@ -8,6 +8,7 @@ from tpro.data.synth import plant
 from .conftest import random_docs
 
 
+@pytest.mark.slow  # four executors with worker processes: ~20 s alone, ~40 s on a busy CPU
 def test_datatrove_pipeline_removes_planted_copies(tmp_path):
     rows = plant(random_docs(80, words=30), exact_frac=0.1, near_frac=0.1, edit_fracs=(0.01,), seed=4)
     src = tmp_path / "in.jsonl"
