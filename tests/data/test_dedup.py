@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tpro.data.dedup import DedupConfig, dedup, normalize, shingles
 from tpro.data.io import DataError
@@ -61,3 +63,18 @@ def test_word_shingles_and_chat_fields():
     rows.append({"m": [{"role": "user", "content": rows[0]["m"][0]["content"].upper()}]})
     res = dedup(rows, DedupConfig(field="m", unit="word", shingle=3))
     assert res.kept == list(range(20))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.text(alphabet="абв гд.,!AБ", min_size=0, max_size=30), min_size=1, max_size=25),
+       st.sampled_from(["exact", "near", "both"]))
+def test_dedup_invariants(texts, mode):
+    rows = [{"text": t} for t in texts]
+    res = dedup(rows, DedupConfig(mode=mode, threshold=0.6, num_perm=32))
+    assert res.kept == sorted(set(res.kept)) and set(res.kept) <= set(range(len(rows)))
+    # every row is kept or sits in exactly one cluster with a kept row
+    assert len(res.kept) + sum(c["size"] - 1 for c in res.clusters) == len(rows)
+    assert all(c["kept"] in res.kept for c in res.clusters)
+    if mode != "near":  # no two kept rows are equal after normalisation
+        norms = [normalize(texts[i]) for i in res.kept]
+        assert len(norms) == len(set(norms))
