@@ -25,7 +25,7 @@ PAPER = [("T-pro 2.0 (paper)", 0.541), ("Qwen3-32B (paper)", 0.529)]
 def table(run_dir: Path) -> str:
     from tpro.eval.report import load_run, summarize
 
-    config, records = load_run(run_dir)
+    config, records = load_run(run_dir, recheck=True)  # today's checker, whatever the run's process had
     s = summarize(config, records)
     lines = ["| model | mode | items | pass@1 | mean output tokens | mean latency, s | accuracy per 1k tokens | "
              "cut by the limit |", "|---|---|---|---|---|---|---|---|"]
