@@ -129,7 +129,14 @@ def start_server(args) -> tuple[subprocess.Popen, str, str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     key = secrets.token_urlsafe(12)
-    cmd = [sys.executable, "-m", "tpro.cli", "serve", "--model", args.model, "--port", str(port),
+    model = args.model
+    if model == "tiny":  # the random-init tiny Qwen2 the tests use: measures the server, not a model
+        import tempfile
+
+        from tpro.models.tiny import make_tiny_model
+
+        model = str(make_tiny_model(Path(tempfile.mkdtemp(prefix="tpro-tiny-")) / "tiny-qwen2"))
+    cmd = [sys.executable, "-m", "tpro.cli", "serve", "--model", model, "--port", str(port),
            "--max-queue", str(args.max_queue), "--timeout", str(args.server_timeout), "--log-level", "warning"]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
@@ -150,7 +157,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--url", help="An already running server (default: start one on --model).")
     ap.add_argument("--api-key", default=os.environ.get("TPRO_API_KEY"))
-    ap.add_argument("--model", default="default", help="Model spec for the server this script starts.")
+    ap.add_argument("--model", default="default",
+                    help="Model spec for the server this script starts ('tiny': a random-init tiny Qwen2).")
     ap.add_argument("--max-queue", type=int, default=8, help="--max-queue of the server this script starts.")
     ap.add_argument("--server-timeout", type=float, default=300.0, help="--timeout of the server this script starts.")
     ap.add_argument("--threads", type=int, default=2)

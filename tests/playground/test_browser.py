@@ -72,7 +72,7 @@ def send_and_wait(page, prompt: str, n_turn: int, timeout_ms: int) -> list[str]:
     return captions
 
 
-def drive(url: str, screenshot: Path, timeout_ms: int = 60_000) -> dict:
+def drive(url: str, screenshot: Path, timeout_ms: int = 60_000, follow_up: bool = True) -> dict:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -84,9 +84,11 @@ def drive(url: str, screenshot: Path, timeout_ms: int = 60_000) -> dict:
         page.screenshot(path=str(screenshot), full_page=True)
         page.get_by_role("button", name="← Left is better").click()
         page.get_by_text("Vote saved").wait_for(timeout=timeout_ms)
-        second = send_and_wait(page, "А 17 × 24?", 2, timeout_ms)
-        page.get_by_role("button", name="Tie").click()
-        page.get_by_text("Vote saved").wait_for(timeout=timeout_ms)
+        second = None
+        if follow_up:
+            second = send_and_wait(page, "А 17 × 24?", 2, timeout_ms)
+            page.get_by_role("button", name="Tie").click()
+            page.get_by_text("Vote saved").wait_for(timeout=timeout_ms)
         browser.close()
     return {"first": first, "second": second}
 
@@ -137,6 +139,6 @@ if __name__ == "__main__":
     workdir.mkdir(parents=True)
     proc, url = launch_playground(args.model, workdir / "votes.sqlite", workdir / "playground.log", args.max_tokens)
     try:
-        print(drive(url, Path(args.out), timeout_ms=600_000))
+        print(drive(url, Path(args.out), timeout_ms=900_000, follow_up=False))
     finally:
         stop_playground(proc)
