@@ -10,4 +10,4 @@ if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
     echo "warning: could not install chromium; browser tests will be skipped" >&2
 fi
 . .venv/bin/activate
-python -m pytest -q -p no:cacheprovider --timeout 900 "$@"
+python -m pytest -q -p no:cacheprovider --timeout 900 --durations=25 "$@"
