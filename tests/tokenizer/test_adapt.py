@@ -92,9 +92,9 @@ def test_adapt_embedded_qwen_vocab(embedded, tmp_path):
 
     out = tmp_path / "q"
     report = adapt(AdaptConfig(base=embedded.source, out=str(out), swap=300, corpus=["wordfreq:ru:20000"],
-                               keep_corpus=["wordfreq:en:20000@2", "code"], trainer_words=200_000),
+                               keep_corpus=["wordfreq:en:10000@2"], trainer_words=200_000),
                    show_progress=False)
-    assert report["swapped"] == 300 and report["reachable_fraction"] > 0.9
+    assert report["swapped"] == 300 and report["reachable_fraction"] > 0.8
     base, new = load_base(embedded.source), load_base(str(out))
     assert len(new.vocab) == len(base.vocab) and new.added == base.added
     changed = [t for t, i in base.vocab.items() if new.vocab.get(t) != i]

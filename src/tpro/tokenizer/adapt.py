@@ -315,9 +315,11 @@ def adapt(cfg: AdaptConfig, show_progress: bool = True) -> dict:
             raise ValueError(f"only {len(order)} tokens are removable; lower --swap (or allow ASCII removal)")
 
         task = stage("training the Cyrillic BPE")
-        n_alpha = 256
-        trained = train_cyrillic_bpe(base, cyr, n_alpha + int(cfg.candidate_factor * cfg.swap) + 64, cfg.trainer_words,
-                                     cfg.trainer_chunks)
+        # The trainer relearns the Cyrillic pieces the base already has (Qwen: ~7k) before it finds new ones, so
+        # its vocabulary is the byte alphabet + those + factor * swap.
+        n_cyr = sum(1 for t in base.vocab if (x := token_text(t)) is not None and CYRILLIC_PIECE.fullmatch(x))
+        size = 256 + n_cyr + int(cfg.candidate_factor * cfg.swap) + 64
+        trained = train_cyrillic_bpe(base, cyr, size, cfg.trainer_words, cfg.trainer_chunks)
         done(task, "train_bpe")
 
         task = stage("ranking candidates by tokens saved")
