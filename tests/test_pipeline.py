@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_pipeline_runs_end_to_end(tmp_path):
     work = tmp_path / "pipe"
-    env = {**os.environ, "THREADS": "2", "PYTHONUNBUFFERED": "1"}
+    # The script calls `tpro`, `accelerate` and `python`: take them from this interpreter's environment.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path, "THREADS": "2", "PYTHONUNBUFFERED": "1"}
     res = subprocess.run(["bash", str(ROOT / "runs" / "pipeline.sh"), str(work)], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=1500)
     assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-3000:])
