@@ -78,6 +78,10 @@ TABLE = [
     # reasoning traces: only the answer after </think> counts
     ("<think>maybe 7? \\boxed{7}</think>Ответ: 9", "9", True),
     ("<think>maybe 7? \\boxed{7}</think>Ответ: 9", "7", False),
+    # R1-style answer tags (the tag's name is not an "answer:" phrase)
+    ("<answer>\nЭтаж 333\n</answer>", "333", True),
+    ("<answer>\nЭтаж 333\n</answer>", "3", False),
+    ("<answer>\\frac{1}{2}</answer>", "0.5", True),
     # no answer at all
     ("Не знаю.", "42", False),
     ("", "42", False),

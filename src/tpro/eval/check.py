@@ -1,7 +1,8 @@
 """Answer checking for math benchmarks: pull the final answer out of a model's text, compare it with the gold.
 
-``extract_answer(text)`` finds the final answer: the last ``\\boxed{…}``; else the last "Ответ: …" /
-"answer is …" / "#### …" phrase; else the last number in the text. ``is_correct(text, gold)`` extracts, then
+``extract_answer(text)`` finds the final answer: the last ``\\boxed{…}``; else the last ``<answer>…</answer>``;
+else the last "Ответ: …" / "answer is …" / "#### …" phrase; else the last number in the text (not in an output
+cut by the token limit). ``is_correct(text, gold)`` extracts, then
 compares with ``answers_equal``: exact numbers first (our own rules, below), then ``math-verify`` (sympy
 equivalence of LaTeX/expressions: ``\\frac{3}{4}`` = ``0.75``, ``2^{40}`` = ``1099511627776``, ``x=5`` = ``5``).
 
@@ -37,7 +38,7 @@ _FRAC_RE = re.compile(r"[-−]?\\[dt]?frac\s*\{\s*(-?\d+)\s*\}\s*\{\s*(-?\d+)\s*
 
 # "Ответ: 42", "**Ответ:** 42", "Окончательный ответ — 42", "answer is 42", "Final Answer: 42", "#### 42".
 _PHRASE_RE = re.compile(
-    r"(?:\b(?:ответ|answer)\b(?:\s+(?:is|равен|равна|равно|будет))?\s*(?:[:—–]|-(?=\s))?"
+    r"(?:(?<![<\w/])(?:ответ|answer)\b(?:\s+(?:is|равен|равна|равно|будет))?\s*(?:[:—–]|-(?=\s))?"
     r"|####)\s*(?P<rest>[^\n]+)",
     re.IGNORECASE,
 )
@@ -100,10 +101,13 @@ def extract_answer(text: str | None, last_number: bool = True) -> str | None:
     boxed = last_boxed(text)
     if boxed is not None:
         return clean(boxed)
+    tagged = re.findall(r"<answer>(.*?)(?:</answer>|$)", text, re.DOTALL | re.IGNORECASE)  # R1-style tags
+    if tagged and tagged[-1].strip():
+        return extract_answer(tagged[-1], last_number) or clean(tagged[-1]) or None
     phrases = list(_PHRASE_RE.finditer(text))
     if phrases:
         ans = _from_phrase(phrases[-1].group("rest"))
-        if ans:
+        if re.search(r"\w", ans):  # "Ответ:" followed by nothing usable is no answer: look further
             return ans
     if not last_number:
         return None
