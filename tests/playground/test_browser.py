@@ -34,7 +34,7 @@ PROMPT = "Сколько будет 17 × 23? Ответь кратко."
 def launch_playground(model: str, db: Path, log: Path, max_tokens: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     cmd = [sys.executable, "-m", "tpro.cli", "playground", "--model", model, "--port", str(port), "--db", str(db),
-           "--no-browser", "--threads", "2", "--max-tokens", str(max_tokens)]
+           "--no-browser", "--threads", "1", "--max-tokens", str(max_tokens)]
     # A session of its own, so the page and the server it starts can be stopped together.
     proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
                             start_new_session=True)

@@ -124,10 +124,10 @@ def test_overload_over_socket_429_then_recovers(live_server):
     (["--model", "/no/such/model"], "does not exist"),
 ])
 def test_cli_fails_clearly(args, phrase, tiny_qwen2_dir):
-    import subprocess
-    import sys
+    from typer.testing import CliRunner
 
-    cmd = [sys.executable, "-m", "tpro.cli", "serve", "--model", str(tiny_qwen2_dir), *args]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert p.returncode == 2
-    assert phrase in p.stderr
+    from tpro.serve.cli import app
+
+    r = CliRunner().invoke(app, ["--model", str(tiny_qwen2_dir), *args])
+    assert r.exit_code == 2
+    assert phrase in r.output
