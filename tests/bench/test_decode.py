@@ -10,7 +10,7 @@ from tpro.bench.decode import Run, markdown, summarize
 
 
 def test_summarize_ratios_and_acceptance():
-    runs = [Run("generate", "ru-math", "a", 0.0, 100, 10.0), Run("vanilla", "ru-math", "a", 0.0, 100, 8.0),
+    runs = [Run("generate-fp32", "ru-math", "a", 0.0, 100, 10.0), Run("generate-bf16", "ru-math", "a", 0.0, 100, 20.0), Run("vanilla", "ru-math", "a", 0.0, 100, 8.0),
             Run("eagle", "ru-math", "a", 0.0, 100, 4.0, steps=25, accepted=75, draft_s=1.0, verify_s=3.0)]
     rows = {(r["domain"], r["method"]): r for r in summarize(runs)}
     e = rows[("ru-math", "eagle")]
@@ -34,8 +34,8 @@ def test_cli_runs_every_method_and_writes_outputs(tiny_qwen2_dir, tiny_qwen2, tm
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "out" / "decode.json").read_text())
     methods = {(x["temperature"], x["method"]) for x in res["runs"]}
-    assert methods == {(0.0, "generate"), (0.0, "generate+pld"), (0.0, "vanilla"), (0.0, "eagle"),
-                       (0.8, "generate"), (0.8, "vanilla"), (0.8, "eagle")}
+    assert methods == {(0.0, "generate-fp32"), (0.0, "pld"), (0.0, "vanilla"), (0.0, "eagle"),
+                       (0.8, "generate-fp32"), (0.8, "vanilla"), (0.8, "eagle")}  # eagle in fp32: one generate row
     assert {x["domain"] for x in res["runs"]} == {"chat", "math"}
     eagle = [x for x in res["summary"] if x["method"] == "eagle" and x["domain"] == "all"]
     assert all(x["acceptance_length"] >= 1.0 and x["speedup_vs_generate"] > 0 for x in eagle)

@@ -23,7 +23,8 @@ def decode(
     per_domain: int = typer.Option(2, min=0, help="Prompts per domain (0 = all)."),
     baseline_dtype: str = typer.Option("float32", help="dtype of model.generate and the vanilla loop."),
     eagle_dtype: str = typer.Option("bfloat16", help="dtype of the target EAGLE verifies with."),
-    prompt_lookup: int = typer.Option(10, min=0, help="prompt_lookup_num_tokens for the generate+pld row (0 = skip)."),
+    prompt_lookup: int = typer.Option(10, min=1, help="prompt_lookup_num_tokens for the pld row."),
+    methods: str = typer.Option("generate,pld,vanilla,eagle", help="Comma-separated rows to run."),
     depth: int = typer.Option(None, min=1, help="EAGLE tree depth (default by dtype)."),
     top_k: int = typer.Option(None, min=1, help="EAGLE children per node."),
     total_tokens: int = typer.Option(None, min=1, help="EAGLE nodes verified per step."),
@@ -46,9 +47,11 @@ def decode(
     cfg = BenchConfig(target=target, draft=draft, prompts=prompts or "", max_new_tokens=max_new_tokens,
                       temperatures=list(temperature), reasoning=reasoning, per_domain=per_domain,
                       baseline_dtype=baseline_dtype, eagle_dtype=eagle_dtype, prompt_lookup=prompt_lookup,
+                      methods=[m.strip() for m in methods.split(',') if m.strip()],
                       depth=depth, top_k=top_k, total_tokens=total_tokens, seed=seed, threads=threads)
     try:
-        result = run_bench(cfg, log=lambda s: typer.echo(s, err=True))
+        partial = (lambda r: write_outputs(r, Path(out))) if out else None
+        result = run_bench(cfg, log=lambda s: typer.echo(s, err=True), on_result=partial)
     except (ValueError, FileNotFoundError, ModelLoadError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
