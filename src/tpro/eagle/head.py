@@ -120,13 +120,17 @@ class DraftHead(nn.Module):
         return hidden @ self.lm_head_hot.T
 
 
-def save_head(head: DraftHead, out: str | Path, extra: dict | None = None) -> Path:
-    """``head.safetensors`` (fc, layer, hot_ids) + ``head_config.json``, both written atomically."""
+def save_head(head: DraftHead, out: str | Path, extra: dict | None = None, dtype: torch.dtype | None = None) -> Path:
+    """``head.safetensors`` (fc, layer, hot_ids) + ``head_config.json``, both written atomically.
+
+    ``dtype``: cast float tensors (bf16 halves a shipped head: 0.5B target -> ~33 MB; loading casts back)."""
     from safetensors.torch import save_file
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     tmp = out / f".head.safetensors.tmp{os.getpid()}"
     save_file(state, str(tmp))
     os.replace(tmp, out / "head.safetensors")

@@ -1,0 +1,50 @@
+"""Make the EAGLE head for the embedded default model, end to end, with the recorded recipe (one command).
+
+    python bench/eagle_default_head.py --work runs/eagle [--steps 2000] [--no-generate] [--install]
+
+1. teacher-forced features over the reference answers of the shipped train prompts (ru-alpaca outputs, GSM8K
+   solutions): ``tpro eagle build-data --source reference --modes direct``;
+2. self-distillation: the target answers every train prompt, alternating direct and reasoning mode, greedy, 256
+   new tokens, batch 16 in bf16 (``tpro eagle build-data``); skipped with --no-generate;
+3. ``tpro eagle train`` on both (seed 0, FR-Spec 16384 tokens, AdamW 5e-4, cosine, windows of 256 tokens);
+4. --install copies the head (bf16, ~33 MB) to ``src/tpro/eagle/heads/qwen2.5-coder-0.5b/`` where
+   ``tpro.eagle.default_head_dir()`` finds it.
+Every stage is resumable: rerun the same command after a kill. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from tpro.eagle import DEFAULT_HEAD, HEADS_DIR
+from tpro.eagle.data import DataConfig, build_data
+from tpro.eagle.train import TrainConfig, train
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--work", default="runs/eagle")
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--no-generate", action="store_true", help="skip self-distillation (hours on a 2-core CPU)")
+    ap.add_argument("--install", action="store_true")
+    a = ap.parse_args()
+    work = Path(a.work)
+    data = [build_data(DataConfig(out=str(work / "data-ref"), source="reference", modes="direct", threads=a.threads))]
+    if not a.no_generate:
+        data.append(build_data(DataConfig(out=str(work / "data-gen"), modes="alternate", threads=a.threads)))
+    head = train(TrainConfig(data=[str(d) for d in data], out=str(work / "head"), steps=a.steps, batch_size=2,
+                             window=256, lr=5e-4, warmup=20, w_cls=0.5, hot_vocab=16384, save_every=25,
+                             threads=a.threads), progress=True)
+    if a.install:
+        dest = HEADS_DIR / DEFAULT_HEAD
+        dest.mkdir(parents=True, exist_ok=True)
+        for name in ("head.safetensors", "head_config.json"):
+            shutil.copy2(head / name, dest / name)
+        print(f"installed into {dest}")
+
+
+if __name__ == "__main__":
+    main()
