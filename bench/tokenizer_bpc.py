@@ -50,6 +50,8 @@ def main(argv=None):
     ap.add_argument("--model-out", type=Path, default=Path("/work/notes/artifacts/remapped-default"))
     ap.add_argument("--lines", type=int, default=300, help="use only the first N test lines (0: all)")
     ap.add_argument("--summary", type=Path, default=Path("/tmp/tok-bench/bpc.json"))
+    ap.add_argument("--only", choices=["base", "mean", "contextual"], action="append",
+                    help="measure only these (repeatable; default all three)")
     args = ap.parse_args(argv)
     from tpro.models.default import ensure_gguf
     from tpro.models.loading import convert_gguf
@@ -63,9 +65,12 @@ def main(argv=None):
         print(f"adapt: {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     test = (UD / "ru_test.txt").read_text(encoding="utf-8").splitlines()
     test = [x for x in test if x.strip()][: args.lines or None]
-    results = {"test_lines": len(test), "base": bpc_of("default", test)}
-    print("base", results["base"], file=sys.stderr, flush=True)
-    for method in ("mean", "contextual"):
+    only = args.only or ["base", "mean", "contextual"]
+    results = {"test_lines": len(test)}
+    if "base" in only:
+        results["base"] = bpc_of("default", test)
+        print("base", results["base"], file=sys.stderr, flush=True)
+    for method in [m for m in ("mean", "contextual") if m in only]:
         out = args.model_out if method == "mean" else args.model_out.with_name(args.model_out.name + f"-{method}")
         t0 = time.perf_counter()
         if (out / "tpro_remap.json").is_file() and json.loads((out / "tpro_remap.json").read_text())["method"] == method:
