@@ -131,8 +131,8 @@ def markdown(rows: list[dict]) -> str:
     head = "| T | domain | method | tokens/s | vs generate | vs vanilla | accept len | draft share | ms/step |\n|---|---|---|---|---|---|---|---|---|\n"
     fmt = lambda v, f="{:.2f}": "" if v is None else f.format(v)  # noqa: E731
     return head + "".join(
-        f"| {r['temperature']} | {r['domain']} | {r['method']} | {r['tokens_per_s']:.2f} | {fmt(r['speedup_vs_generate'])}x "
-        f"| {fmt(r['speedup_vs_vanilla'])}x | {fmt(r.get('acceptance_length'))} | {fmt(r.get('draft_share'))} "
+        f"| {r['temperature']} | {r['domain']} | {r['method']} | {r['tokens_per_s']:.2f} | {fmt(r['speedup_vs_generate'], '{:.2f}x')} "
+        f"| {fmt(r['speedup_vs_vanilla'], '{:.2f}x')} | {fmt(r.get('acceptance_length'))} | {fmt(r.get('draft_share'))} "
         f"| {fmt(r.get('ms_per_step'), '{:.0f}')} |\n" for r in rows)
 
 
