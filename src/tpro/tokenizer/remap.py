@@ -71,25 +71,27 @@ def ridge_update(w0, H, y, lam: float):
     return (w64 + H64.T @ alpha).to(w0.dtype)
 
 
-def omp(target, atoms, k: int):
+def omp(target, atoms, k: int, norms=None):
     """Orthogonal matching pursuit: greedy support of k atoms, least-squares coefficients on it.
 
-    target: [d], atoms: [m, d] -> (indices [k], coefficients [k])."""
+    target: [d], atoms: [m, d] -> (indices [k], coefficients [k]). The correlation step runs in the atoms' dtype
+    (m is ~10^5 for a real vocabulary: converting it per call cost seconds); the k-column least squares in float64.
+    ``norms`` ([m]) may be passed in when the same atoms serve many targets."""
     import torch
 
-    residual = target.double()
-    A = atoms.double()
-    norms = A.norm(dim=1).clamp_min(1e-8)
+    if norms is None:
+        norms = atoms.norm(dim=1).clamp_min(1e-8)
+    residual = target.to(atoms.dtype)
     support: list[int] = []
     coef = torch.zeros(0, dtype=torch.float64)
     for _ in range(k):
-        scores = (A @ residual).abs() / norms  # [m]
+        scores = (atoms @ residual).abs() / norms  # [m]
         if support:
             scores[support] = -1
         support.append(int(scores.argmax()))
-        S = A[support]  # [s, d]
+        S = atoms[support].double()  # [s, d]
         coef = torch.linalg.lstsq(S.T, target.double().unsqueeze(1)).solution.squeeze(1)  # [s]
-        residual = target.double() - S.T @ coef
+        residual = (target.double() - S.T @ coef).to(atoms.dtype)
     return torch.tensor(support), coef
 
 
@@ -193,6 +195,8 @@ def remap(cfg: RemapConfig, show_progress: bool = True) -> dict:
             fits = collect_contexts(model, base_tok, new_tok, swapped, lines, cfg, context_token_id(lm.tokenizer))
             row = {i: r for r, i in enumerate(pieces)}
             kept = torch.tensor(sorted(set(range(emb.shape[0])) - set(swapped)))
+            atoms = None if tied else head[kept]  # [K, d], gathered once for every OMP below
+            norms = None if tied else atoms.norm(dim=1).clamp_min(1e-8)
             for i, (H, y) in fits.items():
                 r = row[i]
                 w0 = (new_emb if tied else new_head)[r]
@@ -201,7 +205,7 @@ def remap(cfg: RemapConfig, show_progress: bool = True) -> dict:
                     new_emb[r] = w
                 else:
                     new_head[r] = w
-                    sup, coef = omp(w, head[kept], cfg.omp_atoms)
+                    sup, coef = omp(w, atoms, cfg.omp_atoms, norms)
                     new_emb[r] = (coef.unsqueeze(1) * emb[kept[sup]].double()).sum(0).to(emb.dtype)
             stats["fitted"] = len(fits)
             stats["text_lines"] = len(lines)
