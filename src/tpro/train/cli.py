@@ -8,6 +8,7 @@ transformers and TRL are imported only when a verb runs. Bad settings or data ex
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import sys
@@ -35,7 +36,9 @@ def _run(module: str, args: list[str]) -> None:
     as_json = "--json" in args
     args = [a for a in args if a != "--json"]
     try:
-        summary = importlib.import_module(module).main(args)
+        # With --json, stdout carries the one JSON object only: the trainer's per-step log dicts go to stderr.
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            summary = importlib.import_module(module).main(args)
     except (ConfigError, DataError) as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from e
