@@ -36,6 +36,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tpro.paths import replace_dir
 from tpro.tokenizer.bpe import TOKENIZER_FILES, BaseBPE, load_base, token_bytes, token_text
 from tpro.tokenizer.corpus import DEFAULT_KEEP, default_cyrillic_specs, load_corpus, split_weight
 
@@ -447,11 +448,4 @@ def write_output(out: Path, base: BaseBPE, new_json: dict, swap: list[dict], rep
         (tmp / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"}))
     (tmp / "swap.json").write_text(json.dumps(swap, ensure_ascii=False, indent=1), encoding="utf-8")
     (tmp / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
-    if out.exists():
-        old = out.with_name(out.name + f".old{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out)
+    replace_dir(tmp, out)

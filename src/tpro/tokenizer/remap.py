@@ -27,6 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tpro.paths import replace_dir
 from tpro.tokenizer.bpe import TOKENIZER_FILES, load_base, resolve_tokenizer_file, token_text
 
 METHODS = ("mean", "contextual")
@@ -223,12 +224,5 @@ def remap(cfg: RemapConfig, show_progress: bool = True) -> dict:
             shutil.copy2(src, tmp / (name if name != "report.json" else "tokenizer_report.json"))
     stats["seconds"] = round(time.perf_counter() - t0, 1)
     (tmp / "tpro_remap.json").write_text(json.dumps({"config": asdict(cfg), **stats}, indent=1))
-    if out.exists():
-        old = out.with_name(out.name + f".old{os.getpid()}")
-        os.replace(out, old)
-        os.replace(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out)
+    replace_dir(tmp, out)
     return stats
