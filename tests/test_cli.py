@@ -1,8 +1,6 @@
 import json
-import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -14,13 +12,12 @@ def run(*args, **kw):
 
 
 def test_help_is_instant_and_lists_stages():
-    t = time.perf_counter()
     r = run("--help")
     assert r.returncode == 0 and "generate" in r.stdout and "model" in r.stdout
-    assert "torch" not in sys.modules or True  # the subprocess is what matters:
     r = subprocess.run([sys.executable, "-X", "importtime", "-m", "tpro.cli", "--help"], capture_output=True, text=True)
-    assert "torch" not in {line.split("|")[-1].strip().split(".")[0] for line in r.stderr.splitlines()}
-    assert time.perf_counter() - t < 60  # sanity bound only; the import check above is the real test
+    # "instant" = no torch/transformers import (what made --help slow); asserted by import, not by wall clock
+    imported = {line.split("|")[-1].strip().split(".")[0] for line in r.stderr.splitlines()}
+    assert "typer" in imported and "torch" not in imported and "transformers" not in imported
 
 
 def test_generate_json_on_tiny_model(tiny_qwen2_dir):

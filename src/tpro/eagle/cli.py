@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import typer
 
 app = typer.Typer(help="EAGLE draft heads: build data, train, export for SGLang.", no_args_is_help=True)
