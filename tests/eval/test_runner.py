@@ -254,19 +254,21 @@ def test_endpoint_run_bounded_concurrency_and_failures_not_recorded(bench_file, 
 def test_killed_subprocess_run_resumes_without_redoing(tiny_qwen2_dir, bench_file, tmp_path):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "tpro.cli", "eval", "run", "--bench", "jsonl", "--path", str(bench_file),
-           "--limit", "4", "--model", str(tiny_qwen2_dir), "--mode", "both", "--max-tokens-direct", "12",
-           "--max-tokens-reasoning", "12", "--threads", "1", "--out", str(out), "--no-progress"]
+           "--limit", "4", "--model", str(tiny_qwen2_dir), "--mode", "both", "--max-tokens-direct", "200",
+           "--max-tokens-reasoning", "200", "--threads", "1", "--out", str(out), "--no-progress"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     items = out / "items.jsonl"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and (not items.exists() or len(read_records(items)) < 2):
-        time.sleep(0.05)
+    # 200-token generations leave time to kill between records on an idle machine too (with 12 tokens, all 8
+    # finished inside one poll interval there and the test saw no mid-way kill).
+    while time.monotonic() < deadline and (not items.exists() or len(read_records(items)) < 1):
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = items.read_text(encoding="utf-8")
     done_before = read_records(items)
-    assert 2 <= len(done_before) < 8, "the run should be killed mid-way"
+    assert 1 <= len(done_before) < 8, "the run should be killed mid-way"
     assert not (out / "summary.json").exists()
 
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
