@@ -3,7 +3,8 @@
     python bench/eagle_tree_cost.py --prefix 300 --reps 3 > bench/results/eagle_tree_cost.json
 
 Used to choose EagleConfig's CPU defaults (docs/benchmarks.md, EAGLE section): the verify cost curve says how
-many nodes a step can afford in each dtype; the draft cost says how deep the tree can go.
+many nodes a step can afford in each dtype; the draft cost says how deep the tree can go, and
+which FR-Spec vocabulary size it can afford (the head runs in the target's dtype, as ``load_decoder`` loads it).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def main():
     ap.add_argument("--prefix", type=int, default=300)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--sizes", default="1,4,8,16,32,48,64")
+    ap.add_argument("--hot-vocab", default="8192,16384,32768", help="FR-Spec draft vocabulary sizes to time")
     args = ap.parse_args()
     res = {"prefix": args.prefix, "threads": torch.get_num_threads(), "verify_ms": {}, "draft_level_ms": {}}
     for dtype in ("float32", "bfloat16"):
@@ -60,22 +62,24 @@ def main():
             row[n] = round(1000 * timed(step, args.reps), 1)
             print(dtype, "verify", n, row[n], flush=True)
         res["verify_ms"][dtype] = row
-        head = init_head(m, torch.arange(16384))
-        hc = DynamicCache()
-        feats = torch.randn(args.prefix, m.config.hidden_size)
-        head(m.get_input_embeddings()(prefix).float(), feats[None], torch.arange(args.prefix)[None], None, hc)
         drow = {}
-        for k in (1, 4, 8, 10):
-            ids, f = torch.randint(1000, 20000, (k,)), torch.randn(1, k, m.config.hidden_size)
-            mask = tree.tree_attention_mask(torch.eye(k, dtype=torch.bool), args.prefix, torch.float32)
+        for hv in map(int, args.hot_vocab.split(",")):
+            # the head in the target's dtype, as load_decoder runs it
+            head = init_head(m, torch.arange(hv)).to(m.dtype).attach(m)
+            hc = DynamicCache()
+            feats = torch.randn(args.prefix, m.config.hidden_size, dtype=m.dtype)
+            head(m.get_input_embeddings()(prefix), feats[None], torch.arange(args.prefix)[None], None, hc)
+            for k in (1, 4, 8, 10):
+                ids, f = torch.randint(1000, 20000, (k,)), torch.randn(1, k, m.config.hidden_size, dtype=m.dtype)
+                mask = tree.tree_attention_mask(torch.eye(k, dtype=torch.bool), args.prefix, m.dtype)
 
-            def level():
-                h = head(m.get_input_embeddings()(ids)[None].float(), f, torch.full((1, k), args.prefix), mask, hc)
-                torch.log_softmax(head.logits(h), -1).topk(k)
-                tree.keep_cache_positions(hc, torch.arange(args.prefix))
+                def level():
+                    h = head(m.get_input_embeddings()(ids)[None], f, torch.full((1, k), args.prefix), mask, hc)
+                    torch.log_softmax(head.logits(h).float(), -1).topk(k)
+                    tree.keep_cache_positions(hc, torch.arange(args.prefix))
 
-            drow[k] = round(1000 * timed(level, args.reps), 1)
-            print(dtype, "draft level", k, drow[k], flush=True)
+                drow[f"hot{hv}/k{k}"] = round(1000 * timed(level, args.reps), 1)
+                print(dtype, "draft level", f"hot {hv}", f"k {k}", drow[f"hot{hv}/k{k}"], flush=True)
         res["draft_level_ms"][dtype] = drow
         del lm, m, cache
     print(json.dumps(res))

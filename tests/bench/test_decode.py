@@ -30,12 +30,13 @@ def test_cli_runs_every_method_and_writes_outputs(tiny_qwen2_dir, tiny_qwen2, tm
                                  for i, (d, q) in enumerate([("chat", "Привет!"), ("math", "2+2=?"), ("math", "3*3=?")])))
     r = CliRunner().invoke(app, ["decode", "--target", str(tiny_qwen2_dir), "--draft", str(tmp_path / "head"),
                                  "--prompts", str(prompts), "-n", "8", "-t", "0", "-t", "0.8", "--per-domain", "1",
-                                 "--eagle-dtype", "float32", "--out", str(tmp_path / "out"), "--json"])
+                                 "--eagle-dtype", "float32", "--baseline-dtype", "float32", "--out", str(tmp_path / "out"), "--json"])
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "out" / "decode.json").read_text())
     methods = {(x["temperature"], x["method"]) for x in res["runs"]}
-    assert methods == {(0.0, "generate-fp32"), (0.0, "pld"), (0.0, "vanilla"), (0.0, "eagle"),
-                       (0.8, "generate-fp32"), (0.8, "vanilla"), (0.8, "eagle")}  # eagle in fp32: one generate row
+    # generate runs in both default generate dtypes; pld at T=0 only
+    assert methods == {(0.0, "generate-fp32"), (0.0, "generate-bf16"), (0.0, "pld"), (0.0, "vanilla"), (0.0, "eagle"),
+                       (0.8, "generate-fp32"), (0.8, "generate-bf16"), (0.8, "vanilla"), (0.8, "eagle")}
     assert {x["domain"] for x in res["runs"]} == {"chat", "math"}
     eagle = [x for x in res["summary"] if x["method"] == "eagle" and x["domain"] == "all"]
     assert all(x["acceptance_length"] >= 1.0 and x["speedup_vs_generate"] > 0 for x in eagle)

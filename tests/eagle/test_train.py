@@ -11,7 +11,9 @@ from tpro.eagle.cli import app
 from tpro.eagle.data import DataConfig, build_data, iter_sequences, list_shards
 from tpro.eagle.export import export_sglang
 from tpro.eagle.head import load_head
-from tpro.eagle.train import TrainConfig, hot_vocabulary, train
+from tpro.eagle import tree
+from tpro.eagle.head import init_head
+from tpro.eagle.train import TrainConfig, eagle_loss, hot_vocabulary, train, unrolled_forward, unrolled_mask
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +44,52 @@ def test_build_data_resumes_without_redoing_shards(tiny_data, tiny_qwen2_dir):
 def test_hot_vocabulary_ranks_by_frequency_and_tops_up_low_ids():
     hot = hot_vocabulary([torch.tensor([7, 7, 7, 9, 9, 3])], vocab_size=20, n=5)
     assert hot.tolist() == [0, 1, 3, 7, 9]
+
+
+def test_unrolled_mask_small_case():
+    # L = 3 step-1 rows; step 2 has rows 0, 1 (positions 1, 2); step 3 has row 0 (position 2)
+    m2 = unrolled_mask(3, 2)
+    assert m2.int().tolist() == [[1, 0, 0, 1, 0], [1, 1, 0, 0, 1]]
+    assert unrolled_mask(3, 3).int().tolist() == [[1, 0, 0, 1, 0, 1]]
+
+
+@torch.no_grad()
+def test_unrolled_steps_equal_incremental_drafting(tiny_qwen2):
+    """Step j of training computes what the decoder computes for a depth-j chain drafted after committed pairs."""
+    m = tiny_qwen2.model
+    torch.manual_seed(0)
+    head = init_head(m, torch.arange(200))
+    for p in head.parameters():  # move off the warm start so every weight matters
+        p.add_(torch.randn_like(p) * 0.02)
+    S, H = 9, m.config.hidden_size
+    ids = torch.randint(0, 200, (1, S))
+    emb = m.get_input_embeddings()(ids)
+    f_in = torch.randn(1, S - 1, H)
+    outs = unrolled_forward(head, emb, f_in, unroll=3)
+    assert [o.shape[1] for o in outs] == [8, 7, 6]
+    from transformers import DynamicCache
+
+    for i in (0, 3, 5):  # committed pairs 0..i, then a chain of two drafted nodes
+        cache = DynamicCache()
+        h = head(emb[:, 1 : i + 2], f_in[:, : i + 1], torch.arange(i + 1)[None], None, cache)[:, -1:]
+        torch.testing.assert_close(h, outs[0][:, i : i + 1], atol=1e-5, rtol=1e-5)
+        for j in (2, 3):  # node at position i + j - 1 reads (x_{i+j}, previous prediction); sees prefix + chain
+            n_cached = i + 1 + (j - 2)
+            mask = tree.causal_mask(1, n_cached, torch.float32)
+            h = head(emb[:, i + j : i + j + 1], h, torch.tensor([[i + j - 1]]), mask, cache)
+            torch.testing.assert_close(h, outs[j - 1][:, i : i + 1], atol=1e-5, rtol=1e-5)
+
+
+def test_unrolled_loss_reports_each_depth(tiny_qwen2):
+    m = tiny_qwen2.model
+    head = init_head(m, torch.arange(200))
+    ids = torch.randint(0, 200, (2, 12))
+    feats = torch.randn(2, 12, m.config.hidden_size)
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    loss, stats = eagle_loss(head, m.get_input_embeddings()(ids).detach(), feats, mask, 0.5, unroll=3)
+    assert {"acc", "acc2", "acc3", "reg2", "cls3"} <= set(stats)
+    loss.backward()
+    assert head.fc.weight.grad is not None and torch.isfinite(loss)
 
 
 def test_train_lowers_loss_changes_weights_and_resumes(tiny_data, tiny_qwen2, tmp_path):

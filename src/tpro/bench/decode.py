@@ -1,11 +1,13 @@
-"""Decode benchmark: tokens/s per domain for ``model.generate`` (fp32 and, with EAGLE, bf16), ``model.generate``
+"""Decode benchmark: tokens/s per domain for ``model.generate`` (fp32 and bf16), ``model.generate``
 with prompt lookup (``pld``), our vanilla loop and EAGLE, side by side in one process (this CPU is shared, so only ratios measured together mean anything).
 
 Each (temperature, prompt) runs every method back to back; per domain we report total generated tokens / total
 wall time, the speedup of every method over ``model.generate`` and over our vanilla loop, EAGLE's mean acceptance
-length (accepted draft tokens per verify step + 1) and its draft / verify time split. Baselines run in
-``baseline_dtype`` (fp32 is the fastest one-token dtype here), EAGLE's target in ``eagle_dtype`` (bf16: verifying
-a 32-node tree costs about one token in bf16 on AMX). Knows nothing about training heads.
+length (accepted draft tokens per verify step + 1) and its draft / verify time split. ``model.generate`` runs in
+every dtype of ``generate_dtypes`` and "speedup vs generate" takes the fastest of them (which one wins on this CPU
+depends on the load: bf16 on a quiet machine); prompt lookup and our vanilla loop run in ``baseline_dtype``, EAGLE's
+target in ``eagle_dtype`` (both bf16 by default, so "vs vanilla" compares decoding methods at one dtype).
+Knows nothing about training heads.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import torch
 
 
-METHODS = ("generate", "pld", "vanilla", "eagle")  # generate runs in fp32 and, with EAGLE's bf16 target, bf16
+METHODS = ("generate", "pld", "vanilla", "eagle")  # generate runs once per dtype in generate_dtypes
 
 
 @dataclass
@@ -31,8 +33,9 @@ class BenchConfig:
     temperatures: list[float] = field(default_factory=lambda: [0.0])
     reasoning: bool = False
     per_domain: int = 2  # prompts per domain (0 = all)
-    baseline_dtype: str = "float32"
+    baseline_dtype: str = "bfloat16"  # pld and the vanilla loop
     eagle_dtype: str = "bfloat16"
+    generate_dtypes: list[str] = field(default_factory=lambda: ["float32", "bfloat16"])
     prompt_lookup: int = 10  # prompt_lookup_num_tokens for the pld row
     methods: list[str] = field(default_factory=lambda: list(METHODS))  # which rows to run (a loaded CPU needs fewer)
     depth: int | None = None  # EAGLE tree knobs (None = EagleConfig.for_model defaults)
@@ -109,8 +112,8 @@ def summarize(runs: list[Run]) -> list[dict]:
     rows = []
     for (temp, dom, method), g in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] == "all", kv[0][1], kv[0][2])):
         tps = g["tokens"] / max(g["seconds"], 1e-9)
-        # "generate" = model.generate at its fastest dtype in this group (fp32 and bf16 rows both run when EAGLE's
-        # target is bf16: which one wins on this CPU depends on the load, see the Foundation section)
+        # "generate" = model.generate at its fastest dtype in this group (one row per generate_dtypes entry: which
+        # one wins on this CPU depends on the load, see the Foundation section)
         gens = [v for (t2, d2, m2), v in groups.items() if (t2, d2) == (temp, dom) and m2.startswith("generate-")]
         ref = {"generate": max(gens, key=lambda v: v["tokens"] / max(v["seconds"], 1e-9), default=None),
                "vanilla": groups.get((temp, dom, "vanilla"))}
@@ -174,13 +177,19 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
     for r in rows:
         by_dom[r.get("domain", "all")].append(r)
     picked = [r for d in sorted(by_dom) for r in (by_dom[d][: cfg.per_domain] if cfg.per_domain else by_dom[d])]
-    base = load_model(cfg.target, dtype=cfg.baseline_dtype, threads=cfg.threads or None, progress=False)
+    loaded: dict[str, object] = {}
+
+    def model_in(dtype):  # one copy of the target per dtype, shared by every row that runs in it
+        if dtype not in loaded:
+            loaded[dtype] = load_model(cfg.target, dtype=dtype, threads=cfg.threads or None, progress=False)
+        return loaded[dtype]
+
+    base = model_in(cfg.baseline_dtype)
     base_engine = Engine.from_loaded(base)
     eagle_engine = decoder = None
-    gen_models = {_short(cfg.baseline_dtype): base}
+    gen_models = {_short(d): model_in(d) for d in cfg.generate_dtypes} if "generate" in cfg.methods else {}
     if cfg.draft:
-        elm = base if cfg.eagle_dtype == cfg.baseline_dtype else load_model(cfg.target, dtype=cfg.eagle_dtype, progress=False)
-        gen_models[_short(cfg.eagle_dtype)] = elm
+        elm = model_in(cfg.eagle_dtype)
         decoder = load_decoder(cfg.draft, elm, depth=cfg.depth, top_k=cfg.top_k, total_tokens=cfg.total_tokens)
         eagle_engine = Engine.from_loaded(elm, decoder=decoder)
     mode = "reasoning" if cfg.reasoning else "direct"
@@ -208,7 +217,7 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
                 if on_result:
                     on_result(result(runs))
 
-            for name, glm in gen_models.items() if "generate" in cfg.methods else ():
+            for name, glm in gen_models.items():
                 k, dt = run_generate(glm, chat.input_ids, cfg.max_new_tokens, temp, cfg.seed)
                 add(f"generate-{name}", Run("", "", "", temp, k, dt))
             if "pld" in cfg.methods and temp == 0:  # prompt lookup: greedy rows only

@@ -62,6 +62,7 @@ def train(
     lr: float = typer.Option(5e-4, min=0.0),
     warmup: int = typer.Option(30, min=0),
     w_cls: float = typer.Option(0.1, min=0.0, help="Weight of the distribution (CE to the target) term."),
+    unroll: int = typer.Option(1, min=1, max=8, help="Train draft depths 1..N on the head's own features (training-time test; cost ~N x)."),
     noise: float = typer.Option(0.1, min=0.0),
     cls_fraction: float = typer.Option(0.25, min=0.0, max=1.0, help="Share of answer positions the CE term is computed on."),
     mixed_precision: str = typer.Option("bf16", help="bf16 | no"),
@@ -75,7 +76,7 @@ def train(
     from tpro.models.loading import ModelLoadError
 
     cfg = TrainConfig(target=target, data=list(data), out=out, hot_vocab=hot_vocab, epochs=epochs, steps=steps,
-                      batch_size=batch_size, max_length=max_length, window=window, lr=lr, warmup=warmup, w_cls=w_cls, noise=noise, cls_fraction=cls_fraction,
+                      batch_size=batch_size, max_length=max_length, window=window, lr=lr, warmup=warmup, w_cls=w_cls, noise=noise, cls_fraction=cls_fraction, unroll=unroll,
                       mixed_precision=mixed_precision, save_every=save_every, seed=seed, threads=threads)
     try:
         path = run(cfg, progress=not no_progress, log=lambda s: typer.echo(s, err=True))

@@ -44,6 +44,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     w_cls: float = 0.1  # weight of the token-distribution term (EAGLE uses 0.1)
     cls_fraction: float = 0.25  # share of answer positions the distribution term is computed on (cost, see eagle_loss)
+    unroll: int = 1  # train depths 1..unroll on the head's own features (training-time test); cost ~x unroll
     noise: float = 0.1  # uniform noise on input features, U(-noise, noise) * feature std
     grad_clip: float = 0.5
     mixed_precision: str = "bf16"  # accelerate mixed precision: bf16 uses AMX on this CPU, "no" for fp32
@@ -69,6 +70,23 @@ def hot_vocabulary(seqs: list[torch.Tensor], vocab_size: int, n: int) -> torch.T
     return torch.tensor(sorted(ids))
 
 
+def unrolled_mask(L: int, j: int, device=None) -> torch.Tensor:
+    """Attention of unroll step j (>= 2) over the head's keys of steps 1..j -> bool [R_j, R_1 + ... + R_j], True = see.
+
+    Step 1 has R_1 = L rows (pairs at positions 0..L-1, real features); step j has R_j = L - j + 1 rows, row i at position
+    i + j - 1 holding the head's own step-(j-1) output as its feature. At draft depth j a node sees the committed
+    pairs (step-1 keys 0..i) and its own chain of drafted ancestors (the step-2..j keys of the same row i), which is
+    exactly what this mask allows (EAGLE-3's "training-time test"; HASS calls it harmonized context alignment).
+    """
+    sizes = [L - k + 1 for k in range(1, j + 1)]  # rows per step 1..j
+    rows = sizes[-1]
+    i = torch.arange(rows, device=device)
+    blocks = [torch.arange(L, device=device)[None] <= i[:, None]]  # step-1 keys 0..i
+    for k in range(2, j + 1):
+        blocks.append(torch.arange(sizes[k - 1], device=device)[None] == i[:, None])  # step-k key of the same row
+    return torch.cat(blocks, dim=1)  # [rows, sum(sizes)]
+
+
 def eagle_loss(
     head: DraftHead,
     emb: torch.Tensor,  # [B, S, H] embeddings of x
@@ -77,15 +95,53 @@ def eagle_loss(
     w_cls: float,
     noise: float = 0.0,
     cls_fraction: float = 1.0,
+    unroll: int = 1,
 ) -> tuple[torch.Tensor, dict]:
-    """Teacher-forced EAGLE loss over one batch -> (loss, {"reg", "cls", "acc"})."""
-    B, S, H = feats.shape
-    f_in, f_out = feats[:, :-1], feats[:, 1:]  # f_t, f_{t+1}
+    """Teacher-forced EAGLE loss over one batch -> (loss, {"reg", "cls", "acc", "acc2", ...}).
+
+    ``unroll`` > 1 also trains the head on its own features, as it meets them at draft depth 2.. (step j reads the
+    step-(j-1) predictions, detached, with the real next token), through one shared KV cache and ``unrolled_mask``.
+    The loss is the mean over steps; ``acc{j}`` is top-1 agreement with the target at depth j.
+    """
+    f_in = feats[:, :-1]  # f_t, t = 0..S-2
     if noise:
         f_in = f_in + (torch.rand_like(f_in) * 2 - 1) * noise * f_in.std()
-    pos = torch.arange(S - 1, device=feats.device)[None].expand(B, -1)
-    h = head(emb[:, 1:], f_in, pos)  # [B, S-1, H] (causal; right padding is masked out below)
-    m = mask[:, 1:].float()  # [B, S-1]
+    total, stats = 0.0, {}
+    for j, h in enumerate(unrolled_forward(head, emb, f_in, unroll), start=1):
+        reg, cls, acc = _step_loss(head, h, feats[:, j:], mask[:, j:].float(), cls_fraction)  # h_i predicts f_{i+j}
+        total = total + reg + w_cls * cls
+        sfx = "" if j == 1 else str(j)
+        stats.update({f"reg{sfx}": reg.item(), f"cls{sfx}": cls.item(), f"acc{sfx}": acc.item()})
+    return total / unroll, stats
+
+
+def unrolled_forward(head: DraftHead, emb: torch.Tensor, f_in: torch.Tensor, unroll: int) -> list[torch.Tensor]:
+    """emb [B, S, H] (embeddings of x), f_in [B, S-1, H] (features f_0..f_{S-2}) -> [h_1 [B, L, H], h_2 [B, L-1, H], ...].
+
+    Step 1 is teacher-forced: row i reads (x_{i+1}, f_i) at position i. Step j reads (x_{i+j}, h_{j-1}[i]) at
+    position i + j - 1, the pair a depth-j draft node holds when the drafts before it were right, attending as
+    ``unrolled_mask`` says; all steps share one KV cache, so a step costs about what step 1 does.
+    """
+    from transformers import DynamicCache
+
+    B, L = f_in.shape[0], f_in.shape[1]
+    cache = DynamicCache() if unroll > 1 else None
+    pos = torch.arange(L, device=f_in.device)[None].expand(B, -1)
+    outs = [head(emb[:, 1:], f_in, pos, None, cache)]  # causal; right padding is masked out by the loss
+    for j in range(2, unroll + 1):
+        rows = L - j + 1
+        if rows < 1:
+            break
+        pos = torch.arange(j - 1, j - 1 + rows, device=f_in.device)[None].expand(B, -1)
+        att = unrolled_mask(L, j, f_in.device)[None, None]  # bool: sdpa takes it in any compute dtype
+        # the previous step's predictions are inputs here, not trained through (as EAGLE's noise augmentation)
+        outs.append(head(emb[:, j:], outs[-1][:, :rows].detach(), pos, att, cache))
+    return outs
+
+
+def _step_loss(head, h, f_out, m, cls_fraction):
+    """h, f_out [B, T, H], m [B, T] float -> (smooth-L1 to f_out, CE to the target's hot distribution, top-1 agreement)."""
+    H = h.shape[-1]
     denom = m.sum().clamp_min(1)
     reg = (F.smooth_l1_loss(h.float(), f_out.float(), reduction="none").mean(-1) * m).sum() / denom
     # The distribution term costs 3 products with the [N, H] lm_head per position (target, draft, draft backward),
@@ -99,7 +155,7 @@ def eagle_loss(
     logp = torch.log_softmax(head.logits(h_sel).float(), -1)  # [M', N]
     cls = -(p_target * logp).sum(-1).mean() if sel.numel() else h.sum() * 0
     acc = (logp.argmax(-1) == p_target.argmax(-1)).float().mean() if sel.numel() else torch.zeros(())
-    return reg + w_cls * cls, {"reg": reg.item(), "cls": cls.item(), "acc": acc.item()}
+    return reg, cls, acc
 
 
 def _batches(n_seq: int, batch_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -200,7 +256,7 @@ def train(cfg: TrainConfig, lm=None, progress: bool = True, log=print) -> Path:
                 emb = embed(ids.to(target.device)).float()
             with acc_.autocast():
                 loss, stats = eagle_loss(acc_.unwrap_model(head), emb, feats.to(target.device).float(),
-                                         mask.to(target.device), cfg.w_cls, cfg.noise, cfg.cls_fraction)
+                                         mask.to(target.device), cfg.w_cls, cfg.noise, cfg.cls_fraction, cfg.unroll)
             acc_.backward(loss)
             acc_.clip_grad_norm_(head.parameters(), cfg.grad_clip)
             opt.step()
@@ -209,8 +265,9 @@ def train(cfg: TrainConfig, lm=None, progress: bool = True, log=print) -> Path:
             history.append({"step": step + 1, "loss": loss.item(), **stats, "lr": sched.get_last_lr()[0]})
             bar.update(task, advance=1, loss=loss.item(), acc=stats["acc"])
             if not progress and (step + 1) % 10 == 0:
+                deeper = " ".join(f"{k} {v:.3f}" for k, v in stats.items() if k.startswith("acc") and k != "acc")
                 log(f"step {step + 1}/{total} loss {loss.item():.4f} reg {stats['reg']:.4f} cls {stats['cls']:.3f} "
-                    f"acc {stats['acc']:.3f} {time.perf_counter() - t0:.0f}s")
+                    f"acc {stats['acc']:.3f} {deeper} {time.perf_counter() - t0:.0f}s")
             if (step + 1) % cfg.save_every == 0 or step + 1 == total:
                 _checkpoint(acc_.unwrap_model(head), opt, sched, step + 1, ckpt, cfg)
                 _append_history(out, history)
