@@ -40,6 +40,19 @@ def test_unknown_dtype():
         resolve_dtype("float8")
 
 
+def test_auto_dtype_follows_native_bf16(monkeypatch):
+    import torch
+
+    from tpro.models import loading
+
+    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: True)
+    assert resolve_dtype("auto", "cpu") == torch.bfloat16
+    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: False)
+    assert resolve_dtype("auto", "cpu") == torch.float32
+    assert resolve_dtype("auto", "cuda:0") == torch.bfloat16
+    assert resolve_dtype("float32", "cuda") == torch.float32
+
+
 def test_missing_part_names_package(monkeypatch):
     import importlib.util
 

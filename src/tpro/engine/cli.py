@@ -22,7 +22,7 @@ def generate(
     top_k: int = typer.Option(0, "--top-k", min=0),
     seed: int = typer.Option(None, help="Sampling seed (same seed, same text)."),
     stop: list[str] = typer.Option([], "--stop", help="Stop string (repeatable)."),
-    dtype: str = typer.Option("auto", help="auto (fp32 on CPU, bf16 on GPU) | float32 | bfloat16 | float16"),
+    dtype: str = typer.Option("auto", help="auto (bf16 on GPU and on CPUs with native bf16, else fp32) | float32 | bfloat16 | float16"),
     threads: int = typer.Option(None, help="torch CPU threads (default: torch's choice)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object: text, reasoning, answer, telemetry."),
 ):

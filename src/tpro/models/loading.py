@@ -48,18 +48,35 @@ class LoadedModel:
         return self.model.dtype
 
 
-def resolve_dtype(dtype: str, device: str = "cpu"):
-    """Map a dtype name to a torch dtype. ``auto``: float32 on CPU, bfloat16 on CUDA.
+def cpu_has_native_bf16() -> bool:
+    """True where the CPU multiplies bf16 in hardware (x86 AMX or AVX512-BF16, read from /proc/cpuinfo on Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    except OSError:
+        pass
+    return False
 
-    Why float32 on CPU: one-token decode steps of the 0.5B default cost ~91 ms in fp32 and ~140 ms in bf16 on
-    this 2-core AMX machine (bf16 only wins when a forward carries many tokens, which EAGLE's verifier does).
+
+def resolve_dtype(dtype: str, device: str = "cpu"):
+    """Map a dtype name to a torch dtype. ``auto``: bfloat16 on CUDA and on CPUs with native bf16, else float32.
+
+    Why bf16 on such CPUs: one-token decode steps of the 0.5B default cost ~46 ms in bf16 and ~120 ms in fp32 on
+    this 2-core AVX512-BF16/AMX machine when it is quiet (bench/eagle_tree_cost.py, docs/benchmarks.md), and
+    EAGLE's tree verification needs bf16 (a 32-node forward costs ~2x one token in bf16, ~3x in fp32). CPUs without
+    bf16 units emulate it slowly, so they keep fp32.
     """
     import torch
 
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if dtype == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+        if device.startswith("cuda"):
+            return torch.bfloat16
+        return torch.bfloat16 if device == "cpu" and cpu_has_native_bf16() else torch.float32
     return getattr(torch, dtype)
 
 

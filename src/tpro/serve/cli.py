@@ -66,7 +66,7 @@ def serve(
                                   help="Reasoning mode for requests that do not send "
                                        "chat_template_kwargs.enable_thinking."),
     served_model_name: str = typer.Option(None, help="The model name clients send (default: the model's name)."),
-    dtype: str = typer.Option("auto", help="auto (fp32 on CPU, bf16 on GPU) | float32 | bfloat16 | float16"),
+    dtype: str = typer.Option("auto", help="auto (bf16 on GPU and on CPUs with native bf16, else fp32) | float32 | bfloat16 | float16"),
     threads: int = typer.Option(None, help="torch CPU threads (default: torch's choice)."),
     log_level: str = typer.Option("info", help="uvicorn log level: debug | info | warning | error"),
 ):
