@@ -54,4 +54,4 @@ def tiny_qwen3(tiny_qwen3_dir):
 def embedded():
     from tpro.models import load_model
 
-    return load_model("default", progress=False)
+    return load_model("default", dtype="float32", progress=False)  # fp32: exact-equality tests need no bf16 rounding

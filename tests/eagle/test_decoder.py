@@ -141,11 +141,17 @@ def test_embedded_greedy_is_token_identical(embedded):
 
     torch.set_num_threads(2)  # big matmuls: the second core helps here
     eng = Engine.from_loaded(embedded)
-    if default_head_dir() is not None:
+    shipped = default_head_dir() is not None
+    if shipped:
         dec = load_decoder("default", embedded)
     else:
         dec = EagleDecoder(init_head(embedded.model, torch.arange(16384)), EagleConfig.for_model(embedded.model))
     p = SamplingParams(max_new_tokens=32)
-    ref = eng.complete("Сколько будет 17 умножить на 23? Ответь кратко.", p)
-    got = eng.complete("Сколько будет 17 умножить на 23? Ответь кратко.", p, decoder=dec)
-    assert got.token_ids == ref.token_ids
+    for q in ("Сколько будет 17 умножить на 23? Ответь кратко.",
+              "В классе 12 мальчиков и 15 девочек. Сколько всего учеников в классе?"):
+        ref = eng.complete(q, p)
+        got = eng.complete(q, p, decoder=dec)
+        assert got.token_ids == ref.token_ids
+    if shipped:
+        # the shipped head drafts the target: 1.94 measured on this prompt (an untrained head gets ~1.0)
+        assert got.telemetry.acceptance_length >= 1.5

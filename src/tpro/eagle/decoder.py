@@ -30,15 +30,17 @@ from tpro.engine.sampling import logits_to_probs, next_token
 
 @dataclass
 class EagleConfig:
-    depth: int = 6  # tree depth (draft head forwards per step after the catch-up)
-    top_k: int = 8  # children per expanded node and nodes expanded per depth
-    total_tokens: int = 32  # draft nodes verified per step (the root comes on top)
+    depth: int = 4  # tree depth (draft head forwards per step, the catch-up included)
+    top_k: int = 6  # children per expanded node and nodes expanded per depth
+    total_tokens: int = 16  # draft nodes verified per step (the root comes on top)
 
     @classmethod
     def for_model(cls, model, **overrides) -> EagleConfig:
-        """CPU defaults by the target's dtype, from the forward-cost table in docs/benchmarks.md (EAGLE section):
-        in bf16 a forward over 32 new tokens costs about what 1 token does (AMX tiles), so a big tree is nearly
-        free to verify; in fp32, 8 tokens already cost 2x one token, so the tree must stay small."""
+        """CPU defaults by the target's dtype, chosen by measurement (``bench/eagle_tune.py``, docs/benchmarks.md,
+        EAGLE section): with the shipped head and a bf16 target, depth 4 / top-k 6 / 16 nodes was the fastest of
+        seven trees from 3x4x8 to 7x10x48 (a bf16 forward over 16 new tokens costs ~1.5x one token, 32 tokens ~1.8x,
+        and deeper trees buy little acceptance at this head's depth-2+ accuracy); in fp32, 8 tokens already
+        cost ~1.7x one token, so the tree stays at 8 nodes (not tuned: fp32 decoding is slower here anyway)."""
         base = cls() if model.dtype in (torch.bfloat16, torch.float16) else cls(depth=4, top_k=4, total_tokens=8)
         for k, v in overrides.items():
             if v is not None:
