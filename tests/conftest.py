@@ -40,14 +40,14 @@ def tiny_qwen3_dir(tmp_path_factory):
 def tiny_qwen2(tiny_qwen2_dir):
     from tpro.models import load_model
 
-    return load_model(str(tiny_qwen2_dir), progress=False)
+    return load_model(str(tiny_qwen2_dir), dtype="float32", progress=False)  # fp32 wherever "auto" would pick bf16
 
 
 @pytest.fixture(scope="session")
 def tiny_qwen3(tiny_qwen3_dir):
     from tpro.models import load_model
 
-    return load_model(str(tiny_qwen3_dir), progress=False)
+    return load_model(str(tiny_qwen3_dir), dtype="float32", progress=False)
 
 
 @pytest.fixture(scope="session")
