@@ -18,7 +18,7 @@ import torch
 from tpro.bench.decode import run_engine, run_generate
 from tpro.eagle import load_decoder
 from tpro.eagle.data import PROMPTS_DIR, read_prompts
-from tpro.engine import Engine
+from tpro.engine import Engine, SamplingParams
 from tpro.engine.decoder import VanillaDecoder
 from tpro.models import build_prompt, load_model
 
@@ -33,18 +33,24 @@ def main():
     ap.add_argument("--temperature", type=float, default=0.0)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
+    try:
+        grid = [tuple(map(int, spec.split("x"))) for spec in a.grid.split(",")]
+        assert all(len(g) == 3 and min(g) >= 1 for g in grid)
+    except (ValueError, AssertionError):
+        ap.error(f"--grid {a.grid!r}: expected comma-separated DEPTHxTOPKxNODES with positive integers, e.g. 4x6x16")
     rows = read_prompts(PROMPTS_DIR / "heldout.jsonl")
     by_dom = defaultdict(list)
     for r in rows:
         by_dom[r.get("domain", "all")].append(r)
     picked = [r for d in sorted(by_dom) for r in by_dom[d][: a.per_domain]]
     lm = load_model("default", dtype=a.dtype, progress=False)
-    dec = load_decoder(a.draft, lm)
+    try:
+        dec = load_decoder(a.draft, lm)
+    except (FileNotFoundError, ValueError) as e:
+        ap.error(f"--draft {a.draft}: {e}")
     eng = Engine.from_loaded(lm, decoder=dec)
     chats = [build_prompt(lm.tokenizer, r["prompt"], "direct") for r in picked]
     run_engine(eng, chats[0], 8, 0.0, 0)  # warm-up (first-call allocations)
-    from tpro.engine import SamplingParams
-
     gen_tok = gen_s = 0
     vanilla = []  # plain greedy token ids in the same dtype: how far each EAGLE output agrees with them
     for c in chats:
@@ -54,8 +60,8 @@ def main():
                                     decoder=VanillaDecoder()).token_ids)
     gen_tps = gen_tok / gen_s
     out = [{"config": "model.generate", "tokens_per_s": round(gen_tps, 2), "speedup": 1.0}]
-    for spec in a.grid.split(","):
-        d, k, n = map(int, spec.split("x"))
+    for d, k, n in grid:
+        spec = f"{d}x{k}x{n}"
         dec.cfg.depth, dec.cfg.top_k, dec.cfg.total_tokens = d, k, n
         tok = s = steps = acc = ds = vs = same = 0
         for c, ref in zip(chats, vanilla):

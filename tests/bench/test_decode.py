@@ -49,3 +49,5 @@ def test_cli_bad_input_exits_2(tmp_path):
     assert r.exit_code == 2 and "missing.jsonl" in r.output
     r = CliRunner().invoke(app, ["decode", "-t", "9"])
     assert r.exit_code == 2
+    r = CliRunner().invoke(app, ["decode", "--generate-dtype", "float8"])  # refused before any model loads
+    assert r.exit_code == 2 and "float8" in r.output

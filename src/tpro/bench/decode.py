@@ -172,6 +172,11 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
     unknown = set(cfg.methods) - set(METHODS)
     if unknown:
         raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
+    from tpro.models.loading import DTYPES
+
+    for d in [cfg.baseline_dtype, cfg.eagle_dtype, *cfg.generate_dtypes]:  # before loading anything
+        if d not in DTYPES:
+            raise ValueError(f"unknown dtype {d!r}; choose one of {', '.join(DTYPES)}")
     rows = read_prompts(cfg.prompts or PROMPTS_DIR / "heldout.jsonl")
     by_dom: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
