@@ -48,11 +48,22 @@ def main():
         else:
             workers = int(method.split("-")[1])
             cfg = DedupConfig(unit="word", shingle=3, threshold=0.7)
-            counts = run_datatrove_dedup(str(src), out / f"{method}.jsonl", cfg, workers=workers,
-                                         work=out / f"{method}-work")
+            counts = run_datatrove_dedup(
+                str(src), out / f"{method}.jsonl", cfg, workers=workers, work=out / f"{method}-work"
+            )
         dt = time.perf_counter() - t0
-        print(json.dumps({"method": method, "seconds": round(dt, 1), "rows_per_s": round(len(rows) / dt),
-                          "rows_out": counts["rows_out"], "removed": counts["removed"]}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "method": method,
+                    "seconds": round(dt, 1),
+                    "rows_per_s": round(len(rows) / dt),
+                    "rows_out": counts["rows_out"],
+                    "removed": counts["removed"],
+                }
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":  # datatrove's executors start processes with spawn/forkserver

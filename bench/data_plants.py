@@ -51,25 +51,48 @@ def main():
     dup_planted = {i for i, p in kind.items() if p["kind"] in ("exact", "near")}
     for th in args.thresholds.split(","):
         ded = out / f"dedup-{th}.jsonl"
-        subprocess.run(["tpro", "data", "dedup", str(src), "-o", str(ded), "--threshold", th, "--json", "--force"],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["tpro", "data", "dedup", str(src), "-o", str(ded), "--threshold", th, "--json", "--force"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         removed = set(kind) - {r["id"] for r in read_rows(ded)}
         removed_dups = {i for i in removed if kind[i]["kind"] != "leak"}  # leaks are decontamination's job
         res = precision_recall(removed_dups, dup_planted)
-        res["recall_exact"] = precision_recall(removed, {i for i in dup_planted if kind[i]["kind"] == "exact"})["recall"]
+        res["recall_exact"] = precision_recall(removed, {i for i in dup_planted if kind[i]["kind"] == "exact"})[
+            "recall"
+        ]
         for f in (0.01, 0.03, 0.05, 0.1, 0.2):
             plant_f = {i for i in dup_planted if kind[i].get("edit_frac") == f}
             res[f"recall_near_{int(f * 100)}pct"] = precision_recall(removed, plant_f)["recall"]
         res["false_positive_examples"] = [r["text"][:90] for r in rows if r["id"] in removed_dups - dup_planted][:3]
         results[f"dedup_threshold_{th}"] = res
     dec = out / "decontaminated.jsonl"
-    subprocess.run(["tpro", "data", "decontaminate", str(src), "-o", str(dec), "--bench", "t-math",
-                    "--bench", "math-500", "--json", "--force"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            "tpro",
+            "data",
+            "decontaminate",
+            str(src),
+            "-o",
+            str(dec),
+            "--bench",
+            "t-math",
+            "--bench",
+            "math-500",
+            "--json",
+            "--force",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     removed = set(kind) - {r["id"] for r in read_rows(dec)}
     leak_planted = {i for i, p in kind.items() if p["kind"] == "leak"}
     res = precision_recall(removed, leak_planted)
     for e in (0, 2):
-        res[f"recall_leak_{e}_edits"] = precision_recall(removed, {i for i in leak_planted if kind[i]["edits"] == e})["recall"]
+        res[f"recall_leak_{e}_edits"] = precision_recall(removed, {i for i in leak_planted if kind[i]["edits"] == e})[
+            "recall"
+        ]
     res["missed"] = [r["text"][:120] for r in rows if r["id"] in leak_planted - removed]
     by = Counter()
     for r in read_rows(Path(str(dec) + ".removed.jsonl")):

@@ -13,10 +13,16 @@ import json
 import time
 
 PROBES = [
-    ("math", "Solve the equation x^2 - 5x + 6 = 0 and give the sum of the roots.",
-     "Решите уравнение x^2 - 5x + 6 = 0 и найдите сумму корней."),
-    ("code", "Write a Python function that sorts a list of strings by length.",
-     "Напишите на Python функцию, которая сортирует список строк по длине."),
+    (
+        "math",
+        "Solve the equation x^2 - 5x + 6 = 0 and give the sum of the roots.",
+        "Решите уравнение x^2 - 5x + 6 = 0 и найдите сумму корней.",
+    ),
+    (
+        "code",
+        "Write a Python function that sorts a list of strings by length.",
+        "Напишите на Python функцию, которая сортирует список строк по длине.",
+    ),
     ("science", "Why is the sky blue? Explain the physics.", "Почему небо голубое? Объясни с точки зрения физики."),
     ("writing", "Write a short poem about autumn rain.", "Напиши короткое стихотворение об осеннем дожде."),
     ("knowledge", "Who was the first president of the United States?", "Кто был первым президентом США?"),
@@ -46,8 +52,11 @@ def main():
     for lang, k in (("en", 1), ("ru", 2)):
         t0 = time.perf_counter()
         pred = [r.tags[0] for r in emb.tag([p[k] for p in PROBES])]
-        out[f"embedding_{lang}"] = {"accuracy": accuracy(pred, gold), "pred": pred,
-                                    "rows_per_s": round(len(PROBES) / (time.perf_counter() - t0), 1)}
+        out[f"embedding_{lang}"] = {
+            "accuracy": accuracy(pred, gold),
+            "pred": pred,
+            "rows_per_s": round(len(PROBES) / (time.perf_counter() - t0), 1),
+        }
         print(json.dumps({f"embedding_{lang}": out[f"embedding_{lang}"]}), flush=True)
     zs = ZeroShotTagger(Engine.from_loaded(load_model("default", progress=False)), DEFAULT_LABELS)
     names = list(DEFAULT_LABELS)
@@ -59,8 +68,12 @@ def main():
             raw.append(names[int(probs.argmax())])
             cal.append(names[int((probs / zs.prior).argmax())])
         dt = time.perf_counter() - t0
-        out[f"zero_shot_{lang}"] = {"accuracy_raw": accuracy(raw, gold), "accuracy_calibrated": accuracy(cal, gold),
-                                    "pred_calibrated": cal, "s_per_row": round(dt / len(PROBES), 2)}
+        out[f"zero_shot_{lang}"] = {
+            "accuracy_raw": accuracy(raw, gold),
+            "accuracy_calibrated": accuracy(cal, gold),
+            "pred_calibrated": cal,
+            "s_per_row": round(dt / len(PROBES), 2),
+        }
         print(json.dumps({f"zero_shot_{lang}": out[f"zero_shot_{lang}"]}), flush=True)
     out["gold"] = gold
     print(json.dumps(out, ensure_ascii=False, indent=1))

@@ -41,9 +41,24 @@ def main():
     data = [build_data(DataConfig(out=str(work / "data-ref"), source="reference", modes="direct", threads=a.threads))]
     if not a.no_generate:
         data.append(build_data(DataConfig(out=str(work / "data-gen"), modes="alternate", threads=a.threads)))
-    head = train(TrainConfig(data=[str(d) for d in data], out=str(work / "head"), steps=a.steps,
-                             batch_size=a.batch_size, window=384, lr=a.lr, warmup=30, w_cls=1.0, cls_fraction=0.5,
-                             unroll=a.unroll, hot_vocab=a.hot_vocab, save_every=50, threads=a.threads), progress=True)
+    head = train(
+        TrainConfig(
+            data=[str(d) for d in data],
+            out=str(work / "head"),
+            steps=a.steps,
+            batch_size=a.batch_size,
+            window=384,
+            lr=a.lr,
+            warmup=30,
+            w_cls=1.0,
+            cls_fraction=0.5,
+            unroll=a.unroll,
+            hot_vocab=a.hot_vocab,
+            save_every=50,
+            threads=a.threads,
+        ),
+        progress=True,
+    )
     if a.install:
         dest = HEADS_DIR / DEFAULT_HEAD
         dest.mkdir(parents=True, exist_ok=True)

@@ -26,16 +26,34 @@ def main(data: Path):
     for i, r in enumerate(rows(data / "ru-alpaca-seed" / "seed_tasks.jsonl")):
         inst = r["instances"][0] if r.get("instances") else {}
         q = r["instruction"] + (("\n\n" + inst["input"]) if inst.get("input") else "")
-        row = {"id": r["id"], "domain": "ru-chat", "license": "Apache-2.0 (IlyaGusev/rulm)", "prompt": q,
-               "reference": inst.get("output", "")}
+        row = {
+            "id": r["id"],
+            "domain": "ru-chat",
+            "license": "Apache-2.0 (IlyaGusev/rulm)",
+            "prompt": q,
+            "reference": inst.get("output", ""),
+        }
         (heldout if i % 8 == 7 else train).append(row)
     for i, r in enumerate(rows(data / "t-math" / "t_math.jsonl")):
         q = r["question"].replace("\r", "\\r").replace("\t", "\\t")  # the file's two known escape accidents
-        row = {"id": r["id"], "domain": "ru-math", "license": "Apache-2.0 (t-tech/T-math)", "prompt": q, "reference": ""}
+        row = {
+            "id": r["id"],
+            "domain": "ru-math",
+            "license": "Apache-2.0 (t-tech/T-math)",
+            "prompt": q,
+            "reference": "",
+        }
         (heldout if i % 10 == 9 else train).append(row)
     for r in rows(data / "en-math" / "gsm8k_test.jsonl")[:300]:
-        train.append({"id": r["id"], "domain": "en-math", "license": "Apache-2.0 (jianzhnie/LLMEval)",
-                      "prompt": r["question"], "reference": r.get("solution", "")})
+        train.append(
+            {
+                "id": r["id"],
+                "domain": "en-math",
+                "license": "Apache-2.0 (jianzhnie/LLMEval)",
+                "prompt": r["question"],
+                "reference": r.get("solution", ""),
+            }
+        )
     OUT.mkdir(parents=True, exist_ok=True)
     for name, rs in (("train.jsonl", train), ("heldout.jsonl", heldout)):
         with open(OUT / name, "w", encoding="utf-8") as f:

@@ -55,7 +55,9 @@ def main():
             ids = torch.randint(1000, 20000, (1, n))
 
             def step():
-                h = m.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True).last_hidden_state
+                h = m.get_decoder()(
+                    input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache, use_cache=True
+                ).last_hidden_state
                 m.get_output_embeddings()(h)
                 tree.keep_cache_positions(cache, torch.arange(args.prefix))
 
@@ -81,7 +83,7 @@ def main():
                 drow[f"hot{hv}/k{k}"] = round(1000 * timed(level, args.reps), 1)
                 print(dtype, "draft level", f"hot {hv}", f"k {k}", drow[f"hot{hv}/k{k}"], flush=True)
         res["draft_level_ms"][dtype] = drow
-        del lm, m, cache
+        del lm  # the next dtype loads a fresh model (m and cache are rebound then)
     print(json.dumps(res))
 
 

@@ -56,8 +56,11 @@ def main():
     for c in chats:
         k, dt = run_generate(lm, c.input_ids, a.max_new_tokens, a.temperature, 0)
         gen_tok, gen_s = gen_tok + k, gen_s + dt
-        vanilla.append(eng.complete(c, SamplingParams(max_new_tokens=a.max_new_tokens, temperature=a.temperature),
-                                    decoder=VanillaDecoder()).token_ids)
+        vanilla.append(
+            eng.complete(
+                c, SamplingParams(max_new_tokens=a.max_new_tokens, temperature=a.temperature), decoder=VanillaDecoder()
+            ).token_ids
+        )
     gen_tps = gen_tok / gen_s
     out = [{"config": "model.generate", "tokens_per_s": round(gen_tps, 2), "speedup": 1.0}]
     for d, k, n in grid:
@@ -70,19 +73,37 @@ def main():
             tok, s, steps, acc = tok + t.generated_tokens, s + t.total_s, steps + t.steps, acc + t.draft_accepted
             ds, vs = ds + t.draft_s, vs + t.verify_s
             same += done.token_ids == ref
-        out.append({"config": spec, "tokens_per_s": round(tok / s, 2), "speedup": round(tok / s / gen_tps, 3),
-                    "identical_to_vanilla": f"{same}/{len(chats)}",
-                    "acceptance_length": round((acc + steps) / steps, 3), "ms_per_step": round(1000 * (ds + vs) / steps, 1),
-                    "draft_share": round(ds / (ds + vs), 3)})
+        out.append(
+            {
+                "config": spec,
+                "tokens_per_s": round(tok / s, 2),
+                "speedup": round(tok / s / gen_tps, 3),
+                "identical_to_vanilla": f"{same}/{len(chats)}",
+                "acceptance_length": round((acc + steps) / steps, 3),
+                "ms_per_step": round(1000 * (ds + vs) / steps, 1),
+                "draft_share": round(ds / (ds + vs), 3),
+            }
+        )
         print(json.dumps(out[-1]), flush=True)
     if a.json:
-        print(json.dumps({"threads": torch.get_num_threads(), "prompts": [r.get("id") for r in picked],
-                          "max_new_tokens": a.max_new_tokens, "temperature": a.temperature, "rows": out}))
+        print(
+            json.dumps(
+                {
+                    "threads": torch.get_num_threads(),
+                    "prompts": [r.get("id") for r in picked],
+                    "max_new_tokens": a.max_new_tokens,
+                    "temperature": a.temperature,
+                    "rows": out,
+                }
+            )
+        )
     print("| depth x top-k x nodes | tokens/s | vs generate | accept len | ms/step | draft share | = vanilla |")
     print("|---|---|---|---|---|---|---|")
     for r in out:
-        print(f"| {r['config']} | {r['tokens_per_s']} | {r['speedup']:.2f}x | {r.get('acceptance_length', '')} | "
-              f"{r.get('ms_per_step', '')} | {r.get('draft_share', '')} | {r.get('identical_to_vanilla', '')} |")
+        print(
+            f"| {r['config']} | {r['tokens_per_s']} | {r['speedup']:.2f}x | {r.get('acceptance_length', '')} | "
+            f"{r.get('ms_per_step', '')} | {r.get('draft_share', '')} | {r.get('identical_to_vanilla', '')} |"
+        )
 
 
 if __name__ == "__main__":

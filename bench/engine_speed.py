@@ -57,7 +57,7 @@ def main():
             hf.append(n / (time.perf_counter() - t))
             # identical up to the model's first EOS (after it, generate's min_new_tokens masks EOS, we don't)
             eos = [i for i, t in enumerate(done.token_ids) if t in Engine.from_loaded(lm).eos] + [n]
-            assert out[0, ids.shape[1]:].tolist()[: eos[0]] == done.token_ids[: eos[0]], "greedy outputs differ"
+            assert out[0, ids.shape[1] :].tolist()[: eos[0]] == done.token_ids[: eos[0]], "greedy outputs differ"
         row = {
             "dtype": dtype,
             "engine_tok_s": statistics.median(ours),
@@ -66,10 +66,17 @@ def main():
             "per_prompt": {"engine": ours, "generate": hf},
         }
         rows.append(row)
-        print(f"{dtype}: engine {row['engine_tok_s']:.2f} tok/s, generate {row['generate_tok_s']:.2f} tok/s, ratio {row['ratio']:.3f}")
+        print(
+            f"{dtype}: engine {row['engine_tok_s']:.2f} tok/s, generate {row['generate_tok_s']:.2f} tok/s, ratio {row['ratio']:.3f}"
+        )
         del lm, eng
-    result = {"date": str(date.today()), "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
-              "torch": torch.__version__, "new_tokens": n, "rows": rows}
+    result = {
+        "date": str(date.today()),
+        "machine": f"{platform.machine()} {torch.get_num_threads()} threads",
+        "torch": torch.__version__,
+        "new_tokens": n,
+        "rows": rows,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2))
     print("| dtype | engine tok/s | model.generate tok/s | ratio (median of per-prompt ratios) |")

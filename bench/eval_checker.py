@@ -37,7 +37,9 @@ def main():
         items = load_benchmark(bench)
         a = sum(is_correct(f"\\boxed{{{i.answer}}}", i.answer) for i in items)
         b = sum(plain(f"\\boxed{{{i.answer}}}", i.answer) for i in items)
-        print(f"{bench}: gold matches itself (boxed): tpro.eval.check {a}/{len(items)}, plain math-verify {b}/{len(items)}")
+        print(
+            f"{bench}: gold matches itself (boxed): tpro.eval.check {a}/{len(items)}, plain math-verify {b}/{len(items)}"
+        )
 
 
 if __name__ == "__main__":

@@ -27,12 +27,17 @@ def table(run_dir: Path) -> str:
 
     config, records = load_run(run_dir, recheck=True)  # today's checker, whatever the run's process had
     s = summarize(config, records)
-    lines = ["| model | mode | items | pass@1 | mean output tokens | mean latency, s | accuracy per 1k tokens | "
-             "cut by the limit |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | mode | items | pass@1 | mean output tokens | mean latency, s | accuracy per 1k tokens | "
+        "cut by the limit |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for mode, m in s["modes"].items():
-        lines.append(f"| {s['generator']} (embedded default) | {mode} | {m['items']} | {m['pass@1']:.3f} | "
-                     f"{m['mean_output_tokens']:.0f} | {m['mean_latency_s']:.1f} | {m['acc_per_1k_tokens']:.3f} | "
-                     f"{m['truncated']:.0%} |")
+        lines.append(
+            f"| {s['generator']} (embedded default) | {mode} | {m['items']} | {m['pass@1']:.3f} | "
+            f"{m['mean_output_tokens']:.0f} | {m['mean_latency_s']:.1f} | {m['acc_per_1k_tokens']:.3f} | "
+            f"{m['truncated']:.0%} |"
+        )
     for name, acc in PAPER:
         lines.append(f"| {name} | reasoning | 331 | {acc:.3f} | – | – | – | – |")
     return "\n".join(lines)
@@ -48,8 +53,13 @@ def main():
     if not args.table_only:
         from tpro.eval.runner import EvalConfig, run_eval
 
-        cfg = EvalConfig(bench="t-math", limit=args.limit, model="default", threads=args.threads,
-                         max_tokens={"direct": 128, "reasoning": 256})
+        cfg = EvalConfig(
+            bench="t-math",
+            limit=args.limit,
+            model="default",
+            threads=args.threads,
+            max_tokens={"direct": 128, "reasoning": 256},
+        )
         run_eval(cfg, args.out, progress=False, log=lambda s: print(s, flush=True))
     print(table(args.out))
 

@@ -52,8 +52,12 @@ async def client(cid: int, ac: httpx.AsyncClient, model: str, args, todo: asynci
             i = todo.get_nowait()
         except asyncio.QueueEmpty:
             return
-        body = {"model": model, "messages": [{"role": "user", "content": texts[i % len(texts)]}],
-                "max_tokens": args.max_tokens, "temperature": 0}
+        body = {
+            "model": model,
+            "messages": [{"role": "user", "content": texts[i % len(texts)]}],
+            "max_tokens": args.max_tokens,
+            "temperature": 0,
+        }
         t_first = time.perf_counter()
         rec = {"request": i, "client": cid, "overloads": 0, "status": None, "error": None}
         for _attempt in range(args.retries + 1):
@@ -91,8 +95,9 @@ async def run(url: str, key: str | None, args) -> dict:
             todo.put_nowait(i)
         log: list[dict] = []
         t0 = time.perf_counter()
-        await asyncio.wait_for(asyncio.gather(*[client(c, ac, model, args, todo, log) for c in range(args.clients)]),
-                               args.deadline)
+        await asyncio.wait_for(
+            asyncio.gather(*[client(c, ac, model, args, todo, log) for c in range(args.clients)]), args.deadline
+        )
         wall = time.perf_counter() - t0
         metrics = (await ac.get("/metrics")).text
     served = [r for r in log if r["status"] == 200]
@@ -102,13 +107,18 @@ async def run(url: str, key: str | None, args) -> dict:
     for r in log:
         statuses[str(r["status"])] = statuses.get(str(r["status"]), 0) + 1
     return {
-        "model": model, "clients": args.clients, "requests": args.requests, "max_tokens": args.max_tokens,
-        "served": len(served), "success_rate": len(served) / args.requests,
+        "model": model,
+        "clients": args.clients,
+        "requests": args.requests,
+        "max_tokens": args.max_tokens,
+        "served": len(served),
+        "success_rate": len(served) / args.requests,
         "overload_answers": sum(r["overloads"] for r in log),
         "requests_overloaded_at_least_once": sum(1 for r in log if r["overloads"]),
         "errors": [r for r in log if r["status"] != 200],
-        "server_5xx_other_than_overload": sum(1 for r in log if r["status"] and r["status"] >= 500
-                                              and r["status"] not in OVERLOAD),
+        "server_5xx_other_than_overload": sum(
+            1 for r in log if r["status"] and r["status"] >= 500 and r["status"] not in OVERLOAD
+        ),
         "final_status_counts": statuses,
         "latency_p50_s": round(statistics.median(lat), 2) if lat else None,
         "latency_p95_s": round(percentile(lat, 0.95), 2),
@@ -117,8 +127,11 @@ async def run(url: str, key: str | None, args) -> dict:
         "wall_s": round(wall, 1),
         "generated_tokens": sum(r.get("tokens", 0) for r in served),
         "throughput_tokens_per_s": round(sum(r.get("tokens", 0) for r in served) / wall, 2),
-        "server_metrics": {line.split()[0]: float(line.split()[1]) for line in metrics.splitlines()
-                           if line.startswith("tpro_requests_total")},
+        "server_metrics": {
+            line.split()[0]: float(line.split()[1])
+            for line in metrics.splitlines()
+            if line.startswith("tpro_requests_total")
+        },
     }
 
 
@@ -136,8 +149,22 @@ def start_server(args) -> tuple[subprocess.Popen, str, str]:
         from tpro.models.tiny import make_tiny_model
 
         model = str(make_tiny_model(Path(tempfile.mkdtemp(prefix="tpro-tiny-")) / "tiny-qwen2"))
-    cmd = [sys.executable, "-m", "tpro.cli", "serve", "--model", model, "--port", str(port),
-           "--max-queue", str(args.max_queue), "--timeout", str(args.server_timeout), "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tpro.cli",
+        "serve",
+        "--model",
+        model,
+        "--port",
+        str(port),
+        "--max-queue",
+        str(args.max_queue),
+        "--timeout",
+        str(args.server_timeout),
+        "--log-level",
+        "warning",
+    ]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     proc = subprocess.Popen(cmd, env=dict(os.environ, TPRO_API_KEY=key))
@@ -157,8 +184,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--url", help="An already running server (default: start one on --model).")
     ap.add_argument("--api-key", default=os.environ.get("TPRO_API_KEY"))
-    ap.add_argument("--model", default="default",
-                    help="Model spec for the server this script starts ('tiny': a random-init tiny Qwen2).")
+    ap.add_argument(
+        "--model",
+        default="default",
+        help="Model spec for the server this script starts ('tiny': a random-init tiny Qwen2).",
+    )
     ap.add_argument("--max-queue", type=int, default=8, help="--max-queue of the server this script starts.")
     ap.add_argument("--server-timeout", type=float, default=300.0, help="--timeout of the server this script starts.")
     ap.add_argument("--threads", type=int, default=2)

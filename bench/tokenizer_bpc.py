@@ -36,8 +36,13 @@ def bpc_of(spec: str, lines: list[str]) -> dict:
     t0 = time.perf_counter()
     bpc = bits_per_char(lm.model, lm.tokenizer, lines, batch_tokens=2048)
     n_tok = sum(len(lm.tokenizer(x, add_special_tokens=False)["input_ids"]) for x in lines)
-    res = {"bpc": round(bpc, 4), "tokens": n_tok, "chars": sum(map(len, lines)),
-           "chars_per_token": round(sum(map(len, lines)) / n_tok, 4), "seconds": round(time.perf_counter() - t0, 1)}
+    res = {
+        "bpc": round(bpc, 4),
+        "tokens": n_tok,
+        "chars": sum(map(len, lines)),
+        "chars_per_token": round(sum(map(len, lines)) / n_tok, 4),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     del lm
     gc.collect()
     return res
@@ -50,8 +55,12 @@ def main(argv=None):
     ap.add_argument("--model-out", type=Path, default=Path("/work/notes/artifacts/remapped-default"))
     ap.add_argument("--lines", type=int, default=300, help="use only the first N test lines (0: all)")
     ap.add_argument("--summary", type=Path, default=Path("/tmp/tok-bench/bpc.json"))
-    ap.add_argument("--only", choices=["base", "mean", "contextual"], action="append",
-                    help="measure only these (repeatable; default all three)")
+    ap.add_argument(
+        "--only",
+        choices=["base", "mean", "contextual"],
+        action="append",
+        help="measure only these (repeatable; default all three)",
+    )
     args = ap.parse_args(argv)
     from tpro.models.default import ensure_gguf
     from tpro.models.loading import convert_gguf
@@ -73,14 +82,28 @@ def main(argv=None):
     for method in [m for m in ("mean", "contextual") if m in only]:
         out = args.model_out if method == "mean" else args.model_out.with_name(args.model_out.name + f"-{method}")
         t0 = time.perf_counter()
-        if (out / "tpro_remap.json").is_file() and json.loads((out / "tpro_remap.json").read_text())["method"] == method:
+        if (out / "tpro_remap.json").is_file() and json.loads((out / "tpro_remap.json").read_text())[
+            "method"
+        ] == method:
             stats = json.loads((out / "tpro_remap.json").read_text())  # made earlier by the same command
         else:
-            stats = remap(RemapConfig(model="default", tokenizer=str(args.tokenizer_out), out=str(out), method=method,
-                                      text=[str(UD / "ru_dev.txt")] if method == "contextual" else []),
-                          show_progress=False)
-        results[method] = {**bpc_of(str(out), test), "remap_seconds": stats.get("seconds"),
-                           "fitted_rows": stats["fitted"], "swapped_rows": stats["swapped"], "dir": str(out)}
+            stats = remap(
+                RemapConfig(
+                    model="default",
+                    tokenizer=str(args.tokenizer_out),
+                    out=str(out),
+                    method=method,
+                    text=[str(UD / "ru_dev.txt")] if method == "contextual" else [],
+                ),
+                show_progress=False,
+            )
+        results[method] = {
+            **bpc_of(str(out), test),
+            "remap_seconds": stats.get("seconds"),
+            "fitted_rows": stats["fitted"],
+            "swapped_rows": stats["swapped"],
+            "dir": str(out),
+        }
         print(method, results[method], file=sys.stderr, flush=True)
     args.summary.parent.mkdir(parents=True, exist_ok=True)
     args.summary.write_text(json.dumps(results, indent=1))

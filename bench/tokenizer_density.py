@@ -104,8 +104,10 @@ def main(argv=None):
         print(f"adapt took {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     else:
         adapt_report = json.loads((adapted / "report.json").read_text())
-    toks = {"Qwen3": Tokenizer.from_file(str(qwen3 / "tokenizer.json")),
-            "adapted": Tokenizer.from_file(str(adapted / "tokenizer.json"))}
+    toks = {
+        "Qwen3": Tokenizer.from_file(str(qwen3 / "tokenizer.json")),
+        "adapted": Tokenizer.from_file(str(adapted / "tokenizer.json")),
+    }
     if gemma3 is not None:
         toks["Gemma-3"] = Tokenizer.from_file(str(gemma3 / "tokenizer.json"))
     texts = heldout_texts(args.out)
@@ -128,20 +130,29 @@ def main(argv=None):
     # Exact round trip and unchanged code/digits on every test line.
     a, q = toks["adapted"], toks["Qwen3"]
     norm = a.normalizer
-    bad_rt = sum(a.decode(a.encode(x).ids, skip_special_tokens=False) != (norm.normalize_str(x) if norm else x)
-                 for lines in texts.values() for x in lines)
+    bad_rt = sum(
+        a.decode(a.encode(x).ids, skip_special_tokens=False) != (norm.normalize_str(x) if norm else x)
+        for lines in texts.values()
+        for x in lines
+    )
     code_diff = [x for x in texts["code (py)"] if a.encode(x).ids != q.encode(x).ids]
     code_same = not [x for x in code_diff if x.isascii()]
     digits = [m for x in texts["en (GSM8K)"] for m in re.findall(r"\d[\d,.]*", x)]
     digits_same = all(a.encode(d).ids == q.encode(d).ids for d in digits)
     summary = {
-        "per_language": {k: {"text": v[0], "qwen3": v[1], "adapted": v[2], "change": round(v[2] / v[1] - 1, 4)}
-                         for k, v in per_lang.items()},
-        "average_tokens_per_word": {"qwen3": round(avg_q, 4), "adapted": round(avg_a, 4),
-                                    "change": round(avg_a / avg_q - 1, 4)},
+        "per_language": {
+            k: {"text": v[0], "qwen3": v[1], "adapted": v[2], "change": round(v[2] / v[1] - 1, 4)}
+            for k, v in per_lang.items()
+        },
+        "average_tokens_per_word": {
+            "qwen3": round(avg_q, 4),
+            "adapted": round(avg_a, 4),
+            "change": round(avg_a / avg_q - 1, 4),
+        },
         "gemma3_average_change": round(sum(gemma.values()) / len(gemma) / avg_q - 1, 4) if gemma else None,
-        "english_change": round(by[("en (GSM8K)", "adapted")].tokens_per_word
-                                / by[("en (GSM8K)", "Qwen3")].tokens_per_word - 1, 4),
+        "english_change": round(
+            by[("en (GSM8K)", "adapted")].tokens_per_word / by[("en (GSM8K)", "Qwen3")].tokens_per_word - 1, 4
+        ),
         "code_ascii_lines_identical": code_same,
         "code_lines_differing": len(code_diff),  # lines with non-ASCII characters whose tokens may have gone
         "digit_strings_identical": digits_same,

@@ -40,8 +40,14 @@ def bpc_of(model_dir: str, texts: list[str], max_length: int) -> dict:
     n_tokens = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
     del model
     gc.collect()
-    return {"model": model_dir, "bpc": bpc, "tokens": n_tokens, "chars": sum(map(len, texts)),
-            "chars_per_token": sum(map(len, texts)) / n_tokens, "wall_s": round(time.time() - t0, 1)}
+    return {
+        "model": model_dir,
+        "bpc": bpc,
+        "tokens": n_tokens,
+        "chars": sum(map(len, texts)),
+        "chars_per_token": sum(map(len, texts)) / n_tokens,
+        "wall_s": round(time.time() - t0, 1),
+    }
 
 
 def training_rows(paths: list[str], sentences_per_doc: int = 8) -> list[dict]:
@@ -53,7 +59,9 @@ def training_rows(paths: list[str], sentences_per_doc: int = 8) -> list[dict]:
         got = read_rows(p)
         if p.endswith(".txt"):
             lines = [r["text"] for r in got]
-            got = [{"text": " ".join(lines[i : i + sentences_per_doc])} for i in range(0, len(lines), sentences_per_doc)]
+            got = [
+                {"text": " ".join(lines[i : i + sentences_per_doc])} for i in range(0, len(lines), sentences_per_doc)
+            ]
         rows.extend(got)
     return rows
 
@@ -61,30 +69,73 @@ def training_rows(paths: list[str], sentences_per_doc: int = 8) -> list[dict]:
 def midtrain(model_dir: str, data: Path, out: Path, args) -> dict:
     from tpro.train import midtrain as mt
 
-    argv = ["--model", model_dir, "--data", str(data), "--out", str(out), "--train_only", args.train_only,
-            "--max_steps", str(args.steps), "--max_length", str(args.block), "--per_device_train_batch_size", "1",
-            "--gradient_accumulation_steps", str(args.accum), "--learning_rate", str(args.lr),
-            "--warmup_steps", str(max(1, args.steps // 10)), "--save_steps", str(max(5, args.steps // 4)),
-            "--logging_steps", "5", "--threads", str(args.threads)] + (["--bf16"] if args.bf16 else [])
+    argv = [
+        "--model",
+        model_dir,
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--train_only",
+        args.train_only,
+        "--max_steps",
+        str(args.steps),
+        "--max_length",
+        str(args.block),
+        "--per_device_train_batch_size",
+        "1",
+        "--gradient_accumulation_steps",
+        str(args.accum),
+        "--learning_rate",
+        str(args.lr),
+        "--warmup_steps",
+        str(max(1, args.steps // 10)),
+        "--save_steps",
+        str(max(5, args.steps // 4)),
+        "--logging_steps",
+        "5",
+        "--threads",
+        str(args.threads),
+    ] + (["--bf16"] if args.bf16 else [])
     if args.train_only == "lora":
         argv[argv.index("--train_only") + 1] = "all"
         argv += ["--lora", "--lora_modules_to_save", "embed_tokens,lm_head"]
     s = mt.main(argv)
-    return {k: s[k] for k in ("global_step", "tokens_seen", "wall_s", "first_loss", "last_loss", "trainable_params",
-                              "final_dir", "resumed_from")}
+    return {
+        k: s[k]
+        for k in (
+            "global_step",
+            "tokens_seen",
+            "wall_s",
+            "first_loss",
+            "last_loss",
+            "trainable_params",
+            "final_dir",
+            "resumed_from",
+        )
+    }
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--base", default="default", help="model before the swap (default: the embedded model)")
-    ap.add_argument("--remapped", required=True, help="checkpoint written by `tpro tokenizer remap-model` (made here "
-                    "from --tokenizer with the mean init when it does not exist)")
-    ap.add_argument("--tokenizer", default="/work/notes/artifacts/tokenizer-qwen25-cyr",
-                    help="adapted tokenizer (`tpro tokenizer adapt`), used when --remapped must be made; waited for")
+    ap.add_argument(
+        "--remapped",
+        required=True,
+        help="checkpoint written by `tpro tokenizer remap-model` (made here "
+        "from --tokenizer with the mean init when it does not exist)",
+    )
+    ap.add_argument(
+        "--tokenizer",
+        default="/work/notes/artifacts/tokenizer-qwen25-cyr",
+        help="adapted tokenizer (`tpro tokenizer adapt`), used when --remapped must be made; waited for",
+    )
     ap.add_argument("--train", action="append", required=True, help="training text (.jsonl rows or .txt lines)")
     ap.add_argument("--test", required=True, help="held-out text, one document per line")
     ap.add_argument("--out", default="bench/results/train_midtrain_bpc", help="results.json goes here")
-    ap.add_argument("--work", default="/tmp/tpro-bench-midtrain", help="training data and checkpoints (GBs; not in git)")
+    ap.add_argument(
+        "--work", default="/tmp/tpro-bench-midtrain", help="training data and checkpoints (GBs; not in git)"
+    )
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--accum", type=int, default=4)
     ap.add_argument("--block", type=int, default=256, help="tokens per packed training sequence")
@@ -122,6 +173,7 @@ def main():
     if not data.is_file():
         rows = training_rows(args.train)
         data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
     def remap() -> dict:
         if Path(args.remapped, "model.safetensors").is_file():
             return {"made_here": False, "dir": args.remapped}
@@ -132,19 +184,31 @@ def main():
             log(f"waiting for {args.tokenizer}")
             time.sleep(30)
         t0 = time.time()
-        stats = do_remap(RemapConfig(model=args.base, tokenizer=args.tokenizer, out=args.remapped, method="mean"),
-                         show_progress=False)
-        return {"made_here": True, "dir": args.remapped, "tokenizer": args.tokenizer, "method": "mean",
-                "swapped_rows": stats["swapped"], "wall_s": round(time.time() - t0, 1)}
+        stats = do_remap(
+            RemapConfig(model=args.base, tokenizer=args.tokenizer, out=args.remapped, method="mean"),
+            show_progress=False,
+        )
+        return {
+            "made_here": True,
+            "dir": args.remapped,
+            "tokenizer": args.tokenizer,
+            "method": "mean",
+            "swapped_rows": stats["swapped"],
+            "wall_s": round(time.time() - t0, 1),
+        }
 
-    phases = [("base", lambda: bpc_of(base_dir, texts, args.max_length)),
-              ("remap", remap),
-              ("remapped", lambda: bpc_of(args.remapped, texts, args.max_length)),
-              ("midtrain_run", lambda: midtrain(args.remapped, data, work / "midtrained", args)),
-              ("midtrained", lambda: bpc_of(str(work / "midtrained" / "final"), texts, args.max_length))]
+    phases = [
+        ("base", lambda: bpc_of(base_dir, texts, args.max_length)),
+        ("remap", remap),
+        ("remapped", lambda: bpc_of(args.remapped, texts, args.max_length)),
+        ("midtrain_run", lambda: midtrain(args.remapped, data, work / "midtrained", args)),
+        ("midtrained", lambda: bpc_of(str(work / "midtrained" / "final"), texts, args.max_length)),
+    ]
     if args.control:
-        phases += [("control_run", lambda: midtrain(base_dir, data, work / "control", args)),
-                   ("control", lambda: bpc_of(str(work / "control" / "final"), texts, args.max_length))]
+        phases += [
+            ("control_run", lambda: midtrain(base_dir, data, work / "control", args)),
+            ("control", lambda: bpc_of(str(work / "control" / "final"), texts, args.max_length)),
+        ]
     for name, fn in phases:
         if name in res:
             log(f"{name}: done earlier: {res[name]}")

@@ -23,8 +23,14 @@ def test_pipeline_runs_end_to_end(tmp_path):
     # The script calls `tpro`, `accelerate` and `python`: take them from this interpreter's environment.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     env = {**os.environ, "PATH": path, "THREADS": "2", "PYTHONUNBUFFERED": "1"}
-    res = subprocess.run(["bash", str(ROOT / "runs" / "pipeline.sh"), str(work)], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=1500)
+    res = subprocess.run(
+        ["bash", str(ROOT / "runs" / "pipeline.sh"), str(work)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
     assert res.returncode == 0, (res.stdout[-3000:], res.stderr[-3000:])
     for stage, steps in [("midtrain-emb", 6), ("midtrain", 6), ("sft", 8), ("rm", 8), ("dpo", 6)]:
         s = json.loads((work / stage / "summary.json").read_text())

@@ -1,28 +1,36 @@
 """The ``tpro`` command: ``tpro <stage> <verb>``.
 
 Stages are imported only when invoked (a group that resolves names lazily), so ``tpro --help`` does not pay
-for torch or transformers. Each stage keeps its commands in its own ``cli.py`` as a typer app and imports
-its heavy dependencies inside the command functions.
+for torch or transformers. Each stage keeps its commands in its own ``cli.py`` as click commands generated from
+the stage's config dataclass (``tpro.config.command``); a command imports its config class, and with it torch,
+only when it runs or shows its own ``--help``.
 """
 
 from __future__ import annotations
 
 import importlib
 
-import typer
-from typer.core import TyperGroup
+import click
 
-# name -> (module, typer app attribute, one-line help shown by `tpro --help` without importing the module)
+# name -> (module, attribute holding the click command or group, one-line help shown by `tpro --help` without importing the module)
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "model": ("tpro.models.cli", "app", "Inspect the embedded default model; convert GGUF files."),
     "generate": ("tpro.engine.cli", "app", "Generate an answer (direct or reasoning), streamed, with telemetry."),
-    "tokenizer": ("tpro.tokenizer.cli", "app", "Cyrillic-dense tokenizer: adapt, check, report density, remap a model."),
+    "tokenizer": (
+        "tpro.tokenizer.cli",
+        "app",
+        "Cyrillic-dense tokenizer: adapt, check, report density, remap a model.",
+    ),
     "eagle": ("tpro.eagle.cli", "app", "EAGLE draft heads: build data, train, export for SGLang."),
     "bench": ("tpro.bench.cli", "app", "Decode benchmarks: EAGLE vs vanilla vs model.generate, per domain."),
     "eval": ("tpro.eval.cli", "app", "Math benchmarks (T-Math, MGSM, MATH-500, AIME, GSM8K), direct vs reasoning."),
     "serve": ("tpro.serve.cli", "app", "OpenAI-compatible server on the engine (EAGLE optional)."),
     "playground": ("tpro.playground.cli", "app", "Side-by-side web playground; export votes as DPO pairs."),
-    "data": ("tpro.data.cli", "app", "Data curation: dedup, decontaminate, tag and balance, reward and difficulty filters."),
+    "data": (
+        "tpro.data.cli",
+        "app",
+        "Data curation: dedup, decontaminate, tag and balance, reward and difficulty filters.",
+    ),
     "train": ("tpro.train.cli", "app", "Training recipes over TRL: midtrain, SFT, reward model, DPO."),
 }
 
@@ -33,7 +41,7 @@ Every command runs offline on the embedded default model (Qwen2.5-Coder-0.5B-Ins
 """
 
 
-class LazyGroup(TyperGroup):
+class LazyGroup(click.Group):
     def list_commands(self, ctx):
         return list(COMMANDS)
 
@@ -41,7 +49,11 @@ class LazyGroup(TyperGroup):
         if name not in COMMANDS:
             return None
         module, attr, _ = COMMANDS[name]
-        cmd = typer.main.get_command(getattr(importlib.import_module(module), attr))
+        cmd = getattr(importlib.import_module(module), attr)
+        if not isinstance(cmd, click.Command):  # a stage not yet generated from its config (typer app)
+            import typer
+
+            cmd = typer.main.get_command(cmd)
         cmd.name = name
         return cmd
 
@@ -59,8 +71,7 @@ def main():
 
         print(f"tpro {__version__}")
         return
-    group = LazyGroup(name="tpro", help=HELP, rich_markup_mode=None,
-                      context_settings={"help_option_names": ["-h", "--help"]})
+    group = LazyGroup(name="tpro", help=HELP, context_settings={"help_option_names": ["-h", "--help"]})
     group.main(prog_name="tpro")
 
 

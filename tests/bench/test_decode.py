@@ -10,8 +10,12 @@ from tpro.bench.decode import Run, markdown, summarize
 
 
 def test_summarize_ratios_and_acceptance():
-    runs = [Run("generate-fp32", "ru-math", "a", 0.0, 100, 10.0), Run("generate-bf16", "ru-math", "a", 0.0, 100, 20.0), Run("vanilla", "ru-math", "a", 0.0, 100, 8.0),
-            Run("eagle", "ru-math", "a", 0.0, 100, 4.0, steps=25, accepted=75, draft_s=1.0, verify_s=3.0)]
+    runs = [
+        Run("generate-fp32", "ru-math", "a", 0.0, 100, 10.0),
+        Run("generate-bf16", "ru-math", "a", 0.0, 100, 20.0),
+        Run("vanilla", "ru-math", "a", 0.0, 100, 8.0),
+        Run("eagle", "ru-math", "a", 0.0, 100, 4.0, steps=25, accepted=75, draft_s=1.0, verify_s=3.0),
+    ]
     rows = {(r["domain"], r["method"]): r for r in summarize(runs)}
     e = rows[("ru-math", "eagle")]
     assert e["tokens_per_s"] == 25.0 and e["speedup_vs_generate"] == 2.5 and e["speedup_vs_vanilla"] == 2.0
@@ -26,17 +30,54 @@ def test_cli_runs_every_method_and_writes_outputs(tiny_qwen2_dir, tiny_qwen2, tm
     torch.set_num_threads(1)
     save_head(init_head(tiny_qwen2.model), tmp_path / "head")
     prompts = tmp_path / "p.jsonl"
-    prompts.write_text("\n".join(json.dumps({"id": f"{d}{i}", "domain": d, "prompt": q}, ensure_ascii=False)
-                                 for i, (d, q) in enumerate([("chat", "Привет!"), ("math", "2+2=?"), ("math", "3*3=?")])))
-    r = CliRunner().invoke(app, ["decode", "--target", str(tiny_qwen2_dir), "--draft", str(tmp_path / "head"),
-                                 "--prompts", str(prompts), "-n", "8", "-t", "0", "-t", "0.8", "--per-domain", "1",
-                                 "--eagle-dtype", "float32", "--baseline-dtype", "float32", "--out", str(tmp_path / "out"), "--json"])
+    prompts.write_text(
+        "\n".join(
+            json.dumps({"id": f"{d}{i}", "domain": d, "prompt": q}, ensure_ascii=False)
+            for i, (d, q) in enumerate([("chat", "Привет!"), ("math", "2+2=?"), ("math", "3*3=?")])
+        )
+    )
+    r = CliRunner().invoke(
+        app,
+        [
+            "decode",
+            "--target",
+            str(tiny_qwen2_dir),
+            "--draft",
+            str(tmp_path / "head"),
+            "--prompts",
+            str(prompts),
+            "-n",
+            "8",
+            "-t",
+            "0",
+            "-t",
+            "0.8",
+            "--per-domain",
+            "1",
+            "--eagle-dtype",
+            "float32",
+            "--baseline-dtype",
+            "float32",
+            "--out",
+            str(tmp_path / "out"),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "out" / "decode.json").read_text())
     methods = {(x["temperature"], x["method"]) for x in res["runs"]}
     # generate runs in both default generate dtypes; pld at T=0 only
-    assert methods == {(0.0, "generate-fp32"), (0.0, "generate-bf16"), (0.0, "pld"), (0.0, "vanilla"), (0.0, "eagle"),
-                       (0.8, "generate-fp32"), (0.8, "generate-bf16"), (0.8, "vanilla"), (0.8, "eagle")}
+    assert methods == {
+        (0.0, "generate-fp32"),
+        (0.0, "generate-bf16"),
+        (0.0, "pld"),
+        (0.0, "vanilla"),
+        (0.0, "eagle"),
+        (0.8, "generate-fp32"),
+        (0.8, "generate-bf16"),
+        (0.8, "vanilla"),
+        (0.8, "eagle"),
+    }
     assert {x["domain"] for x in res["runs"]} == {"chat", "math"}
     eagle = [x for x in res["summary"] if x["method"] == "eagle" and x["domain"] == "all"]
     assert all(x["acceptance_length"] >= 1.0 and x["speedup_vs_generate"] > 0 for x in eagle)

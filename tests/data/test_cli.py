@@ -94,8 +94,9 @@ def test_balance_with_given_languages(tmp_path):
     rows = [{"text": f"t{i}", "tags": ["a" if i % 3 else "b"], "lang": "en" if i < 10 else "ru"} for i in range(40)]
     src, out = tmp_path / "in.jsonl", tmp_path / "bal.jsonl"
     write_rows(src, rows)
-    code, stdout, _ = run("balance", src, "-o", out, "--lang-field", "lang", "--lang-cap", "en=0.1",
-                          "--max-per-tag", "12", "--json")
+    code, stdout, _ = run(
+        "balance", src, "-o", out, "--lang-field", "lang", "--lang-cap", "en=0.1", "--max-per-tag", "12", "--json"
+    )
     counts = json.loads(stdout)
     assert code == 0 and counts["per_tag_out"]["b"] <= 12 and counts["per_tag_out"]["a"] <= 12
     kept = read_rows(out)
@@ -105,8 +106,21 @@ def test_balance_with_given_languages(tmp_path):
 def test_difficulty_writes_histogram_and_plot(tmp_path, tiny_qwen2_dir):
     src, out = tmp_path / "p.jsonl", tmp_path / "d.jsonl"
     write_rows(src, [{"id": f"p{i}", "question": f"{i}+{i}?", "answer": str(2 * i)} for i in range(3)])
-    code, stdout, _ = run("difficulty", src, "-o", out, "--model", tiny_qwen2_dir, "--samples", "2",
-                          "--max-new-tokens", "4", "--band", "0,0", "--json")
+    code, stdout, _ = run(
+        "difficulty",
+        src,
+        "-o",
+        out,
+        "--model",
+        tiny_qwen2_dir,
+        "--samples",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "--band",
+        "0,0",
+        "--json",
+    )
     assert code == 0, stdout
     counts = json.loads(stdout)
     hist = json.loads((tmp_path / "d.jsonl.histogram.json").read_text())
@@ -137,8 +151,21 @@ def test_difficulty_killed_mid_run_resumes_to_the_same_result(tmp_path, tiny_qwe
 
     src = tmp_path / "p.jsonl"
     write_rows(src, [{"id": f"p{i}", "question": f"{i}+{i}?", "answer": str(2 * i)} for i in range(20)])
-    args = ["difficulty", str(src), "--model", str(tiny_qwen2_dir), "--samples", "2", "--max-new-tokens", "16",
-            "--band", "0,1", "--threads", "1", "--json"]
+    args = [
+        "difficulty",
+        str(src),
+        "--model",
+        str(tiny_qwen2_dir),
+        "--samples",
+        "2",
+        "--max-new-tokens",
+        "16",
+        "--band",
+        "0,1",
+        "--threads",
+        "1",
+        "--json",
+    ]
     killed = tmp_path / "killed.jsonl"
     cmd = [sys.executable, "-m", "tpro.data.cli", *args, "-o", str(killed)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

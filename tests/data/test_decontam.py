@@ -40,4 +40,3 @@ def test_real_benchmark_specs_are_the_reference():
     kept, report = decontaminate(rows, items, DecontamConfig())
     assert kept == [1] and report[0]["reasons"][0]["item"] == items[5].id
     assert char_edits("abc", 0, random.Random(0)) == "abc"
-

@@ -49,8 +49,11 @@ def test_exact_mode_leaves_near_duplicates():
 
 
 def test_keep_best_keeps_the_highest_score_in_each_cluster():
-    rows = [{"text": "один и тот же текст", "s": 1}, {"text": "Один и тот же текст!", "s": 5},
-            {"text": "совсем другой текст", "s": 0}]
+    rows = [
+        {"text": "один и тот же текст", "s": 1},
+        {"text": "Один и тот же текст!", "s": 5},
+        {"text": "совсем другой текст", "s": 0},
+    ]
     res = dedup(rows, DedupConfig(keep="best", score_field="s"))
     assert res.kept == [1, 2]
     assert res.clusters[0]["kept"] == 1 and res.clusters[0]["size"] == 2
@@ -66,8 +69,10 @@ def test_word_shingles_and_chat_fields():
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.text(alphabet="абв гд.,!AБ", min_size=0, max_size=30), min_size=1, max_size=25),
-       st.sampled_from(["exact", "near", "both"]))
+@given(
+    st.lists(st.text(alphabet="абв гд.,!AБ", min_size=0, max_size=30), min_size=1, max_size=25),
+    st.sampled_from(["exact", "near", "both"]),
+)
 def test_dedup_invariants(texts, mode):
     rows = [{"text": t} for t in texts]
     res = dedup(rows, DedupConfig(mode=mode, threshold=0.6, num_perm=32))

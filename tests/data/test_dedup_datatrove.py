@@ -14,8 +14,9 @@ def test_datatrove_pipeline_removes_planted_copies(tmp_path):
     src = tmp_path / "in.jsonl"
     write_rows(src, rows)
     cfg = DedupConfig(unit="word", shingle=3, threshold=0.5)
-    counts = run_datatrove_dedup(str(src), tmp_path / "out.jsonl", cfg, workers=2, report=tmp_path / "rep.jsonl",
-                                 work=tmp_path / "work")
+    counts = run_datatrove_dedup(
+        str(src), tmp_path / "out.jsonl", cfg, workers=2, report=tmp_path / "rep.jsonl", work=tmp_path / "work"
+    )
     out = read_rows(tmp_path / "out.jsonl")
     assert counts["rows_in"] == 96 and counts["rows_out"] == len(out)
     removed = {r["id"] for r in rows} - {r["id"] for r in out}

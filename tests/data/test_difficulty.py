@@ -20,8 +20,11 @@ class SeedEngine:
 
 
 def test_pass_rates_band_and_per_problem_seeds():
-    rows = [{"question": "easy one", "answer": "7"}, {"question": "hard", "answer": "7"},
-            {"question": "hard", "answer": "9"}]
+    rows = [
+        {"question": "easy one", "answer": "7"},
+        {"question": "hard", "answer": "7"},
+        {"question": "hard", "answer": "9"},
+    ]
     eng = SeedEngine()
     cfg = DifficultyConfig(samples=4, seed=10, low=0.25, high=0.75)
     kept, results = select(rows, eng, cfg)
@@ -35,8 +38,9 @@ def test_resume_reuses_finished_rows():
     rows = [{"question": "hard", "answer": "7"}] * 3
     eng, seen = SeedEngine(), []
     done = {0: {"pass_rate": 1.0, "correct": [True] * 4}}
-    kept, results = select(rows, eng, DifficultyConfig(low=0.0, high=1.0), done=done,
-                           on_result=lambda i, r: seen.append(i))
+    kept, results = select(
+        rows, eng, DifficultyConfig(low=0.0, high=1.0), done=done, on_result=lambda i, r: seen.append(i)
+    )
     assert results[0] is done[0] and seen == [1, 2] and len(eng.seeds) == 8
 
 

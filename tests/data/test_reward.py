@@ -7,7 +7,10 @@ from tpro.data.reward import RewardScorer, best_worst_pairs, group_completions, 
 
 from .conftest import make_tiny_reward_model
 
-PROMPTS = ["Сколько будет 2+2?", [{"role": "system", "content": "Будь краток."}, {"role": "user", "content": "Столица России?"}]]
+PROMPTS = [
+    "Сколько будет 2+2?",
+    [{"role": "system", "content": "Будь краток."}, {"role": "user", "content": "Столица России?"}],
+]
 COMPS = ["Четыре.", "Москва является столицей России."]
 
 

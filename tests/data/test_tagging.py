@@ -3,23 +3,45 @@ import pytest
 import torch
 
 from tpro.data.io import DataError
-from tpro.data.tagging import (DEFAULT_LABELS, BalanceConfig, EmbeddingTagger, ZeroShotTagger, balance,
-                               detect_language, lang_quota, load_labels, semantic_duplicates)
+from tpro.data.tagging import (
+    DEFAULT_LABELS,
+    BalanceConfig,
+    EmbeddingTagger,
+    ZeroShotTagger,
+    balance,
+    detect_language,
+    lang_quota,
+    load_labels,
+    semantic_duplicates,
+)
 
 
-@pytest.mark.parametrize("text,lang", [
-    ("Hello, world", "en"), ("Привет, мир", "ru"), ("Қазақстан Республикасы", "kk"),
-    ("Прывітанне, як справы? Ўсё добра", "be"), ("Привіт, як справи", "uk"), ("Здраво, како си? Ѓорѓи", "mk"),
-    ("Татарстан Республикасы җир", "tt"), ("12345 !!", "other"),
-])
+@pytest.mark.parametrize(
+    "text,lang",
+    [
+        ("Hello, world", "en"),
+        ("Привет, мир", "ru"),
+        ("Қазақстан Республикасы", "kk"),
+        ("Прывітанне, як справы? Ўсё добра", "be"),
+        ("Привіт, як справи", "uk"),
+        ("Здраво, како си? Ѓорѓи", "mk"),
+        ("Татарстан Республикасы җир", "tt"),
+        ("12345 !!", "other"),
+    ],
+)
 def test_detect_language(text, lang):
     assert detect_language(text) == lang
 
 
-@pytest.mark.parametrize("available,caps", [
-    ({"ru": 90, "en": 50}, {"en": 0.1}), ({"ru": 90, "en": 5}, {"en": 0.1}),
-    ({"ru": 80, "en": 50, "kk": 50}, {"en": 0.1, "kk": 0.2}), ({"ru": 10, "en": 3, "kk": 500}, {"en": 0.1, "kk": 0.5}),
-])
+@pytest.mark.parametrize(
+    "available,caps",
+    [
+        ({"ru": 90, "en": 50}, {"en": 0.1}),
+        ({"ru": 90, "en": 5}, {"en": 0.1}),
+        ({"ru": 80, "en": 50, "kk": 50}, {"en": 0.1, "kk": 0.2}),
+        ({"ru": 10, "en": 3, "kk": 500}, {"en": 0.1, "kk": 0.5}),
+    ],
+)
 def test_lang_quota_respects_every_cap_and_keeps_what_it_can(available, caps):
     quota = lang_quota(available, caps)
     total = sum(n for lang, n in available.items() if lang not in caps) + sum(quota.values())
@@ -71,14 +93,16 @@ def minilm():
 
 
 def test_embedding_tagger_on_english_requests(minilm):
-    probes = {"Solve the equation x^2 - 5x + 6 = 0": "math",
-              "Write a Python function that reverses a list": "code",
-              "Write a poem about autumn rain": "writing",
-              "Who was the first president of the United States?": "knowledge",
-              "Translate 'good morning' into French": "language",
-              "Hi! How are you today?": "chitchat",
-              "Why is the sky blue? Explain the physics": "science",
-              "What should I pack for a week-long hiking trip?": "advice"}
+    probes = {
+        "Solve the equation x^2 - 5x + 6 = 0": "math",
+        "Write a Python function that reverses a list": "code",
+        "Write a poem about autumn rain": "writing",
+        "Who was the first president of the United States?": "knowledge",
+        "Translate 'good morning' into French": "language",
+        "Hi! How are you today?": "chitchat",
+        "Why is the sky blue? Explain the physics": "science",
+        "What should I pack for a week-long hiking trip?": "advice",
+    }
     res = EmbeddingTagger(DEFAULT_LABELS, minilm, top_k=2, min_score=0.99).tag(list(probes))
     assert [r.tags for r in res] == [[t] for t in probes.values()]  # min_score keeps the second tag out
     assert set(res[0].scores) == set(DEFAULT_LABELS) and all(-1 <= s <= 1 for s in res[0].scores.values())
@@ -118,6 +142,10 @@ def test_zero_shot_tagger_on_the_embedded_model(embedded):
     from tpro.engine import Engine
 
     tagger = ZeroShotTagger(Engine.from_loaded(embedded), DEFAULT_LABELS)
-    res = tagger.tag(["Напишите на Python функцию, которая сортирует список строк по длине.",
-                      "Напиши стихотворение об осеннем дожде."])
+    res = tagger.tag(
+        [
+            "Напишите на Python функцию, которая сортирует список строк по длине.",
+            "Напиши стихотворение об осеннем дожде.",
+        ]
+    )
     assert [r.tags[0] for r in res] == ["code", "writing"]

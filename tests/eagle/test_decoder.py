@@ -24,9 +24,13 @@ def test_tree_forward_equals_sequential_decoding(tiny_qwen2):
     cache = DynamicCache(config=model.config)
     model(input_ids=prefix, cache=cache, use_cache=True)
     anc = tree.ancestors(parents)
-    out = model(input_ids=tokens[None], cache=cache, use_cache=True,
-                attention_mask=tree.tree_attention_mask(anc, 5, model.dtype),
-                position_ids=(5 + tree.depths(parents))[None]).logits[0]
+    out = model(
+        input_ids=tokens[None],
+        cache=cache,
+        use_cache=True,
+        attention_mask=tree.tree_attention_mask(anc, 5, model.dtype),
+        position_ids=(5 + tree.depths(parents))[None],
+    ).logits[0]
     for i in range(5):
         path = anc[i].nonzero().flatten()
         seq = torch.cat([prefix[0], tokens[path]])
@@ -34,8 +38,14 @@ def test_tree_forward_equals_sequential_decoding(tiny_qwen2):
         torch.testing.assert_close(out[i], ref, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("cfg", [EagleConfig(depth=1, top_k=1, total_tokens=1), EagleConfig(depth=3, top_k=4, total_tokens=10),
-                                 EagleConfig(depth=6, top_k=8, total_tokens=40)])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        EagleConfig(depth=1, top_k=1, total_tokens=1),
+        EagleConfig(depth=3, top_k=4, total_tokens=10),
+        EagleConfig(depth=6, top_k=8, total_tokens=40),
+    ],
+)
 @pytest.mark.parametrize("arch", ["qwen2", "qwen3"])
 def test_greedy_random_head_is_token_identical(arch, cfg, request):
     lm = request.getfixturevalue(f"tiny_{arch}")
@@ -124,8 +134,8 @@ def test_load_decoder_contract(tiny_qwen2, qwen2_head, tmp_path):
 def test_load_decoder_rejects_a_head_for_another_target(tiny_qwen2, tmp_path):
     from tpro.eagle import load_decoder
     from tpro.eagle.head import init_head, save_head
-    from tpro.models.tiny import make_tiny_model
     from tpro.models import load_model
+    from tpro.models.tiny import make_tiny_model
 
     other = load_model(str(make_tiny_model(tmp_path / "wide", hidden_size=96)), progress=False)
     save_head(init_head(other.model), tmp_path / "h")
@@ -147,8 +157,10 @@ def test_embedded_greedy_is_token_identical(embedded):
     else:
         dec = EagleDecoder(init_head(embedded.model, torch.arange(16384)), EagleConfig.for_model(embedded.model))
     p = SamplingParams(max_new_tokens=32)
-    for q in ("Сколько будет 17 умножить на 23? Ответь кратко.",
-              "В классе 12 мальчиков и 15 девочек. Сколько всего учеников в классе?"):
+    for q in (
+        "Сколько будет 17 умножить на 23? Ответь кратко.",
+        "В классе 12 мальчиков и 15 девочек. Сколько всего учеников в классе?",
+    ):
         ref = eng.complete(q, p)
         got = eng.complete(q, p, decoder=dec)
         assert got.token_ids == ref.token_ids

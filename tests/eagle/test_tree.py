@@ -112,7 +112,9 @@ def chi_square_p(counts: torch.Tensor, probs: torch.Tensor) -> float:
     exp = probs[keep] * n
     stat = float(((counts[keep] - exp) ** 2 / exp).sum())
     dof = int(keep.sum()) - 1
-    return float(torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64), torch.tensor(stat / 2, dtype=torch.float64)))
+    return float(
+        torch.special.gammaincc(torch.tensor(dof / 2, dtype=torch.float64), torch.tensor(stat / 2, dtype=torch.float64))
+    )
 
 
 def _run(verifier, seed=0) -> torch.Tensor:
@@ -184,7 +186,9 @@ def test_reject_candidates_edge_probabilities(p_c):
     p = torch.zeros(V)
     p[3] = p_c
     p[0] = 1 - p_c
-    i, resid = tree.reject_candidates(p, torch.tensor([3]), torch.nn.functional.one_hot(torch.tensor([3]), V).float(), None)
+    i, resid = tree.reject_candidates(
+        p, torch.tensor([3]), torch.nn.functional.one_hot(torch.tensor([3]), V).float(), None
+    )
     if p_c == 1.0:
         assert i == 0
     else:

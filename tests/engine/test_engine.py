@@ -9,9 +9,10 @@ PROMPTS = ["Сколько будет 17*23?", "Привет! Как дела?",
 
 
 def hf_greedy(lm, ids, n):
-    out = lm.model.generate(torch.tensor([ids]), do_sample=False, max_new_tokens=n, min_new_tokens=n,
-                            pad_token_id=lm.tokenizer.pad_token_id)
-    return out[0, len(ids):].tolist()
+    out = lm.model.generate(
+        torch.tensor([ids]), do_sample=False, max_new_tokens=n, min_new_tokens=n, pad_token_id=lm.tokenizer.pad_token_id
+    )
+    return out[0, len(ids) :].tolist()
 
 
 @pytest.mark.parametrize("which", ["tiny_qwen2", "tiny_qwen3"])
@@ -71,7 +72,7 @@ def test_cancel_stops_between_steps(tiny_qwen2):
     eng.eos = set()
     cancel = threading.Event()
     n = 0
-    for ev in eng.generate("Привет", SamplingParams(max_new_tokens=200), cancel=cancel):
+    for ev in eng.generate("Привет", SamplingParams(max_new_tokens=200), cancel=cancel):  # noqa: B007 - the last event is checked below
         n += 1
         if n == 3:
             cancel.set()
@@ -100,7 +101,7 @@ def test_embedded_greedy_equals_model_generate(embedded):
         p = eng.prompt(text, mode)
         done = eng.complete(p, SamplingParams(max_new_tokens=32))
         ref = embedded.model.generate(torch.tensor([p.input_ids]), do_sample=False, max_new_tokens=32)
-        ref = [t for t in ref[0, len(p.input_ids):].tolist() if t not in eng.eos]
+        ref = [t for t in ref[0, len(p.input_ids) :].tolist() if t not in eng.eos]
         assert done.token_ids == ref
         texts.append(done.text)
     assert any("а" <= ch <= "я" for ch in "".join(texts).lower())  # Russian came out

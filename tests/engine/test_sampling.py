@@ -5,7 +5,9 @@ from transformers.generation.logits_process import TemperatureLogitsWarper, TopK
 from tpro.engine.sampling import SamplingParams, logits_to_probs, next_token
 
 
-@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.3, 0, 0.9), (0.8, 20, 0.5), (1.0, 1, 1.0)])
+@pytest.mark.parametrize(
+    "temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.3, 0, 0.9), (0.8, 20, 0.5), (1.0, 1, 1.0)]
+)
 def test_probs_match_transformers_warpers(temperature, top_k, top_p):
     torch.manual_seed(0)
     logits = torch.randn(3, 50) * 3
@@ -33,7 +35,9 @@ def test_seeded_sampling_is_reproducible_and_follows_probs():
     assert torch.allclose(freq, torch.tensor([0.5, 0.3, 0.2]), atol=0.04)
 
 
-@pytest.mark.parametrize("kw", [{"max_new_tokens": 0}, {"temperature": -1}, {"temperature": 100}, {"top_p": 0}, {"top_k": -2}])
+@pytest.mark.parametrize(
+    "kw", [{"max_new_tokens": 0}, {"temperature": -1}, {"temperature": 100}, {"top_p": 0}, {"top_k": -2}]
+)
 def test_bad_params_raise(kw):
     with pytest.raises(ValueError):
         SamplingParams(**kw)

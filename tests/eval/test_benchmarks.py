@@ -74,19 +74,30 @@ def test_repair_rules():
 def test_generic_jsonl_fields_and_broken_rows(tmp_path):
     p = tmp_path / "b.jsonl"
     p.write_text(
-        json.dumps({"problem": "2+2?", "sol": 4}) + "\n"
+        json.dumps({"problem": "2+2?", "sol": 4})
+        + "\n"
         + "{not json\n"
-        + json.dumps({"problem": "", "sol": 1}) + "\n"
-        + json.dumps({"problem": "1/2 of 3?", "sol": 1.5}) + "\n"
-        + json.dumps({"problem": "No answer", "sol": None}) + "\n"
-        + json.dumps({"problem": "Tab \times", "sol": "5.0"}) + "\n",
+        + json.dumps({"problem": "", "sol": 1})
+        + "\n"
+        + json.dumps({"problem": "1/2 of 3?", "sol": 1.5})
+        + "\n"
+        + json.dumps({"problem": "No answer", "sol": None})
+        + "\n"
+        + json.dumps({"problem": "Tab \times", "sol": "5.0"})
+        + "\n",
         encoding="utf-8",
     )
     spec, items, report = load_benchmark_with_report("jsonl", path=p, fields={"question": "problem", "answer": "sol"})
     assert [(it.id, it.question, it.answer) for it in items] == [
-        ("item-0001", "2+2?", "4"), ("item-0003", "1/2 of 3?", "1.5"), ("item-0005", "Tab \\times", "5.0")]
-    assert {why.split(" (")[0] for _, why in report.skipped} == {"not JSON", "no question in field 'problem'",
-                                                                 "no answer in field 'sol'"}
+        ("item-0001", "2+2?", "4"),
+        ("item-0003", "1/2 of 3?", "1.5"),
+        ("item-0005", "Tab \\times", "5.0"),
+    ]
+    assert {why.split(" (")[0] for _, why in report.skipped} == {
+        "not JSON",
+        "no question in field 'problem'",
+        "no answer in field 'sol'",
+    }
     with pytest.raises(BenchmarkError, match="--question-field"):
         load_benchmark_with_report("jsonl", path=p)
     with pytest.raises(BenchmarkError, match="--path"):
@@ -95,9 +106,15 @@ def test_generic_jsonl_fields_and_broken_rows(tmp_path):
 
 def test_mgsm_loader_on_a_local_jsonl(tmp_path):
     # MGSM has no offline copy: its hub rows look like this (answer_number, no id).
-    rows = [{"question": "У Маши 3 яблока, у Пети на 2 больше. Сколько у Пети?", "answer": None,
-             "answer_number": 5, "equation_solution": None},
-            {"question": "Сколько будет 6*7?", "answer": None, "answer_number": 42.0, "equation_solution": None}]
+    rows = [
+        {
+            "question": "У Маши 3 яблока, у Пети на 2 больше. Сколько у Пети?",
+            "answer": None,
+            "answer_number": 5,
+            "equation_solution": None,
+        },
+        {"question": "Сколько будет 6*7?", "answer": None, "answer_number": 42.0, "equation_solution": None},
+    ]
     p = write_jsonl(tmp_path / "mgsm_ru.jsonl", rows)
     spec = load_spec("mgsm-ru")
     assert spec.source["hub"] == {"path": "juletxara/mgsm", "name": "ru", "split": "test"}
@@ -126,7 +143,9 @@ def test_unknown_benchmark_and_user_spec(tmp_path):
         load_spec("nope")
     data = write_jsonl(tmp_path / "d.jsonl", [{"q": "1+1?", "a": "2"}])
     spec = tmp_path / "mine.yaml"
-    spec.write_text(f"name: mine\nsource: {{}}\nfields: {{question: q, answer: a}}\nprompt: {{direct: 'Q: {{question}}', reasoning: '{{question}}'}}\n")
+    spec.write_text(
+        "name: mine\nsource: {}\nfields: {question: q, answer: a}\nprompt: {direct: 'Q: {question}', reasoning: '{question}'}\n"
+    )
     s, items, _ = load_benchmark_with_report(str(spec), path=data)
     assert s.render(items[0], "direct") == "Q: 1+1?"
     exact = tmp_path / "exact.yaml"

@@ -98,15 +98,18 @@ def test_table_is_large_and_balanced():
     assert sum(1 for *_, e in TABLE if not e) >= 15
 
 
-@pytest.mark.parametrize("text,expected", [
-    (r"we get \boxed{\frac{a}{b+\{c\}}} done", r"\frac{a}{b+\{c\}}"),
-    (r"\boxed 5", "5"),
-    ("Ответ: 12.", "12"),
-    ("**Answer:** $\\frac{3}{4}$", "\\frac{3}{4}"),
-    ("Всего 3 ящика по 7 яблок, то есть 21.", "21"),
-    ("no digits here", None),
-    (None, None),
-])
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        (r"we get \boxed{\frac{a}{b+\{c\}}} done", r"\frac{a}{b+\{c\}}"),
+        (r"\boxed 5", "5"),
+        ("Ответ: 12.", "12"),
+        ("**Answer:** $\\frac{3}{4}$", "\\frac{3}{4}"),
+        ("Всего 3 ящика по 7 яблок, то есть 21.", "21"),
+        ("no digits here", None),
+        (None, None),
+    ],
+)
 def test_extract_answer(text, expected):
     assert extract_answer(text) == expected
 
@@ -155,6 +158,9 @@ def test_every_shipped_gold_matches_itself_and_not_its_neighbour(bench):
     assert [i.id for i in items if not is_correct(f"\\boxed{{{i.answer}}}", i.answer)] == []
     if bench == "t-math":
         assert [i.id for i in items if not is_correct(f"Ответ: {i.answer}.", i.answer)] == []
-    wrong = [(a.id, b.id) for a, b in zip(items, items[1:])
-             if a.answer != b.answer and is_correct(f"\\boxed{{{a.answer}}}", b.answer)]
+    wrong = [
+        (a.id, b.id)
+        for a, b in zip(items, items[1:])
+        if a.answer != b.answer and is_correct(f"\\boxed{{{a.answer}}}", b.answer)
+    ]
     assert wrong == ([("math500-0023", "math500-0024")] if bench == "math-500" else [])  # "5" is "x=5"

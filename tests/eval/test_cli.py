@@ -41,14 +41,37 @@ def test_bad_input_exits_2_with_a_message(tmp_path):
 
 def _fake_run(d, correct_direct, correct_reasoning, tokens):
     d.mkdir()
-    (d / "config.json").write_text(json.dumps({"bench": "t-math", "modes": ["direct", "reasoning"], "samples": 1,
-                                               "temperature": 0.0, "top_p": 1.0, "top_k": 0, "seed": 0,
-                                               "max_tokens": {"direct": 256, "reasoning": 512}, "model": "m"}))
+    (d / "config.json").write_text(
+        json.dumps(
+            {
+                "bench": "t-math",
+                "modes": ["direct", "reasoning"],
+                "samples": 1,
+                "temperature": 0.0,
+                "top_p": 1.0,
+                "top_k": 0,
+                "seed": 0,
+                "max_tokens": {"direct": 256, "reasoning": 512},
+                "model": "m",
+            }
+        )
+    )
     recs = []
     for i, (cd, cr) in enumerate(zip(correct_direct, correct_reasoning)):
         for mode, c, t in (("direct", cd, tokens[0]), ("reasoning", cr, tokens[1])):
-            recs.append({"id": f"t{i}", "mode": mode, "sample": 0, "extracted": "1", "correct": c,
-                         "output_tokens": t, "latency_s": t / 10, "finish_reason": "stop", "generator": "m"})
+            recs.append(
+                {
+                    "id": f"t{i}",
+                    "mode": mode,
+                    "sample": 0,
+                    "extracted": "1",
+                    "correct": c,
+                    "output_tokens": t,
+                    "latency_s": t / 10,
+                    "finish_reason": "stop",
+                    "generator": "m",
+                }
+            )
     (d / "items.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
 
 
@@ -67,7 +90,9 @@ def test_report_compares_runs_and_modes(tmp_path):
     assert one[0]["modes"]["direct"]["acc_per_1k_tokens"] == 25.0
     # --recheck re-extracts from the stored answers: every stored answer here is "" -> nothing is right
     rows = [json.loads(x) for x in (tmp_path / "a" / "items.jsonl").read_text().splitlines()]
-    (tmp_path / "a" / "items.jsonl").write_text("".join(json.dumps({**r, "answer": "", "gold": "1"}) + "\n" for r in rows))
+    (tmp_path / "a" / "items.jsonl").write_text(
+        "".join(json.dumps({**r, "answer": "", "gold": "1"}) + "\n" for r in rows)
+    )
     again = json.loads(runner.invoke(app, ["report", str(tmp_path / "a"), "--json", "--recheck"]).output)
     assert again[0]["modes"]["reasoning"]["avg@k"] == 0.0 and again[0]["modes"]["reasoning"]["no_answer"] == 1.0
 
@@ -75,8 +100,10 @@ def test_report_compares_runs_and_modes(tmp_path):
 def test_contamination_lists_items_in_a_training_file(tmp_path):
     items = load_benchmark("t-math", limit=4)
     train = tmp_path / "train.jsonl"
-    rows = [{"messages": [{"role": "user", "content": "Привет"}]},
-            {"messages": [{"role": "user", "content": items[3].question}, {"role": "assistant", "content": "ok"}]}]
+    rows = [
+        {"messages": [{"role": "user", "content": "Привет"}]},
+        {"messages": [{"role": "user", "content": items[3].question}, {"role": "assistant", "content": "ok"}]},
+    ]
     train.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
     r = runner.invoke(app, ["contamination", str(train), "--bench", "t-math", "--json"])
     assert r.exit_code == 0

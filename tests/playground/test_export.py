@@ -16,14 +16,26 @@ def side(history: list[str], answer: str, reasoning: str = "", model: str = "m")
     for i, text in enumerate(history):
         msgs.append({"role": "user" if i % 2 == 0 else "assistant", "content": text})
     msgs.append({"role": "assistant", "content": answer})
-    return {"endpoint": "http://x", "model": model, "settings": {"reasoning": bool(reasoning)}, "messages": msgs,
-            "answer": answer, "reasoning": reasoning, "telemetry": {}}
+    return {
+        "endpoint": "http://x",
+        "model": model,
+        "settings": {"reasoning": bool(reasoning)},
+        "messages": msgs,
+        "answer": answer,
+        "reasoning": reasoning,
+        "telemetry": {},
+    }
 
 
 def fill(store: VoteStore) -> None:
     store.add("left", side(["2+2?"], "4", "2 and 2", model="eagle"), side(["2+2?"], "5", model="base"), "s", 1)
-    store.add("right", side(["hi", "hello", "how are you?"], "meh"),
-              side(["hi", "hey!", "how are you?"], "fine, thanks"), "s", 2)
+    store.add(
+        "right",
+        side(["hi", "hello", "how are you?"], "meh"),
+        side(["hi", "hey!", "how are you?"], "fine, thanks"),
+        "s",
+        2,
+    )
     store.add("tie", side(["a"], "x"), side(["a"], "y"), "s", 3)
     store.add("both_bad", side(["a"], "x"), side(["a"], "y"), "s", 4)
 

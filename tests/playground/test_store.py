@@ -11,9 +11,15 @@ from tpro.playground.store import VoteStore
 
 
 def side(answer: str, model: str = "m") -> dict:
-    return {"endpoint": "http://x", "model": model, "settings": {"temperature": 0.0},
-            "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": answer}],
-            "answer": answer, "reasoning": "", "telemetry": {"tokens_per_s": 1.0}}
+    return {
+        "endpoint": "http://x",
+        "model": model,
+        "settings": {"temperature": 0.0},
+        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": answer}],
+        "answer": answer,
+        "reasoning": "",
+        "telemetry": {"tokens_per_s": 1.0},
+    }
 
 
 def test_round_trip_and_wal(tmp_path):

@@ -65,8 +65,24 @@ def start_server(args: list[str], log_path, wait_s: float = 120.0) -> tuple[subp
     port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     log = open(log_path, "w")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen([sys.executable, "-m", "tpro.cli", "serve", "--port", str(port), "--threads", "1",
-                             "--log-level", "warning", *args], stdout=log, stderr=subprocess.STDOUT, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tpro.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--threads",
+            "1",
+            "--log-level",
+            "warning",
+            *args,
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
@@ -95,7 +111,8 @@ def stop_server(proc: subprocess.Popen) -> None:
 def live_server(tiny_qwen2_dir, tmp_path_factory):
     """A real ``tpro serve`` on the tiny model: API key on, one request may queue behind the running one."""
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    proc, url = start_server(["--model", str(tiny_qwen2_dir), "--api-key", API_KEY, "--max-queue", "1",
-                              "--timeout", "120"], log)
+    proc, url = start_server(
+        ["--model", str(tiny_qwen2_dir), "--api-key", API_KEY, "--max-queue", "1", "--timeout", "120"], log
+    )
     yield url
     stop_server(proc)

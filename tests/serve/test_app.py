@@ -23,7 +23,7 @@ def sse_events(lines) -> list:
     out = []
     for line in lines:
         if line.startswith("data: "):
-            data = line[len("data: "):]
+            data = line[len("data: ") :]
             out.append(data if data == "[DONE]" else json.loads(data))
     return out
 
@@ -55,8 +55,11 @@ def test_non_streaming_equals_engine_greedy(client, engine):
     assert choice["message"]["role"] == "assistant"
     assert choice["message"]["content"] == ref.answer
     assert choice["finish_reason"] == ("length" if ref.finish_reason == "length" else "stop")
-    assert body["usage"] == {"prompt_tokens": len(ref.prompt.input_ids), "completion_tokens": len(ref.token_ids),
-                             "total_tokens": len(ref.prompt.input_ids) + len(ref.token_ids)}
+    assert body["usage"] == {
+        "prompt_tokens": len(ref.prompt.input_ids),
+        "completion_tokens": len(ref.token_ids),
+        "total_tokens": len(ref.prompt.input_ids) + len(ref.token_ids),
+    }
     tel = body["telemetry"]
     assert tel["generated_tokens"] == len(ref.token_ids)
     for key in ("ttft_s", "tokens_per_s", "words_per_s", "acceptance_length", "draft_proposed", "draft_accepted"):
@@ -71,11 +74,13 @@ def test_seeded_sampling_is_reproducible(client, engine):
 
 
 def test_streaming_reasoning_apart_and_equal_to_non_streaming(client, engine):
-    req = chat(engine.name, max_tokens=40, temperature=0, chat_template_kwargs={"enable_thinking": True},
-               stop=["\n\n\n"])
+    req = chat(
+        engine.name, max_tokens=40, temperature=0, chat_template_kwargs={"enable_thinking": True}, stop=["\n\n\n"]
+    )
     full = client.post("/v1/chat/completions", json=req).json()
-    with client.stream("POST", "/v1/chat/completions", json={**req, "stream": True,
-                                                             "stream_options": {"include_usage": True}}) as r:
+    with client.stream(
+        "POST", "/v1/chat/completions", json={**req, "stream": True, "stream_options": {"include_usage": True}}
+    ) as r:
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/event-stream")
         events = sse_events(r.iter_lines())
@@ -99,9 +104,12 @@ def test_streaming_reasoning_apart_and_equal_to_non_streaming(client, engine):
 
 
 def test_multi_turn_and_developer_role(client, engine):
-    msgs = [{"role": "developer", "content": "Отвечай кратко."}, {"role": "user", "content": "Привет"},
-            {"role": "assistant", "content": "Здравствуйте!", "reasoning_content": "greet back"},
-            {"role": "user", "content": [{"type": "text", "text": "Как дела?"}]}]
+    msgs = [
+        {"role": "developer", "content": "Отвечай кратко."},
+        {"role": "user", "content": "Привет"},
+        {"role": "assistant", "content": "Здравствуйте!", "reasoning_content": "greet back"},
+        {"role": "user", "content": [{"type": "text", "text": "Как дела?"}]},
+    ]
     r = client.post("/v1/chat/completions", json={"model": engine.name, "messages": msgs, "max_tokens": 4})
     assert r.status_code == 200, r.text
     assert r.json()["usage"]["prompt_tokens"] > 20
@@ -119,28 +127,59 @@ BAD = [
     ({"model": "{name}", "messages": "hi"}, 400, "messages", "valid list"),
     ({"model": "{name}", "messages": [{"role": "robot", "content": "hi"}]}, 400, "messages.0.role", "user"),
     ({"model": "{name}", "messages": [{"role": "user", "content": 5}]}, 400, "messages.0.content", ""),
-    ({"model": "{name}", "messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}, 400,
-     "temperature", "number"),
-    ({"model": "{name}", "messages": [{"role": "user", "content": "hi"}], "temperature": 1e9}, 400,
-     "temperature", "less than or equal to 2"),
-    ({"model": "{name}", "messages": [{"role": "user", "content": "hi"}], "temperature": -1}, 400,
-     "temperature", "greater than or equal"),
+    (
+        {"model": "{name}", "messages": [{"role": "user", "content": "hi"}], "temperature": "hot"},
+        400,
+        "temperature",
+        "number",
+    ),
+    (
+        {"model": "{name}", "messages": [{"role": "user", "content": "hi"}], "temperature": 1e9},
+        400,
+        "temperature",
+        "less than or equal to 2",
+    ),
+    (
+        {"model": "{name}", "messages": [{"role": "user", "content": "hi"}], "temperature": -1},
+        400,
+        "temperature",
+        "greater than or equal",
+    ),
     ({"model": "{name}", "messages": [{"role": "user", "content": "hi"}], "top_p": 0}, 400, "top_p", "greater"),
     ({"model": "{name}", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, 400, "max_tokens", ""),
-    ({"model": "{name}", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "10"}, 400,
-     "max_tokens", "integer"),
-    ({"model": "{name}", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**12}, 400,
-     "max_tokens", "maximum context length"),
-    ({"model": "{name}", "messages": [{"role": "user", "content": LONG}]}, 400, "messages",
-     "maximum context length"),
+    (
+        {"model": "{name}", "messages": [{"role": "user", "content": "hi"}], "max_tokens": "10"},
+        400,
+        "max_tokens",
+        "integer",
+    ),
+    (
+        {"model": "{name}", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10**12},
+        400,
+        "max_tokens",
+        "maximum context length",
+    ),
+    ({"model": "{name}", "messages": [{"role": "user", "content": LONG}]}, 400, "messages", "maximum context length"),
     ({"model": "{name}", "messages": [{"role": "user", "content": "hi"}], "n": 3}, 400, "n", "n=1"),
     ({"model": "{name}", "messages": [{"role": "user", "content": "hi"}], "stream": "yes"}, 400, "stream", "bool"),
     ({"model": "{name}", "messages": [{"role": "user", "content": "hi"}], "stop": [""] * 17}, 400, "stop", "16"),
-    ({"model": "{name}", "messages": [{"role": "user", "content": "hi"}], "speculative": True}, 400,
-     "speculative", "no draft"),
+    (
+        {"model": "{name}", "messages": [{"role": "user", "content": "hi"}], "speculative": True},
+        400,
+        "speculative",
+        "no draft",
+    ),
     ({"model": "{name}", "messages": [{"role": "user", "content": "hi"}], "logprobs": True}, 400, "logprobs", ""),
-    ({"model": "{name}", "messages": [{"role": "user", "content": "hi"}],
-      "chat_template_kwargs": {"enable_thinking": "maybe"}}, 400, "chat_template_kwargs.enable_thinking", "bool"),
+    (
+        {
+            "model": "{name}",
+            "messages": [{"role": "user", "content": "hi"}],
+            "chat_template_kwargs": {"enable_thinking": "maybe"},
+        },
+        400,
+        "chat_template_kwargs.enable_thinking",
+        "bool",
+    ),
 ]
 
 
@@ -168,8 +207,12 @@ def test_unknown_route_is_openai_error(client):
 def test_api_key_required_everywhere_but_health(engine):
     with TestClient(build_app(engine, ServeConfig(api_key="s3cret"))) as c:
         assert c.get("/health").status_code == 200
-        for method, path in [("GET", "/v1/models"), ("GET", "/metrics"), ("POST", "/v1/chat/completions"),
-                             ("GET", "/openapi.json")]:
+        for method, path in [
+            ("GET", "/v1/models"),
+            ("GET", "/metrics"),
+            ("POST", "/v1/chat/completions"),
+            ("GET", "/openapi.json"),
+        ]:
             r = c.request(method, path, json=chat(engine.name, max_tokens=2))
             assert r.status_code == 401, path
             assert r.json()["error"]["code"] == "invalid_api_key"
@@ -185,8 +228,9 @@ def test_speculative_switch_per_request(engine):
     with TestClient(build_app(engine, draft=StandInDraft())) as c:
         assert c.get("/v1/models").json()["data"][0]["tpro"] == {"speculative": True, "draft": "stand-in-draft"}
         on = c.post("/v1/chat/completions", json=chat(engine.name, max_tokens=8, temperature=0)).json()
-        off = c.post("/v1/chat/completions", json=chat(engine.name, max_tokens=8, temperature=0,
-                                                        speculative=False)).json()
+        off = c.post(
+            "/v1/chat/completions", json=chat(engine.name, max_tokens=8, temperature=0, speculative=False)
+        ).json()
         assert on["telemetry"]["decoder"] == "stand-in-draft" and on["telemetry"]["draft_proposed"] > 0
         assert off["telemetry"]["decoder"] == "vanilla" and off["telemetry"]["draft_proposed"] == 0
         assert on["choices"][0]["message"]["content"] == off["choices"][0]["message"]["content"]
@@ -243,7 +287,9 @@ def test_timeout_cancels_generation(tiny_qwen2):
         assert r.status_code == 504
         assert r.json()["error"]["code"] == "request_timeout"
         # greedy: a sampled stream can draw <|im_end|> from the random tiny model and finish before the timeout
-        with c.stream("POST", "/v1/chat/completions", json=chat(eng.name, max_tokens=1000, temperature=0, stream=True)) as s:
+        with c.stream(
+            "POST", "/v1/chat/completions", json=chat(eng.name, max_tokens=1000, temperature=0, stream=True)
+        ) as s:
             events = sse_events(s.iter_lines())
         assert events[-1] == "[DONE]" and events[-2]["error"]["code"] == "request_timeout"
         text = c.get("/metrics").text

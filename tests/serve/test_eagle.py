@@ -34,8 +34,12 @@ def test_speculative_is_lossless_through_the_server(tiny_qwen2, head_dir):
     decoder, _ = resolve_draft(str(head_dir), tiny_qwen2)
     with TestClient(build_app(Engine.from_loaded(tiny_qwen2), draft=decoder)) as c:
         assert c.get("/v1/models").json()["data"][0]["tpro"] == {"speculative": True, "draft": "eagle"}
-        req = {"model": tiny_qwen2.name, "messages": [{"role": "user", "content": "Сколько будет 2+2?"}],
-               "max_tokens": 40, "temperature": 0}
+        req = {
+            "model": tiny_qwen2.name,
+            "messages": [{"role": "user", "content": "Сколько будет 2+2?"}],
+            "max_tokens": 40,
+            "temperature": 0,
+        }
         on = c.post("/v1/chat/completions", json=req).json()
         off = c.post("/v1/chat/completions", json={**req, "speculative": False}).json()
         assert on["choices"][0]["message"]["content"] == off["choices"][0]["message"]["content"]

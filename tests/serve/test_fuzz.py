@@ -12,10 +12,10 @@ import json
 
 import pytest
 import schemathesis
-from schemathesis.generation import GenerationMode
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from schemathesis.generation import GenerationMode
 
 from tpro.serve import ServeConfig, build_app
 
@@ -62,8 +62,13 @@ JSON = st.recursive(
 )
 FIELDS = {
     "model": st.text(max_size=10) | st.just("{name}") | st.integers(),
-    "messages": st.lists(st.fixed_dictionaries({"role": st.sampled_from(["user", "system", "assistant", "x"]),
-                                                "content": st.text(max_size=30) | JSON}), max_size=3) | JSON,
+    "messages": st.lists(
+        st.fixed_dictionaries(
+            {"role": st.sampled_from(["user", "system", "assistant", "x"]), "content": st.text(max_size=30) | JSON}
+        ),
+        max_size=3,
+    )
+    | JSON,
     "max_tokens": st.integers(-5, 10**6) | JSON,
     "temperature": st.floats(-1, 5, allow_nan=False) | JSON,
     "top_p": st.floats(-0.5, 1.5, allow_nan=False),
@@ -84,10 +89,10 @@ def test_arbitrary_json_never_5xx(engine, body, raw):
         text = json.dumps(body).replace("{name}", engine.name)
         if raw:  # also as truncated bytes: malformed JSON
             text = text[: max(1, len(text) // 2)]
-        r = client.post("/v1/chat/completions", content=text.encode(),
-                        headers={"Content-Type": "application/json"})
-        assert_answer_shape(r.status_code, r.json() if r.headers["content-type"].startswith("application/json")
-                            else {})
-        ok = client.post("/v1/chat/completions", json={"model": engine.name, "max_tokens": 1,
-                                                       "messages": [{"role": "user", "content": "hi"}]})
+        r = client.post("/v1/chat/completions", content=text.encode(), headers={"Content-Type": "application/json"})
+        assert_answer_shape(r.status_code, r.json() if r.headers["content-type"].startswith("application/json") else {})
+        ok = client.post(
+            "/v1/chat/completions",
+            json={"model": engine.name, "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]},
+        )
         assert ok.status_code == 200

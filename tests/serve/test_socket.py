@@ -54,17 +54,22 @@ def test_streaming_over_socket_arrives_in_pieces(live_server):
     assert final["choices"][0]["finish_reason"] == "length"
     assert final["usage"]["completion_tokens"] == 30
     assert len(parsed) > 5  # streamed token by token, not one blob
-    full = httpx.post(live_server + "/v1/chat/completions", json={**req, "stream": False}, headers=AUTH,
-                      timeout=60).json()
+    full = httpx.post(
+        live_server + "/v1/chat/completions", json={**req, "stream": False}, headers=AUTH, timeout=60
+    ).json()
     assert content == full["choices"][0]["message"]["content"]
 
 
 def test_bad_json_over_socket_then_still_serving(live_server):
-    r = httpx.post(live_server + "/v1/chat/completions", content=b'{"model": ', headers={
-        **AUTH, "Content-Type": "application/json"})
+    r = httpx.post(
+        live_server + "/v1/chat/completions",
+        content=b'{"model": ',
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
     assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
-    ok = httpx.post(live_server + "/v1/chat/completions", json=body(live_server, max_tokens=3), headers=AUTH,
-                    timeout=60)
+    ok = httpx.post(
+        live_server + "/v1/chat/completions", json=body(live_server, max_tokens=3), headers=AUTH, timeout=60
+    )
     assert ok.status_code == 200
 
 
@@ -119,10 +124,13 @@ def test_overload_over_socket_429_then_recovers(live_server):
     assert again.status_code == 200
 
 
-@pytest.mark.parametrize("args,phrase", [
-    (["--draft", "/no/such/head"], "could not load the EAGLE draft"),
-    (["--model", "/no/such/model"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "args,phrase",
+    [
+        (["--draft", "/no/such/head"], "could not load the EAGLE draft"),
+        (["--model", "/no/such/model"], "does not exist"),
+    ],
+)
 def test_cli_fails_clearly(args, phrase, tiny_qwen2_dir):
     from typer.testing import CliRunner
 

@@ -14,8 +14,14 @@ def adapted_tiny(tiny_qwen2_dir, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("adapted") / "tok"
     report = adapt(
-        AdaptConfig(base=str(tiny_qwen2_dir), out=str(out), swap=40, corpus=SMALL_CORPUS, keep_corpus=SMALL_KEEP,
-                    trainer_words=100_000),
+        AdaptConfig(
+            base=str(tiny_qwen2_dir),
+            out=str(out),
+            swap=40,
+            corpus=SMALL_CORPUS,
+            keep_corpus=SMALL_KEEP,
+            trainer_words=100_000,
+        ),
         show_progress=False,
     )
     return out, report

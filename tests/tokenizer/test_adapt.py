@@ -79,8 +79,17 @@ def test_removal_order_is_closed_and_protects(tiny_qwen2_dir):
 
 def test_swap_larger_than_removable_is_a_clear_error(tiny_qwen2_dir, tmp_path):
     with pytest.raises(ValueError, match="removable"):
-        adapt(AdaptConfig(base=str(tiny_qwen2_dir), out=str(tmp_path / "o"), swap=100_000, corpus=SMALL_CORPUS,
-                          keep_corpus=SMALL_KEEP, trainer_words=20_000), show_progress=False)
+        adapt(
+            AdaptConfig(
+                base=str(tiny_qwen2_dir),
+                out=str(tmp_path / "o"),
+                swap=100_000,
+                corpus=SMALL_CORPUS,
+                keep_corpus=SMALL_KEEP,
+                trainer_words=20_000,
+            ),
+            show_progress=False,
+        )
     assert not (tmp_path / "o").exists()
 
 
@@ -91,9 +100,17 @@ def test_adapt_embedded_qwen_vocab(embedded, tmp_path):
     from tokenizers import Tokenizer
 
     out = tmp_path / "q"
-    report = adapt(AdaptConfig(base=embedded.source, out=str(out), swap=300, corpus=["wordfreq:ru:20000"],
-                               keep_corpus=["wordfreq:en:10000@2"], trainer_words=200_000),
-                   show_progress=False)
+    report = adapt(
+        AdaptConfig(
+            base=embedded.source,
+            out=str(out),
+            swap=300,
+            corpus=["wordfreq:ru:20000"],
+            keep_corpus=["wordfreq:en:10000@2"],
+            trainer_words=200_000,
+        ),
+        show_progress=False,
+    )
     assert report["swapped"] == 300 and report["reachable_fraction"] > 0.8
     base, new = load_base(embedded.source), load_base(str(out))
     assert len(new.vocab) == len(base.vocab) and new.added == base.added

@@ -10,9 +10,13 @@ def test_all_checks_pass_on_adapted(adapted_tiny, tiny_qwen2_dir):
     out, _ = adapted_tiny
     checks = run_checks(str(out), str(tiny_qwen2_dir), examples=100)
     assert [c.name for c in checks if not c.ok] == []
-    assert {c.name for c in checks} >= {"round trip (hypothesis)", "every added token reachable",
-                                        "kept ids and bytes unchanged", "chat template renders",
-                                        "loads with transformers.AutoTokenizer"}
+    assert {c.name for c in checks} >= {
+        "round trip (hypothesis)",
+        "every added token reachable",
+        "kept ids and bytes unchanged",
+        "chat template renders",
+        "loads with transformers.AutoTokenizer",
+    }
 
 
 def test_check_catches_moved_id_and_unreachable_token(adapted_tiny, tiny_qwen2_dir, tmp_path):

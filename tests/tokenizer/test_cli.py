@@ -13,8 +13,19 @@ runner = CliRunner()
 
 def test_adapt_check_report_remap(tiny_qwen3_dir, tmp_path):
     out = tmp_path / "tok"
-    args = ["adapt", "--base", str(tiny_qwen3_dir / "tokenizer.json"), "--out", str(out), "--swap", "24",
-            "--trainer-words", "50000", "--quiet", "--json"]
+    args = [
+        "adapt",
+        "--base",
+        str(tiny_qwen3_dir / "tokenizer.json"),
+        "--out",
+        str(out),
+        "--swap",
+        "24",
+        "--trainer-words",
+        "50000",
+        "--quiet",
+        "--json",
+    ]
     for c in SMALL_CORPUS:
         args += ["--corpus", c]
     for c in SMALL_KEEP:
@@ -31,15 +42,39 @@ def test_adapt_check_report_remap(tiny_qwen3_dir, tmp_path):
 
     text = tmp_path / "ru.txt"
     text.write_text("Сегодня в городе прошла большая конференция.\nМама мыла раму.\n", encoding="utf-8")
-    r = runner.invoke(app, ["report", "--tokenizer", f"base={tiny_qwen3_dir}", "--tokenizer", f"new={out}",
-                            "--text", f"ru={text}", "--out-dir", str(tmp_path / "rep"), "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "report",
+            "--tokenizer",
+            f"base={tiny_qwen3_dir}",
+            "--tokenizer",
+            f"new={out}",
+            "--text",
+            f"ru={text}",
+            "--out-dir",
+            str(tmp_path / "rep"),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     rows = {row["tokenizer"]: row for row in json.loads(r.stdout)}
     assert rows["new"]["tokens"] < rows["base"]["tokens"] and rows["new"]["words"] == rows["base"]["words"] == 9
     assert (tmp_path / "rep" / "density.png").is_file() and (tmp_path / "rep" / "density.md").is_file()
 
-    r = runner.invoke(app, ["remap-model", "--model", str(tiny_qwen3_dir), "--tokenizer", str(out),
-                            "--out", str(tmp_path / "m"), "--json"])
+    r = runner.invoke(
+        app,
+        [
+            "remap-model",
+            "--model",
+            str(tiny_qwen3_dir),
+            "--tokenizer",
+            str(out),
+            "--out",
+            str(tmp_path / "m"),
+            "--json",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout.strip().splitlines()[-1])["tied"] is True
     assert (tmp_path / "m" / "model.safetensors").is_file() and (tmp_path / "m" / "tokenizer.json").is_file()
@@ -48,15 +83,49 @@ def test_adapt_check_report_remap(tiny_qwen3_dir, tmp_path):
 def test_bad_inputs_exit_2(tiny_qwen2_dir, tmp_path):
     r = runner.invoke(app, ["adapt", "--base", str(tmp_path / "missing"), "--out", str(tmp_path / "o")])
     assert r.exit_code == 2 and "does not exist" in r.stderr
-    r = runner.invoke(app, ["adapt", "--base", str(tiny_qwen2_dir), "--out", str(tmp_path / "o"),
-                            "--corpus", str(tmp_path / "nope.txt"), "--quiet"])
+    r = runner.invoke(
+        app,
+        [
+            "adapt",
+            "--base",
+            str(tiny_qwen2_dir),
+            "--out",
+            str(tmp_path / "o"),
+            "--corpus",
+            str(tmp_path / "nope.txt"),
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 2 and "no such file" in r.stderr
     (tmp_path / "w.jsonl").write_text('{"text": "привет"}\n')
-    r = runner.invoke(app, ["adapt", "--base", str(tiny_qwen2_dir), "--out", str(tmp_path / "o"),
-                            "--corpus", str(tmp_path / "w.jsonl"), "--quiet"])
+    r = runner.invoke(
+        app,
+        [
+            "adapt",
+            "--base",
+            str(tiny_qwen2_dir),
+            "--out",
+            str(tmp_path / "o"),
+            "--corpus",
+            str(tmp_path / "w.jsonl"),
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 2 and "name the JSON field" in r.stderr
-    r = runner.invoke(app, ["remap-model", "--model", str(tiny_qwen2_dir), "--tokenizer", str(tiny_qwen2_dir),
-                            "--out", str(tmp_path / "m"), "--method", "magic"])
+    r = runner.invoke(
+        app,
+        [
+            "remap-model",
+            "--model",
+            str(tiny_qwen2_dir),
+            "--tokenizer",
+            str(tiny_qwen2_dir),
+            "--out",
+            str(tmp_path / "m"),
+            "--method",
+            "magic",
+        ],
+    )
     assert r.exit_code == 2 and "unknown method" in r.stderr
     r = runner.invoke(app, ["report", "--tokenizer", str(tiny_qwen2_dir), "--text", str(tmp_path / "none.txt")])
     assert r.exit_code == 2

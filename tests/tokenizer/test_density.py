@@ -38,8 +38,10 @@ def test_hand_counted_char_level_and_hyphen_words():
 
 
 def test_outputs(tmp_path):
-    rows = [measure(_word_level(), ["мама мыла раму."], "words", "ru"),
-            measure(_char_level(), ["мама мыла раму."], "chars", "ru")]
+    rows = [
+        measure(_word_level(), ["мама мыла раму."], "words", "ru"),
+        measure(_char_level(), ["мама мыла раму."], "chars", "ru"),
+    ]
     md = to_markdown(rows)
     assert "| ru | 3 | chars |" in md and "+" in md
     assert json.loads(to_json(rows))[0]["tokenizer"] == "words"

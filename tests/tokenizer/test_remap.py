@@ -62,12 +62,23 @@ def test_contextual_fits_chain_rule_logits(tiny_qwen2_dir, adapted_tiny, tmp_pat
     text = tmp_path / "ru.txt"
     text.write_text(RU_TEXT * 3, encoding="utf-8")
     out = tmp_path / "c"
-    stats = remap(RemapConfig(model=str(tiny_qwen2_dir), tokenizer=str(tok_dir), out=str(out), method="contextual",
-                              text=[str(text)], ridge=1e-3), show_progress=False)
+    stats = remap(
+        RemapConfig(
+            model=str(tiny_qwen2_dir),
+            tokenizer=str(tok_dir),
+            out=str(out),
+            method="contextual",
+            text=[str(text)],
+            ridge=1e-3,
+        ),
+        show_progress=False,
+    )
     assert stats["fitted"] > 0
     before, after = _rows(tiny_qwen2_dir), _rows(out)
     swap = {r["id"]: r for r in _swap(tok_dir)}
-    changed = [i for i in swap if not torch.allclose(after["lm_head.weight"][i], _mean_row(before, tiny_qwen2_dir, swap[i]))]
+    changed = [
+        i for i in swap if not torch.allclose(after["lm_head.weight"][i], _mean_row(before, tiny_qwen2_dir, swap[i]))
+    ]
     assert len(changed) == stats["fitted"]  # exactly the fitted rows moved away from the mean init
     keep = torch.ones(before["lm_head.weight"].shape[0], dtype=torch.bool)
     keep[list(swap)] = False
@@ -106,5 +117,9 @@ def test_omp_recovers_sparse_combination():
 
 def test_contextual_needs_text(tiny_qwen2_dir, adapted_tiny, tmp_path):
     with pytest.raises(ValueError, match="--text"):
-        remap(RemapConfig(model=str(tiny_qwen2_dir), tokenizer=str(adapted_tiny[0]), out=str(tmp_path / "x"),
-                          method="contextual"), show_progress=False)
+        remap(
+            RemapConfig(
+                model=str(tiny_qwen2_dir), tokenizer=str(adapted_tiny[0]), out=str(tmp_path / "x"), method="contextual"
+            ),
+            show_progress=False,
+        )

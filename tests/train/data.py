@@ -35,13 +35,27 @@ def pair_rows(n: int = 24) -> list[dict]:
     rows = []
     for i in range(n):
         q, _, a = QA[i % len(QA)]
-        rows.append({"prompt": [{"role": "user", "content": q}],
-                     "chosen": [{"role": "assistant", "content": a}],
-                     "rejected": [{"role": "assistant", "content": "The quick brown fox jumps over the lazy dog."}],
-                     "meta": {"source": "test"}})
+        rows.append(
+            {
+                "prompt": [{"role": "user", "content": q}],
+                "chosen": [{"role": "assistant", "content": a}],
+                "rejected": [{"role": "assistant", "content": "The quick brown fox jumps over the lazy dog."}],
+                "meta": {"source": "test"},
+            }
+        )
     return rows
 
 
 def text_lines() -> str:
-    return "\n".join(["Мама мыла раму. Папа читает газету.", "Москва является столицей России.",
-                      "Дети играют во дворе после школы.", "Найдите сумму первых ста натуральных чисел."] * 4) + "\n"
+    return (
+        "\n".join(
+            [
+                "Мама мыла раму. Папа читает газету.",
+                "Москва является столицей России.",
+                "Дети играют во дворе после школы.",
+                "Найдите сумму первых ста натуральных чисел.",
+            ]
+            * 4
+        )
+        + "\n"
+    )

@@ -127,8 +127,11 @@ def test_row_formats(tmp_path):
 
 def test_preference_rendering_follows_mode():
     tok = train_tiny_tokenizer(qwen3=True)
-    row = {"prompt": [{"role": "user", "content": "2+2?"}], "chosen": [{"role": "assistant", "content": "<think>x</think>4"}],
-           "rejected": [{"role": "assistant", "content": "<think>y</think>5"}]}
+    row = {
+        "prompt": [{"role": "user", "content": "2+2?"}],
+        "chosen": [{"role": "assistant", "content": "<think>x</think>4"}],
+        "rejected": [{"role": "assistant", "content": "<think>y</think>5"}],
+    }
     p = preference_as_text(tok, row)
     assert p["prompt"] == build_prompt(tok, row["prompt"], "reasoning").text
     assert p["chosen"] == "<think>\nx\n</think>\n\n4<|im_end|>" and p["rejected"].endswith("5<|im_end|>")

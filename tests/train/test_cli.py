@@ -32,8 +32,25 @@ def test_bad_input_exits_2(tmp_path):
 
 
 def test_json_summary(tiny_qwen2_dir, train_data, tmp_path):
-    res = runner.invoke(app, ["sft", "--model", str(tiny_qwen2_dir), "--data", str(train_data["sft"]),
-                              "--out", str(tmp_path / "o"), "--max_steps", "2", "--threads", "2", "--logging_steps", "1", "--json"])
+    res = runner.invoke(
+        app,
+        [
+            "sft",
+            "--model",
+            str(tiny_qwen2_dir),
+            "--data",
+            str(train_data["sft"]),
+            "--out",
+            str(tmp_path / "o"),
+            "--max_steps",
+            "2",
+            "--threads",
+            "2",
+            "--logging_steps",
+            "1",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout)  # stdout holds the summary alone (trainer logs go to stderr)
     assert summary["global_step"] == 2 and summary["final_dir"].endswith("final")

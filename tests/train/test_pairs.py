@@ -33,10 +33,30 @@ def _rows(path):
 
 
 def test_reward_pairs_resume_and_reproduce(tiny_qwen2_dir, reward_dir, tmp_path):
-    prompts = write_jsonl(tmp_path / "p.jsonl", [{"prompt": "Сколько будет 2+2?"}, {"prompt": "Столица России?"},
-                                                  {"prompt": [{"role": "user", "content": "Привет!"}]}])
-    args = ["--policy", str(tiny_qwen2_dir), "--prompts", str(prompts), "--k", "3", "--max_new_tokens", "8",
-            "--temperature", "1.0", "--reward_model", str(reward_dir), "--threads", "2"]
+    prompts = write_jsonl(
+        tmp_path / "p.jsonl",
+        [
+            {"prompt": "Сколько будет 2+2?"},
+            {"prompt": "Столица России?"},
+            {"prompt": [{"role": "user", "content": "Привет!"}]},
+        ],
+    )
+    args = [
+        "--policy",
+        str(tiny_qwen2_dir),
+        "--prompts",
+        str(prompts),
+        "--k",
+        "3",
+        "--max_new_tokens",
+        "8",
+        "--temperature",
+        "1.0",
+        "--reward_model",
+        str(reward_dir),
+        "--threads",
+        "2",
+    ]
     out = tmp_path / "a" / "pairs.jsonl"
     s1 = pairs.main([*args, "--out", str(out), "--limit", "2"])
     samples = out.with_name("pairs.jsonl.samples.jsonl")
@@ -58,14 +78,34 @@ def test_reward_pairs_resume_and_reproduce(tiny_qwen2_dir, reward_dir, tmp_path)
     # Same seed, fresh directory: the same samples.
     out2 = tmp_path / "b" / "pairs.jsonl"
     pairs.main([*args, "--out", str(out2)])
-    assert [r["completions"] for r in _rows(out2.with_name("pairs.jsonl.samples.jsonl"))] == [r["completions"] for r in rows]
+    assert [r["completions"] for r in _rows(out2.with_name("pairs.jsonl.samples.jsonl"))] == [
+        r["completions"] for r in rows
+    ]
 
 
 def test_verifier_reasoning_mode(tiny_qwen2_dir, tmp_path):
     prompts = write_jsonl(tmp_path / "m.jsonl", [{"question": "Сколько будет 2+2?", "answer": "4"}])
     out = tmp_path / "pairs.jsonl"
-    s = pairs.main(["--policy", str(tiny_qwen2_dir), "--prompts", str(prompts), "--k", "2", "--max_new_tokens", "6",
-                    "--scorer", "verifier", "--mode", "reasoning", "--out", str(out), "--threads", "2"])
+    s = pairs.main(
+        [
+            "--policy",
+            str(tiny_qwen2_dir),
+            "--prompts",
+            str(prompts),
+            "--k",
+            "2",
+            "--max_new_tokens",
+            "6",
+            "--scorer",
+            "verifier",
+            "--mode",
+            "reasoning",
+            "--out",
+            str(out),
+            "--threads",
+            "2",
+        ]
+    )
     (row,) = _rows(out.with_name("pairs.jsonl.samples.jsonl"))
     assert set(row["scores"]) <= {0.0, 1.0} and row["meta"]["mode"] == "reasoning"
     assert all(c.startswith("<think>\n") and "\n</think>\n\n" in c for c in row["completions"])

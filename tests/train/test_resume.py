@@ -17,10 +17,35 @@ from tpro.train.common import TrainConfig, resume_checkpoint
 
 
 def _cmd(model, data, out, max_steps):
-    return [sys.executable, "-m", "tpro.cli", "train", "sft", "--model", str(model), "--data", str(data),
-            "--out", str(out), "--max_steps", str(max_steps), "--save_steps", "3", "--save_total_limit", "3",
-            "--learning_rate", "1e-3", "--per_device_train_batch_size", "2", "--threads", "1", "--logging_steps", "1",
-            "--lr_scheduler_type", "constant"]
+    return [
+        sys.executable,
+        "-m",
+        "tpro.cli",
+        "train",
+        "sft",
+        "--model",
+        str(model),
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--max_steps",
+        str(max_steps),
+        "--save_steps",
+        "3",
+        "--save_total_limit",
+        "3",
+        "--learning_rate",
+        "1e-3",
+        "--per_device_train_batch_size",
+        "2",
+        "--threads",
+        "1",
+        "--logging_steps",
+        "1",
+        "--lr_scheduler_type",
+        "constant",
+    ]
 
 
 @pytest.mark.slow
@@ -28,8 +53,13 @@ def test_kill_then_resume(tiny_qwen2_dir, train_data, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     # max_steps is far beyond what runs before the kill, so the process is surely mid-training when killed.
-    proc = subprocess.Popen(_cmd(tiny_qwen2_dir, train_data["sft"], out, 100_000), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        _cmd(tiny_qwen2_dir, train_data["sft"], out, 100_000),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
 
     def complete_checkpoint_at_6_or_later():
         # any step >= 6: on an idle machine checkpoint-6 itself may already be rotated away (save_total_limit)
@@ -52,8 +82,9 @@ def test_kill_then_resume(tiny_qwen2_dir, train_data, tmp_path):
     assert step >= 6
     # The same command again (with a reachable max_steps): it must pick the checkpoint up and run only the rest.
     target = step + 4
-    res = subprocess.run(_cmd(tiny_qwen2_dir, train_data["sft"], out, target), capture_output=True, text=True,
-                         env=env, timeout=300)
+    res = subprocess.run(
+        _cmd(tiny_qwen2_dir, train_data["sft"], out, target), capture_output=True, text=True, env=env, timeout=300
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["resumed_from"] == ckpt and summary["global_step"] == target

@@ -28,9 +28,25 @@ def changed(before, after):
 
 def test_sft_both_modes(tiny_qwen2_dir, train_data, tmp_path):
     out = tmp_path / "sft"
-    s = sft.main(["--model", str(tiny_qwen2_dir), "--data", str(train_data["sft"]), "--out", str(out),
-                  "--max_steps", "12", "--learning_rate", "3e-3", "--per_device_train_batch_size", "4",
-                  "--eval_fraction", "0.2", *COMMON])
+    s = sft.main(
+        [
+            "--model",
+            str(tiny_qwen2_dir),
+            "--data",
+            str(train_data["sft"]),
+            "--out",
+            str(out),
+            "--max_steps",
+            "12",
+            "--learning_rate",
+            "3e-3",
+            "--per_device_train_batch_size",
+            "4",
+            "--eval_fraction",
+            "0.2",
+            *COMMON,
+        ]
+    )
     losses_fall(s)
     assert s["global_step"] == 12 and s["tokens_seen"] > 0 and "eval_loss" in s["eval"]
     before, after = tensors(tiny_qwen2_dir), tensors(out / "final")
@@ -43,9 +59,27 @@ def test_sft_both_modes(tiny_qwen2_dir, train_data, tmp_path):
 
 def test_midtrain_embeddings_only(tiny_qwen3_dir, train_data, tmp_path):
     out = tmp_path / "mt"
-    s = midtrain.main(["--model", str(tiny_qwen3_dir), "--data", str(train_data["text"]), "--out", str(out),
-                       "--train_only", "embeddings", "--max_steps", "10", "--learning_rate", "1e-2",
-                       "--max_length", "32", "--per_device_train_batch_size", "2", *COMMON])
+    s = midtrain.main(
+        [
+            "--model",
+            str(tiny_qwen3_dir),
+            "--data",
+            str(train_data["text"]),
+            "--out",
+            str(out),
+            "--train_only",
+            "embeddings",
+            "--max_steps",
+            "10",
+            "--learning_rate",
+            "1e-2",
+            "--max_length",
+            "32",
+            "--per_device_train_batch_size",
+            "2",
+            *COMMON,
+        ]
+    )
     losses_fall(s)
     before, after = tensors(tiny_qwen3_dir), tensors(out / "final")
     assert changed(before, after) == {"model.embed_tokens.weight"}  # tied model: one tensor is embeddings + head
@@ -54,9 +88,28 @@ def test_midtrain_embeddings_only(tiny_qwen3_dir, train_data, tmp_path):
 
 def test_midtrain_lora_merged(tiny_qwen2_dir, train_data, tmp_path):
     out = tmp_path / "mt-lora"
-    s = midtrain.main(["--model", str(tiny_qwen2_dir), "--data", str(train_data["sft"]), "--out", str(out),
-                       "--lora", "--lora_r", "8", "--max_steps", "10", "--learning_rate", "1e-2",
-                       "--max_length", "64", "--per_device_train_batch_size", "2", *COMMON])
+    s = midtrain.main(
+        [
+            "--model",
+            str(tiny_qwen2_dir),
+            "--data",
+            str(train_data["sft"]),
+            "--out",
+            str(out),
+            "--lora",
+            "--lora_r",
+            "8",
+            "--max_steps",
+            "10",
+            "--learning_rate",
+            "1e-2",
+            "--max_length",
+            "64",
+            "--per_device_train_batch_size",
+            "2",
+            *COMMON,
+        ]
+    )
     losses_fall(s, factor=0.9)
     before, after = tensors(tiny_qwen2_dir), tensors(out / "final")
     assert set(after) == set(before)  # merged: a plain checkpoint, no lora_ tensors
@@ -67,9 +120,25 @@ def test_midtrain_lora_merged(tiny_qwen2_dir, train_data, tmp_path):
 
 def test_reward_model_accuracy(tiny_qwen2_dir, train_data, tmp_path):
     out = tmp_path / "rm"
-    s = rm.main(["--model", str(tiny_qwen2_dir), "--data", str(train_data["pairs"]), "--out", str(out),
-                 "--max_steps", "15", "--learning_rate", "3e-3", "--per_device_train_batch_size", "4",
-                 "--eval_fraction", "0.25", *COMMON])
+    s = rm.main(
+        [
+            "--model",
+            str(tiny_qwen2_dir),
+            "--data",
+            str(train_data["pairs"]),
+            "--out",
+            str(out),
+            "--max_steps",
+            "15",
+            "--learning_rate",
+            "3e-3",
+            "--per_device_train_batch_size",
+            "4",
+            "--eval_fraction",
+            "0.25",
+            *COMMON,
+        ]
+    )
     losses_fall(s)
     assert s["eval_pairs"] == 6 and s["eval_accuracy"] == 1.0
     from tpro.data.reward import RewardScorer
@@ -81,8 +150,23 @@ def test_reward_model_accuracy(tiny_qwen2_dir, train_data, tmp_path):
 
 def test_dpo(tiny_qwen2_dir, train_data, tmp_path):
     out = tmp_path / "dpo"
-    s = dpo.main(["--model", str(tiny_qwen2_dir), "--data", str(train_data["pairs"]), "--out", str(out),
-                  "--max_steps", "8", "--learning_rate", "1e-3", "--per_device_train_batch_size", "4", *COMMON])
+    s = dpo.main(
+        [
+            "--model",
+            str(tiny_qwen2_dir),
+            "--data",
+            str(train_data["pairs"]),
+            "--out",
+            str(out),
+            "--max_steps",
+            "8",
+            "--learning_rate",
+            "1e-3",
+            "--per_device_train_batch_size",
+            "4",
+            *COMMON,
+        ]
+    )
     losses = losses_fall(s)
     assert abs(losses[0] - 0.6931) < 1e-3  # policy == reference at step 1: -log sigmoid(0)
     assert s["last_reward_margin"] > 0 and s["last_reward_accuracy"] == 1.0
@@ -91,8 +175,24 @@ def test_dpo(tiny_qwen2_dir, train_data, tmp_path):
 
 def test_dpo_lora(tiny_qwen2_dir, train_data, tmp_path):
     out = tmp_path / "dpo-lora"
-    s = dpo.main(["--model", str(tiny_qwen2_dir), "--data", str(train_data["pairs"]), "--out", str(out), "--lora",
-                  "--max_steps", "8", "--learning_rate", "5e-3", "--per_device_train_batch_size", "4", *COMMON])
+    s = dpo.main(
+        [
+            "--model",
+            str(tiny_qwen2_dir),
+            "--data",
+            str(train_data["pairs"]),
+            "--out",
+            str(out),
+            "--lora",
+            "--max_steps",
+            "8",
+            "--learning_rate",
+            "5e-3",
+            "--per_device_train_batch_size",
+            "4",
+            *COMMON,
+        ]
+    )
     losses_fall(s)
     assert changed(tensors(tiny_qwen2_dir), tensors(out / "final"))
 
@@ -104,8 +204,27 @@ def test_sft_lora_on_embedded_default(train_data, tmp_path):
     from pathlib import Path
 
     cfg = Path(__file__).resolve().parents[2] / "configs" / "sft.yaml"
-    s = sft.main(["--config", str(cfg), "--data", str(train_data["sft"]), "--out", str(tmp_path / "o"),
-                  "--max_steps", "2", "--gradient_accumulation_steps", "1", "--max_length", "128",
-                  "--eval_fraction", "0", "--logging_steps", "1", "--merge_lora", "false"])
+    s = sft.main(
+        [
+            "--config",
+            str(cfg),
+            "--data",
+            str(train_data["sft"]),
+            "--out",
+            str(tmp_path / "o"),
+            "--max_steps",
+            "2",
+            "--gradient_accumulation_steps",
+            "1",
+            "--max_length",
+            "128",
+            "--eval_fraction",
+            "0",
+            "--logging_steps",
+            "1",
+            "--merge_lora",
+            "false",
+        ]
+    )
     assert s["global_step"] == 2 and len(s["losses"]) == 2 and s["trainable_params"] < 1e8
     assert (tmp_path / "o" / "final" / "adapter_model.safetensors").is_file()

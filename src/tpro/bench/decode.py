@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 
-
 METHODS = ("generate", "pld", "vanilla", "eagle")  # generate runs once per dtype in generate_dtypes
 
 
@@ -73,7 +72,9 @@ def run_generate(lm, ids: list[int], n: int, temperature: float, seed: int, pld:
     """``model.generate`` -> (new tokens up to EOS, seconds)."""
     model = lm.model
     x = torch.tensor([ids], device=model.device)
-    kw = dict(do_sample=temperature > 0, max_new_tokens=n, pad_token_id=lm.tokenizer.pad_token_id or lm.tokenizer.eos_token_id)
+    kw = dict(
+        do_sample=temperature > 0, max_new_tokens=n, pad_token_id=lm.tokenizer.pad_token_id or lm.tokenizer.eos_token_id
+    )
     if temperature > 0:
         kw.update(temperature=temperature, top_p=1.0, top_k=0)
     if pld:
@@ -110,15 +111,26 @@ def summarize(runs: list[Run]) -> list[dict]:
             g["verify_s"] += r.verify_s
             g["prompts"] += 1
     rows = []
-    for (temp, dom, method), g in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] == "all", kv[0][1], kv[0][2])):
+    for (temp, dom, method), g in sorted(
+        groups.items(), key=lambda kv: (kv[0][0], kv[0][1] == "all", kv[0][1], kv[0][2])
+    ):
         tps = g["tokens"] / max(g["seconds"], 1e-9)
         # "generate" = model.generate at its fastest dtype in this group (one row per generate_dtypes entry: which
         # one wins on this CPU depends on the load, see the Foundation section)
         gens = [v for (t2, d2, m2), v in groups.items() if (t2, d2) == (temp, dom) and m2.startswith("generate-")]
-        ref = {"generate": max(gens, key=lambda v: v["tokens"] / max(v["seconds"], 1e-9), default=None),
-               "vanilla": groups.get((temp, dom, "vanilla"))}
-        row = {"temperature": temp, "domain": dom, "method": method, "prompts": int(g["prompts"]),
-               "tokens": int(g["tokens"]), "seconds": round(g["seconds"], 2), "tokens_per_s": round(tps, 2)}
+        ref = {
+            "generate": max(gens, key=lambda v: v["tokens"] / max(v["seconds"], 1e-9), default=None),
+            "vanilla": groups.get((temp, dom, "vanilla")),
+        }
+        row = {
+            "temperature": temp,
+            "domain": dom,
+            "method": method,
+            "prompts": int(g["prompts"]),
+            "tokens": int(g["tokens"]),
+            "seconds": round(g["seconds"], 2),
+            "tokens_per_s": round(tps, 2),
+        }
         for m, r in ref.items():
             row[f"speedup_vs_{m}"] = round(tps / (r["tokens"] / r["seconds"]), 3) if r and r["seconds"] else None
         if g["steps"]:
@@ -136,7 +148,9 @@ def markdown(rows: list[dict]) -> str:
     return head + "".join(
         f"| {r['temperature']} | {r['domain']} | {r['method']} | {r['tokens_per_s']:.2f} | {fmt(r['speedup_vs_generate'], '{:.2f}x')} "
         f"| {fmt(r['speedup_vs_vanilla'], '{:.2f}x')} | {fmt(r.get('acceptance_length'))} | {fmt(r.get('draft_share'))} "
-        f"| {fmt(r.get('ms_per_step'), '{:.0f}')} |\n" for r in rows)
+        f"| {fmt(r.get('ms_per_step'), '{:.0f}')} |\n"
+        for r in rows
+    )
 
 
 def plot(rows: list[dict], path: Path) -> None:
@@ -151,7 +165,10 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups)), 4))
     w = 0.8 / max(1, len(methods))
     for j, m in enumerate(methods):
-        ys = [next((r["tokens_per_s"] for r in sel if (r["temperature"], r["domain"], r["method"]) == (*g, m)), 0) for g in groups]
+        ys = [
+            next((r["tokens_per_s"] for r in sel if (r["temperature"], r["domain"], r["method"]) == (*g, m)), 0)
+            for g in groups
+        ]
         ax.bar([i + j * w for i in range(len(groups))], ys, w, label=m)
     ax.set_xticks([i + 0.4 - w / 2 for i in range(len(groups))], [f"{d}\nT={t}" for t, d in groups])
     ax.set_ylabel("tokens/s")
@@ -218,7 +235,9 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
             def add(method, run: Run):
                 run.method, run.domain, run.prompt_id = method, dom, pid
                 runs.append(run)
-                log(f"T={temp} {dom} {pid} {method}: {run.tokens} tok in {run.seconds:.1f}s = {run.tokens / max(run.seconds, 1e-9):.2f} tok/s")
+                log(
+                    f"T={temp} {dom} {pid} {method}: {run.tokens} tok in {run.seconds:.1f}s = {run.tokens / max(run.seconds, 1e-9):.2f} tok/s"
+                )
                 if on_result:
                     on_result(result(runs))
 

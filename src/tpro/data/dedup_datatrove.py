@@ -48,15 +48,21 @@ def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
     return lsh.b, lsh.r
 
 
-def build_stages(shards: str | Path, work: str | Path, cfg: DedupConfig, workers: int = 1, language: str = "en",
-                 make_executor=None):
+def build_stages(
+    shards: str | Path, work: str | Path, cfg: DedupConfig, workers: int = 1, language: str = "en", make_executor=None
+):
     """The four datatrove executors, in order. ``shards``/``work``: local paths, or any fsspec URL datatrove
     takes (``s3://``...). ``make_executor(pipeline, tasks, name)`` builds each executor (default: a
     ``LocalPipelineExecutor`` with ``workers`` processes); pass one that returns ``SlurmPipelineExecutor`` /
     ``RayPipelineExecutor`` to run the same stages on a cluster (README, "Data curation")."""
     from datatrove.executor import LocalPipelineExecutor
-    from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupCluster,
-                                                  MinhashDedupFilter, MinhashDedupSignature)
+    from datatrove.pipeline.dedup.minhash import (
+        MinhashConfig,
+        MinhashDedupBuckets,
+        MinhashDedupCluster,
+        MinhashDedupFilter,
+        MinhashDedupSignature,
+    )
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.writers import JsonlWriter
     from datatrove.utils.hashing import HashConfig
@@ -64,43 +70,71 @@ def build_stages(shards: str | Path, work: str | Path, cfg: DedupConfig, workers
 
     bands, rows = lsh_bands(cfg.threshold, cfg.num_perm)
     # norm_numbers off: "3 + 4" and "5 + 6" must not become the same math problem.
-    mh = MinhashConfig(n_grams=cfg.shingle, num_buckets=bands, hashes_per_bucket=rows, seed=cfg.seed,
-                       norm_config=TextNormConfig(norm_numbers=False), hash_config=HashConfig(precision=64))
+    mh = MinhashConfig(
+        n_grams=cfg.shingle,
+        num_buckets=bands,
+        hashes_per_bucket=rows,
+        seed=cfg.seed,
+        norm_config=TextNormConfig(norm_numbers=False),
+        hash_config=HashConfig(precision=64),
+    )
     work = str(work).rstrip("/")
     n_shards = max(1, workers) if "://" in str(shards) else len(list(Path(shards).glob("*.jsonl")))
 
     def reader():
-        return JsonlReader(str(shards), text_key=cfg.field, id_key=ROW, add_file_path=False, compression=None,
-                           glob_pattern="*.jsonl")
+        return JsonlReader(
+            str(shards), text_key=cfg.field, id_key=ROW, add_file_path=False, compression=None, glob_pattern="*.jsonl"
+        )
 
     def writer(folder):
-        return JsonlWriter(f"{work}/{folder}", output_filename="${rank}.jsonl", compression=None,
-                           adapter=partial(_to_row, field=cfg.field))
+        return JsonlWriter(
+            f"{work}/{folder}",
+            output_filename="${rank}.jsonl",
+            compression=None,
+            adapter=partial(_to_row, field=cfg.field),
+        )
 
     def local(pipeline, tasks, name):
-        return LocalPipelineExecutor(pipeline, tasks=tasks, workers=min(workers, tasks),
-                                     logging_dir=f"{work}/logs/{name}")
+        return LocalPipelineExecutor(
+            pipeline, tasks=tasks, workers=min(workers, tasks), logging_dir=f"{work}/logs/{name}"
+        )
 
     ex = make_executor or local
     return [
         ex([reader(), MinhashDedupSignature(f"{work}/sigs", config=mh, language=language)], n_shards, "1-sigs"),
         ex([MinhashDedupBuckets(f"{work}/sigs", f"{work}/buckets", config=mh)], bands, "2-buckets"),
-        ex([MinhashDedupCluster(f"{work}/buckets", f"{work}/remove", config=mh, save_cluster_id=True)],
-           1, "3-cluster"),
-        ex([reader(), MinhashDedupFilter(f"{work}/remove", exclusion_writer=writer("removed"),
-                                         load_cluster_ids=True), writer("kept")], n_shards, "4-filter"),
+        ex([MinhashDedupCluster(f"{work}/buckets", f"{work}/remove", config=mh, save_cluster_id=True)], 1, "3-cluster"),
+        ex(
+            [
+                reader(),
+                MinhashDedupFilter(f"{work}/remove", exclusion_writer=writer("removed"), load_cluster_ids=True),
+                writer("kept"),
+            ],
+            n_shards,
+            "4-filter",
+        ),
     ]
 
 
-def run_datatrove_dedup(source: str, out: str | Path, cfg: DedupConfig, *, workers: int = 1,
-                        report: str | Path | None = None, work: str | Path | None = None,
-                        language: str = "en", tick=None) -> dict:
+def run_datatrove_dedup(
+    source: str,
+    out: str | Path,
+    cfg: DedupConfig,
+    *,
+    workers: int = 1,
+    report: str | Path | None = None,
+    work: str | Path | None = None,
+    language: str = "en",
+    tick=None,
+) -> dict:
     """Deduplicate ``source`` into ``out`` through datatrove; returns counts like ``dedup``'s."""
     if cfg.unit != "word":
         raise DataError("the datatrove engine shingles words: pass --unit word (and --shingle in words)")
     if cfg.keep != "first" or cfg.mode == "exact":
-        raise DataError("the datatrove engine runs near-duplicate MinHash with its own keep rule: "
-                        "use --mode near/both and --keep first")
+        raise DataError(
+            "the datatrove engine runs near-duplicate MinHash with its own keep rule: "
+            "use --mode near/both and --keep first"
+        )
     out = Path(out)
     work = Path(work) if work else out.with_name(out.name + ".datatrove")
     shards = work / "input"
@@ -124,17 +158,31 @@ def run_datatrove_dedup(source: str, out: str | Path, cfg: DedupConfig, *, worke
             clusters.setdefault(r["_cluster"], []).append(r)
     kept_ids = {r[ROW] for r in kept}
     report_rows = []
-    for cid, members in sorted(clusters.items()):
+    for _, members in sorted(clusters.items()):
         members.sort(key=lambda r: r[ROW])
         keep = next(r[ROW] for r in members if r[ROW] in kept_ids)
-        report_rows.append({"cluster": len(report_rows), "size": len(members), "kept": keep, "members": [
-            {"index": r[ROW], "reason": "kept" if r[ROW] == keep else "near", "text": str(r[cfg.field])[:160]}
-            for r in members]})
+        report_rows.append(
+            {
+                "cluster": len(report_rows),
+                "size": len(members),
+                "kept": keep,
+                "members": [
+                    {"index": r[ROW], "reason": "kept" if r[ROW] == keep else "near", "text": str(r[cfg.field])[:160]}
+                    for r in members
+                ],
+            }
+        )
     write_rows(out, [_strip(r) for r in sorted(kept, key=lambda r: r[ROW])])
     if report:
         write_rows(report, report_rows)
-    return {"rows_in": len(rows), "rows_out": len(kept), "removed": len(removed), "clusters": len(report_rows),
-            "bands": lsh_bands(cfg.threshold, cfg.num_perm)[0], "rows_per_band": lsh_bands(cfg.threshold, cfg.num_perm)[1]}
+    return {
+        "rows_in": len(rows),
+        "rows_out": len(kept),
+        "removed": len(removed),
+        "clusters": len(report_rows),
+        "bands": lsh_bands(cfg.threshold, cfg.num_perm)[0],
+        "rows_per_band": lsh_bands(cfg.threshold, cfg.num_perm)[1],
+    }
 
 
 def _read_dir(folder: Path) -> list[dict]:

@@ -46,8 +46,12 @@ def sample_problem(engine, question: str, gold: str, cfg: DifficultyConfig, inde
     correct, extracted, tokens = [], [], []
     messages = [{"role": "user", "content": cfg.prompt.replace("{question}", question)}]
     for j in range(cfg.samples):
-        params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                                seed=cfg.seed + 1000 * index + j)
+        params = SamplingParams(
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            seed=cfg.seed + 1000 * index + j,
+        )
         done = engine.complete(messages, params, mode=cfg.mode)
         text = done.answer or done.text
         correct.append(bool(is_correct(text, gold)))
@@ -87,8 +91,13 @@ def plot_histogram(hist: dict, cfg: DifficultyConfig, path) -> None:
     plt.close(fig)
 
 
-def select(rows: list[dict], engine, cfg: DifficultyConfig, done: dict[int, dict] | None = None,
-           on_result: Callable[[int, dict], None] | None = None) -> tuple[list[int], list[dict]]:
+def select(
+    rows: list[dict],
+    engine,
+    cfg: DifficultyConfig,
+    done: dict[int, dict] | None = None,
+    on_result: Callable[[int, dict], None] | None = None,
+) -> tuple[list[int], list[dict]]:
     """-> (indices of rows in the band, per-row results). ``done``: results from an earlier (killed) run,
     reused as they are; ``on_result(i, result)`` is called for each newly sampled row (progress, resume)."""
     results = []
@@ -98,7 +107,9 @@ def select(rows: list[dict], engine, cfg: DifficultyConfig, done: dict[int, dict
         else:
             for f in (cfg.question_field, cfg.answer_field):
                 if f not in row:
-                    raise DataError(f"row {i} has no field {f!r} (fields: {sorted(row)}); pass --question-field/--answer-field")
+                    raise DataError(
+                        f"row {i} has no field {f!r} (fields: {sorted(row)}); pass --question-field/--answer-field"
+                    )
             res = sample_problem(engine, str(row[cfg.question_field]), str(row[cfg.answer_field]), cfg, i)
             if on_result:
                 on_result(i, res)

@@ -29,8 +29,10 @@ def read_rows(source: str | Path, limit: int | None = None) -> list[dict]:
         return [dict(r) for r in datasets.load_dataset(name, split=split or "train")][:limit]
     path = Path(src)
     if not path.exists():
-        raise DataError(f"input {src!r} does not exist. Fix: give a .jsonl/.parquet file, a datasets directory, "
-                        "or hf:<name>[:split]")
+        raise DataError(
+            f"input {src!r} does not exist. Fix: give a .jsonl/.parquet file, a datasets directory, "
+            "or hf:<name>[:split]"
+        )
     if path.is_dir():
         import datasets
 

@@ -62,13 +62,13 @@ class Manifest:
     def start(cls, step: str, params: dict, inputs: list[str | Path], rows: list[int] | None = None) -> Manifest:
         m = cls(step=step, params=params)
         for i, src in enumerate(inputs):
-            m.inputs.append({"path": str(src), "sha256": fingerprint(src),
-                             "rows": None if rows is None else rows[i]})
+            m.inputs.append({"path": str(src), "sha256": fingerprint(src), "rows": None if rows is None else rows[i]})
             prior = manifest_path(src)
             if prior.is_file():
                 earlier = json.loads(prior.read_text())
                 m.history += earlier.get("history", []) + [
-                    {k: earlier.get(k) for k in ("step", "params", "counts", "inputs")}]
+                    {k: earlier.get(k) for k in ("step", "params", "counts", "inputs")}
+                ]
         m._t0 = time.perf_counter()
         return m
 

@@ -47,8 +47,16 @@ class RewardScorer:
     ``(model, tokenizer)`` pair for callers that hold one.
     """
 
-    def __init__(self, spec_or_dir: Any, *, dtype: str = "auto", device: str = "cpu", batch_size: int = 8,
-                 max_length: int = 2048, trust_remote_code: bool = False):
+    def __init__(
+        self,
+        spec_or_dir: Any,
+        *,
+        dtype: str = "auto",
+        device: str = "cpu",
+        batch_size: int = 8,
+        max_length: int = 2048,
+        trust_remote_code: bool = False,
+    ):
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -102,8 +110,14 @@ class RewardScorer:
         out: list[float] = []
         for i in range(0, len(texts), self.batch_size):
             # The chat template already holds the special tokens; adding BOS/EOS again would shift the read-out.
-            enc = self.tokenizer(texts[i : i + self.batch_size], return_tensors="pt", padding=True,
-                                 truncation=True, max_length=self.max_length, add_special_tokens=False)
+            enc = self.tokenizer(
+                texts[i : i + self.batch_size],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                add_special_tokens=False,
+            )
             with self._torch.inference_mode():
                 logits = self.model(**enc.to(self.model.device)).logits  # [B, 1]
             out.extend(logits[:, 0].float().tolist())
@@ -150,8 +164,10 @@ def score_rows(scorer: RewardScorer, rows: Iterable[dict]) -> list[dict]:
 def _checked(row: dict) -> tuple[list, list[float]]:
     comps, scores = row.get("completions") or [], row.get("scores") or []
     if len(comps) != len(scores):
-        raise ValueError(f"row has {len(comps)} completions but {len(scores)} scores: score it first "
-                         "(RewardScorer / `tpro data reward-filter --model`)")
+        raise ValueError(
+            f"row has {len(comps)} completions but {len(scores)} scores: score it first "
+            "(RewardScorer / `tpro data reward-filter --model`)"
+        )
     return comps, [float(s) for s in scores]
 
 
@@ -171,20 +187,29 @@ def best_worst_pairs(rows: Iterable[dict], min_margin: float = 0.0) -> list[dict
         margin = scores[best] - scores[worst]
         if margin <= min_margin:
             continue
-        meta = {**row.get("meta", {}), "chosen_score": scores[best], "rejected_score": scores[worst],
-                "margin": margin, "k": len(comps)}
-        pairs.append({
-            "prompt": as_messages(row["prompt"]),
-            "chosen": [{"role": "assistant", "content": completion_text(comps[best])}],
-            "rejected": [{"role": "assistant", "content": completion_text(comps[worst])}],
-            "meta": meta,
-        })
+        meta = {
+            **row.get("meta", {}),
+            "chosen_score": scores[best],
+            "rejected_score": scores[worst],
+            "margin": margin,
+            "k": len(comps),
+        }
+        pairs.append(
+            {
+                "prompt": as_messages(row["prompt"]),
+                "chosen": [{"role": "assistant", "content": completion_text(comps[best])}],
+                "rejected": [{"role": "assistant", "content": completion_text(comps[worst])}],
+                "meta": meta,
+            }
+        )
     return pairs
 
 
 def _sft_row(row: dict, comp: Any, score: float, rank: int) -> dict:
-    return {"messages": as_messages(row["prompt"]) + [{"role": "assistant", "content": completion_text(comp)}],
-            "meta": {**row.get("meta", {}), "score": score, "rank": rank, "k": len(row["completions"])}}
+    return {
+        "messages": as_messages(row["prompt"]) + [{"role": "assistant", "content": completion_text(comp)}],
+        "meta": {**row.get("meta", {}), "score": score, "rank": rank, "k": len(row["completions"])},
+    }
 
 
 def keep_best(rows: Iterable[dict], min_score: float | None = None) -> list[dict]:

@@ -30,8 +30,16 @@ def surface_copy(text: str, rng: random.Random) -> str:
     return "  " + t.replace(" ", "  ", 1) + rng.choice(["", ".", "!", " ..."])
 
 
-def plant(base: list[str], leaks: list[tuple[str, str]] = (), *, exact_frac: float = 0.1, near_frac: float = 0.2,
-          edit_fracs: tuple[float, ...] = (0.01, 0.03, 0.1, 0.2), leak_edits: int = 2, seed: int = 0) -> list[dict]:
+def plant(
+    base: list[str],
+    leaks: list[tuple[str, str]] = (),
+    *,
+    exact_frac: float = 0.1,
+    near_frac: float = 0.2,
+    edit_fracs: tuple[float, ...] = (0.01, 0.03, 0.1, 0.2),
+    leak_edits: int = 2,
+    seed: int = 0,
+) -> list[dict]:
     """Rows ``{"id", "text", "plant": {...}}``: every base text once (``original``), then for randomly chosen
     bases an ``exact`` copy or a ``near`` copy with ``round(f * len)`` character edits for f in ``edit_fracs``
     (cycled), then each ``(item_id, question)`` in ``leaks`` embedded in a sentence (``leak``, verbatim or
@@ -44,17 +52,28 @@ def plant(base: list[str], leaks: list[tuple[str, str]] = (), *, exact_frac: flo
     copies = []
     for j, i in enumerate(picks):
         if j < n_exact:
-            copies.append({"id": f"exact-{j}", "text": surface_copy(base[i], rng),
-                           "plant": {"kind": "exact", "of": f"doc-{i}"}})
+            copies.append(
+                {"id": f"exact-{j}", "text": surface_copy(base[i], rng), "plant": {"kind": "exact", "of": f"doc-{i}"}}
+            )
         else:
             f = edit_fracs[j % len(edit_fracs)]
             k = max(1, round(f * len(base[i])))
-            copies.append({"id": f"near-{j}", "text": char_edits(base[i], k, rng),
-                           "plant": {"kind": "near", "of": f"doc-{i}", "edits": k, "edit_frac": f}})
+            copies.append(
+                {
+                    "id": f"near-{j}",
+                    "text": char_edits(base[i], k, rng),
+                    "plant": {"kind": "near", "of": f"doc-{i}", "edits": k, "edit_frac": f},
+                }
+            )
     for j, (item_id, question) in enumerate(leaks):
         q = question if j % 2 == 0 else char_edits(question, leak_edits, rng)
-        copies.append({"id": f"leak-{j}", "text": f"Задача для тренировки. {q} Решите её и объясните ответ.",
-                       "plant": {"kind": "leak", "of": item_id, "edits": 0 if j % 2 == 0 else leak_edits}})
+        copies.append(
+            {
+                "id": f"leak-{j}",
+                "text": f"Задача для тренировки. {q} Решите её и объясните ответ.",
+                "plant": {"kind": "leak", "of": item_id, "edits": 0 if j % 2 == 0 else leak_edits},
+            }
+        )
     rng.shuffle(copies)
     # Copies go after all originals so "keep first" keeps the original: the plants are then the exact answer.
     return rows + copies
@@ -62,6 +81,10 @@ def plant(base: list[str], leaks: list[tuple[str, str]] = (), *, exact_frac: flo
 
 def precision_recall(flagged: set[str], planted: set[str]) -> dict:
     tp = len(flagged & planted)
-    return {"flagged": len(flagged), "planted": len(planted), "true_positives": tp,
-            "precision": round(tp / len(flagged), 4) if flagged else 1.0,
-            "recall": round(tp / len(planted), 4) if planted else 1.0}
+    return {
+        "flagged": len(flagged),
+        "planted": len(planted),
+        "true_positives": tp,
+        "precision": round(tp / len(flagged), 4) if flagged else 1.0,
+        "recall": round(tp / len(planted), 4) if planted else 1.0,
+    }

@@ -81,8 +81,13 @@ class Embedder:
         self.batch_size = batch_size
 
     def __call__(self, texts: Sequence[str]) -> np.ndarray:  # -> [N, D] float32, rows of norm 1
-        return self.model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
+        return self.model.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        ).astype(np.float32)
 
 
 @dataclass
@@ -97,8 +102,9 @@ def pick(scores: dict[str, float], top_k: int, min_score: float | None) -> list[
 
 
 class EmbeddingTagger:
-    def __init__(self, labels: dict[str, str], embedder: Embedder | None = None, top_k: int = 1,
-                 min_score: float | None = None):
+    def __init__(
+        self, labels: dict[str, str], embedder: Embedder | None = None, top_k: int = 1, min_score: float | None = None
+    ):
         self.labels, self.top_k, self.min_score = labels, top_k, min_score
         self.embedder = embedder or Embedder()
         # Descriptions phrased like requests ("Write a story...") sit nearer to requests than topic lists did:
@@ -130,23 +136,38 @@ class ZeroShotTagger:
     mixed: docs/benchmarks.md). The mechanism is sound; the accuracy belongs to the model.
     """
 
-    def __init__(self, engine, labels: dict[str, str], top_k: int = 1, min_score: float | None = None,
-                 max_chars: int = 1500, calibrate: bool = True):
+    def __init__(
+        self,
+        engine,
+        labels: dict[str, str],
+        top_k: int = 1,
+        min_score: float | None = None,
+        max_chars: int = 1500,
+        calibrate: bool = True,
+    ):
         self.engine, self.labels, self.top_k, self.min_score = engine, labels, top_k, min_score
         self.max_chars = max_chars
         tok = engine.tokenizer
         self.label_ids = [tok.encode(name, add_special_tokens=False)[0] for name in labels]
         if len(set(self.label_ids)) != len(labels):
-            raise DataError(f"label names {list(labels)} do not start with distinct tokens for {engine.name}; "
-                            "rename them so each starts differently")
+            raise DataError(
+                f"label names {list(labels)} do not start with distinct tokens for {engine.name}; "
+                "rename them so each starts differently"
+            )
         self.prior = self._probs("N/A") if calibrate else None
 
     def messages(self, text: str) -> list[dict]:
         options = "\n".join(f"- {t}: {d}" for t, d in self.labels.items())
-        return [{"role": "user", "content": (
-            "Classify the following request into one category.\n\nCategories:\n"
-            f"{options}\n\nRequest:\n\"\"\"\n{text[: self.max_chars]}\n\"\"\"\n\n"
-            f"Answer with one category name only ({', '.join(self.labels)}).")}]
+        return [
+            {
+                "role": "user",
+                "content": (
+                    "Classify the following request into one category.\n\nCategories:\n"
+                    f'{options}\n\nRequest:\n"""\n{text[: self.max_chars]}\n"""\n\n'
+                    f"Answer with one category name only ({', '.join(self.labels)})."
+                ),
+            }
+        ]
 
     def _probs(self, text: str):
         import torch
@@ -175,8 +196,15 @@ class ZeroShotTagger:
 # --- language ---------------------------------------------------------------------------------------------
 
 # Letters that only some Cyrillic alphabets use; checked in this order (the first language with a hit wins).
-_CYRILLIC_MARKERS = [("mk", set("ѓќѕљњџј")), ("kk", set("ғқұ")), ("tt", set("әҗ")), ("bxr", set("һ")),
-                     ("ky", set("ңөү")), ("be", set("ў")), ("uk", set("їєґ"))]
+_CYRILLIC_MARKERS = [
+    ("mk", set("ѓќѕљњџј")),
+    ("kk", set("ғқұ")),
+    ("tt", set("әҗ")),
+    ("bxr", set("һ")),
+    ("ky", set("ңөү")),
+    ("be", set("ў")),
+    ("uk", set("їєґ")),
+]
 
 
 def detect_language(text: str) -> str:
@@ -235,7 +263,8 @@ def lang_quota(available: dict[str, int], caps: dict[str, float]) -> dict[str, i
     binding = {lang for lang in caps if available.get(lang, 0) > 0}
     while True:
         total = (free + sum(available.get(lang, 0) for lang in caps if lang not in binding)) / max(
-            1e-9, 1 - sum(caps[lang] for lang in binding))
+            1e-9, 1 - sum(caps[lang] for lang in binding)
+        )
         loose = {lang for lang in binding if available.get(lang, 0) <= caps[lang] * total}
         if not loose:
             break
@@ -275,16 +304,27 @@ def balance(rows: list[dict], cfg: BalanceConfig) -> tuple[list[int], dict]:
         return dict(sorted(c.items()))
 
     all_idx = range(len(rows))
-    counts = {"rows_in": len(rows), "rows_out": len(kept), "per_tag_in": count(all_idx, tags),
-              "per_tag_out": count(kept, tags), "per_lang_in": count(all_idx, langs), "per_lang_out": count(kept, langs)}
+    counts = {
+        "rows_in": len(rows),
+        "rows_out": len(kept),
+        "per_tag_in": count(all_idx, tags),
+        "per_tag_out": count(kept, tags),
+        "per_lang_in": count(all_idx, langs),
+        "per_lang_out": count(kept, langs),
+    }
     return kept, counts
 
 
 # --- semantic near-duplicates --------------------------------------------------------------------------------
 
 
-def semantic_duplicates(emb: np.ndarray, groups: Sequence[str], threshold: float = 0.92,
-                        chunk: int = 1024, tick: Callable[[int], None] | None = None) -> tuple[list[int], list[dict]]:
+def semantic_duplicates(
+    emb: np.ndarray,
+    groups: Sequence[str],
+    threshold: float = 0.92,
+    chunk: int = 1024,
+    tick: Callable[[int], None] | None = None,
+) -> tuple[list[int], list[dict]]:
     """Rows with the same group (tag) and cosine similarity >= ``threshold`` form clusters (union-find);
     the earliest row of each is kept. ``emb``: [N, D] unit-norm. -> (kept indices, clusters of >= 2)."""
     n = len(groups)
@@ -308,7 +348,14 @@ def semantic_duplicates(emb: np.ndarray, groups: Sequence[str], threshold: float
     for i in range(n):
         members.setdefault(uf.find(i), []).append(i)
     kept = sorted(root for root in members)
-    clusters = [{"cluster": k, "group": groups[root], "kept": root, "size": len(m),
-                 "members": [{"index": i, "similarity": round(best_sim.get(i, 1.0), 4)} for i in m]}
-                for k, (root, m) in enumerate(sorted((r, m) for r, m in members.items() if len(m) > 1))]
+    clusters = [
+        {
+            "cluster": k,
+            "group": groups[root],
+            "kept": root,
+            "size": len(m),
+            "members": [{"index": i, "similarity": round(best_sim.get(i, 1.0), 4)} for i in m],
+        }
+        for k, (root, m) in enumerate(sorted((r, m) for r, m in members.items() if len(m) > 1))
+    ]
     return kept, clusters

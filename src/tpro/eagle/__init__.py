@@ -41,4 +41,37 @@ def load_decoder(draft_dir, lm, **overrides):
     return EagleDecoder(head, EagleConfig.for_model(lm.model, **overrides))
 
 
-__all__ = ["default_head_dir", "load_decoder"]
+class DraftUnavailable(RuntimeError):
+    """A draft was asked for and cannot be used; the message says why and what to do."""
+
+
+def resolve_draft(spec: str | None, lm):
+    """The one reading of a ``--draft`` spec (serve, eval, bench, playground): -> (Decoder or None, a line saying
+    what was chosen). ``spec``: None/"none" | "auto" | "default" | DIR. ``auto`` falls back to plain decoding (and
+    says why); an explicit draft that cannot be loaded raises ``DraftUnavailable``, never a silent fallback."""
+    if spec in (None, "", "none"):
+        return None, "draft: none (plain decoding)"
+    if spec in ("auto", "default"):
+        head = default_head_dir()
+        if head is None:
+            reason = "no EAGLE head is shipped for the embedded model (tpro.eagle.default_head_dir() is None)"
+            if spec == "auto":
+                return None, f"draft: none ({reason})"
+            raise DraftUnavailable(
+                f"--draft default: {reason}. Fix: train one with `tpro eagle train` and pass --draft DIR"
+            )
+        if spec == "auto" and lm.kind != "default":  # the shipped head belongs to the embedded model only
+            return None, f"draft: none (the shipped head is for the embedded model, not {lm.name})"
+    else:
+        head = spec
+    try:
+        decoder = load_decoder(head, lm)
+    except Exception as e:  # noqa: BLE001 - any load failure is reported with the directory named
+        raise DraftUnavailable(
+            f"could not load the EAGLE draft from {head}: {e}. Fix: pass a directory written by "
+            "`tpro eagle train` (head.safetensors + head_config.json), or --draft none"
+        ) from e
+    return decoder, f"draft: {decoder.name} from {head}"
+
+
+__all__ = ["DraftUnavailable", "default_head_dir", "load_decoder", "resolve_draft"]

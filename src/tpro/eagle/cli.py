@@ -22,7 +22,9 @@ def build_data(
     out: str = typer.Option(..., "--out", "-o", help="Shard directory (created; rerun to resume)."),
     target: str = typer.Option("default", "--target", "-m", help="Target model spec."),
     prompts: str = typer.Option(None, help="Prompt JSONL (default: the shipped train prompts)."),
-    source: str = typer.Option("generate", help="generate (self-distillation) | reference (teacher-forced reference answers)."),
+    source: str = typer.Option(
+        "generate", help="generate (self-distillation) | reference (teacher-forced reference answers)."
+    ),
     modes: str = typer.Option("alternate", help="direct | reasoning | alternate | both"),
     batch_size: int = typer.Option(16, min=1),
     max_new_tokens: int = typer.Option(256, min=1),
@@ -34,12 +36,24 @@ def build_data(
     seed: int = typer.Option(0),
 ):
     """Self-distil the target on a prompt set (or teacher-force reference text) and cache features as shards."""
-    from tpro.eagle.data import DataConfig, build_data as run
+    from tpro.eagle.data import DataConfig
+    from tpro.eagle.data import build_data as run
     from tpro.models.loading import ModelLoadError
 
-    cfg = DataConfig(target=target, out=out, source=source, modes=modes, batch_size=batch_size,
-                     max_new_tokens=max_new_tokens, max_length=max_length, temperature=temperature, dtype=dtype,
-                     limit=limit, threads=threads, seed=seed)
+    cfg = DataConfig(
+        target=target,
+        out=out,
+        source=source,
+        modes=modes,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        max_length=max_length,
+        temperature=temperature,
+        dtype=dtype,
+        limit=limit,
+        threads=threads,
+        seed=seed,
+    )
     if prompts:
         cfg.prompts = prompts
     try:
@@ -62,9 +76,13 @@ def train(
     lr: float = typer.Option(5e-4, min=0.0),
     warmup: int = typer.Option(30, min=0),
     w_cls: float = typer.Option(0.1, min=0.0, help="Weight of the distribution (CE to the target) term."),
-    unroll: int = typer.Option(1, min=1, max=8, help="Train draft depths 1..N on the head's own features (training-time test; cost ~N x)."),
+    unroll: int = typer.Option(
+        1, min=1, max=8, help="Train draft depths 1..N on the head's own features (training-time test; cost ~N x)."
+    ),
     noise: float = typer.Option(0.1, min=0.0),
-    cls_fraction: float = typer.Option(0.25, min=0.0, max=1.0, help="Share of answer positions the CE term is computed on."),
+    cls_fraction: float = typer.Option(
+        0.25, min=0.0, max=1.0, help="Share of answer positions the CE term is computed on."
+    ),
     mixed_precision: str = typer.Option("bf16", help="bf16 | no"),
     save_every: int = typer.Option(100, min=1),
     seed: int = typer.Option(0),
@@ -72,12 +90,31 @@ def train(
     no_progress: bool = typer.Option(False, "--no-progress", help="Log lines instead of a progress bar."),
 ):
     """Train a draft head on cached features (EAGLE losses, AdamW, cosine schedule, resumable)."""
-    from tpro.eagle.train import TrainConfig, train as run
+    from tpro.eagle.train import TrainConfig
+    from tpro.eagle.train import train as run
     from tpro.models.loading import ModelLoadError
 
-    cfg = TrainConfig(target=target, data=list(data), out=out, hot_vocab=hot_vocab, epochs=epochs, steps=steps,
-                      batch_size=batch_size, max_length=max_length, window=window, lr=lr, warmup=warmup, w_cls=w_cls, noise=noise, cls_fraction=cls_fraction, unroll=unroll,
-                      mixed_precision=mixed_precision, save_every=save_every, seed=seed, threads=threads)
+    cfg = TrainConfig(
+        target=target,
+        data=list(data),
+        out=out,
+        hot_vocab=hot_vocab,
+        epochs=epochs,
+        steps=steps,
+        batch_size=batch_size,
+        max_length=max_length,
+        window=window,
+        lr=lr,
+        warmup=warmup,
+        w_cls=w_cls,
+        noise=noise,
+        cls_fraction=cls_fraction,
+        unroll=unroll,
+        mixed_precision=mixed_precision,
+        save_every=save_every,
+        seed=seed,
+        threads=threads,
+    )
     try:
         path = run(cfg, progress=not no_progress, log=lambda s: typer.echo(s, err=True))
     except (ValueError, FileNotFoundError, ModelLoadError) as e:
@@ -89,7 +126,9 @@ def train(
 def export(
     head_dir: str = typer.Argument(..., help="Head directory (head.safetensors + head_config.json)."),
     out: str = typer.Option(..., "--out", "-o", help="Output directory."),
-    fmt: str = typer.Option("sglang", "--format", help="sglang (LlamaForCausalLMEagle checkpoint + FR-Spec token map)."),
+    fmt: str = typer.Option(
+        "sglang", "--format", help="sglang (LlamaForCausalLMEagle checkpoint + FR-Spec token map)."
+    ),
     target: str = typer.Option("default", "--target", "-m", help="Target model spec (for embed_tokens and config)."),
 ):
     """Export a head so SGLang serves it with --speculative-algorithm EAGLE."""

@@ -56,7 +56,7 @@ def read_prompts(path: str | Path, limit: int = 0) -> list[dict]:
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}:{n}: not JSON ({e}); expected one object per line with a 'prompt'") from e
             if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
-                raise ValueError(f"{path}:{n}: no 'prompt' string; each line needs {{\"prompt\": \"...\"}}")
+                raise ValueError(f'{path}:{n}: no \'prompt\' string; each line needs {{"prompt": "..."}}')
             rows.append(row)
     return rows[:limit] if limit else rows
 
@@ -106,7 +106,9 @@ def iter_sequences(data_dirs: list[str | Path]) -> Iterator[tuple[torch.Tensor, 
             try:
                 t = load_file(str(p))
             except Exception as e:  # safetensors raises its own error types for truncated files
-                raise ValueError(f"{p} is not a readable safetensors shard ({e}); delete it and rerun build-data") from e
+                raise ValueError(
+                    f"{p} is not a readable safetensors shard ({e}); delete it and rerun build-data"
+                ) from e
             for i, n in enumerate(t["lengths"].tolist()):
                 yield t["input_ids"][i, :n].long(), t["hidden"][i, :n], t["loss_mask"][i, :n]
 
@@ -136,11 +138,23 @@ def generate_answers(lm, prompts: list[list[int]], cfg: DataConfig) -> list[list
     for i, p in enumerate(prompts):
         ids[i, S - len(p) :] = torch.tensor(p)
         att[i, S - len(p) :] = 1
-    kw = dict(do_sample=True, temperature=cfg.temperature, top_p=1.0, top_k=0) if cfg.temperature > 0 else dict(do_sample=False)
-    out = model.generate(input_ids=ids.to(model.device), attention_mask=att.to(model.device),
-                         max_new_tokens=cfg.max_new_tokens, pad_token_id=pad, **kw)
-    eos = set(model.generation_config.eos_token_id if isinstance(model.generation_config.eos_token_id, list)
-              else [model.generation_config.eos_token_id]) | {tok.eos_token_id}
+    kw = (
+        dict(do_sample=True, temperature=cfg.temperature, top_p=1.0, top_k=0)
+        if cfg.temperature > 0
+        else dict(do_sample=False)
+    )
+    out = model.generate(
+        input_ids=ids.to(model.device),
+        attention_mask=att.to(model.device),
+        max_new_tokens=cfg.max_new_tokens,
+        pad_token_id=pad,
+        **kw,
+    )
+    eos = set(
+        model.generation_config.eos_token_id
+        if isinstance(model.generation_config.eos_token_id, list)
+        else [model.generation_config.eos_token_id]
+    ) | {tok.eos_token_id}
     answers = []
     for row in out[:, S:].tolist():
         cut = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
@@ -175,7 +189,9 @@ def build_data(cfg: DataConfig, log=print) -> Path:
             answers = generate_answers(lm, prompts, cfg)
         elif cfg.source == "reference":
             eos = lm.tokenizer.eos_token_id
-            answers = [lm.tokenizer(r.get("reference") or "", add_special_tokens=False)["input_ids"] + [eos] for r, _ in batch]
+            answers = [
+                lm.tokenizer(r.get("reference") or "", add_special_tokens=False)["input_ids"] + [eos] for r, _ in batch
+            ]
         else:
             raise ValueError(f"unknown source {cfg.source!r}; choose generate or reference")
         seqs = []
@@ -186,5 +202,7 @@ def build_data(cfg: DataConfig, log=print) -> Path:
         save_shard(path, seqs, hidden)
         n_tok += sum(sum(m) for _, m in seqs)
         el = time.perf_counter() - t_start
-        log(f"shard {b + 1}/{n_batches}: {len(seqs)} seqs, answer tokens so far {n_tok}, {el:.0f}s, {n_tok / el:.1f} tok/s")
+        log(
+            f"shard {b + 1}/{n_batches}: {len(seqs)} seqs, answer tokens so far {n_tok}, {el:.0f}s, {n_tok / el:.1f} tok/s"
+        )
     return out

@@ -82,14 +82,19 @@ class EagleDecoder:
         cfg, dev = self.cfg, pend_ids.device
         T = pend_ids.shape[0]
         pos = torch.arange(n_head, n_head + T, device=dev)
-        h, logp = self._head_forward(model, pend_ids, pend_feats, pos, tree.causal_mask(T, n_head, torch.float32, dev), hcache)
+        h, logp = self._head_forward(
+            model, pend_ids, pend_feats, pos, tree.causal_mask(T, n_head, torch.float32, dev), hcache
+        )
         committed = n_head + T  # head cache length after the catch-up
         hot = self.head.hot_ids
         # drafted nodes, recorded in creation order (topological); parent -1 means the root
         toks, pars, deps, scores = [], [], [], []
         lp, tk = logp[-1].topk(cfg.top_k)  # depth 1: children of the root
         first = list(range(len(toks), len(toks) + tk.numel()))
-        toks.append(hot[tk]); pars.append(torch.full_like(tk, -1)); deps.append(torch.ones_like(tk)); scores.append(lp)
+        toks.append(hot[tk])
+        pars.append(torch.full_like(tk, -1))
+        deps.append(torch.ones_like(tk))
+        scores.append(lp)
         frontier = torch.tensor(first, device=dev)  # recorded indices of the nodes to expand next
         f_scores, f_feats = lp, h[-1:].expand(tk.numel(), -1)  # each frontier node's score and parent feature
         slot_anc = torch.zeros(0, 0, dtype=torch.bool, device=dev)  # tree slots in the head cache: ancestor matrix
@@ -115,8 +120,10 @@ class EagleDecoder:
             h, logp = self._head_forward(model, all_toks[frontier], f_feats, pos, mask, hcache)
             s, tk, nxt = tree.expand_frontier(f_scores, logp, cfg.top_k)  # [K, k], [K, k], [k]
             base = all_toks.numel()
-            toks.append(hot[tk.flatten()]); scores.append(s.flatten())
-            pars.append(frontier[:, None].expand(-1, cfg.top_k).flatten()); deps.append(torch.full((s.numel(),), d + 1, device=dev))
+            toks.append(hot[tk.flatten()])
+            scores.append(s.flatten())
+            pars.append(frontier[:, None].expand(-1, cfg.top_k).flatten())
+            deps.append(torch.full((s.numel(),), d + 1, device=dev))
             all_toks = torch.cat(toks)
             frontier = base + nxt
             f_scores, f_feats = s.flatten()[nxt], h[nxt // cfg.top_k]
@@ -151,8 +158,13 @@ class EagleDecoder:
             t1 = time.perf_counter()
             anc = tree.ancestors(dr.parents)
             mask = tree.tree_attention_mask(anc, n, model.dtype)
-            out = base(input_ids=dr.tokens[None], attention_mask=mask, position_ids=(n + dr.depth)[None],
-                       cache=cache, use_cache=True).last_hidden_state[0]  # [N, H]
+            out = base(
+                input_ids=dr.tokens[None],
+                attention_mask=mask,
+                position_ids=(n + dr.depth)[None],
+                cache=cache,
+                use_cache=True,
+            ).last_hidden_state[0]  # [N, H]
             logits = lm_head(out).float()  # [N, V]
             if params.greedy:
                 path = tree.greedy_accept(dr.tokens, dr.parents, anc, logits.argmax(-1))
@@ -165,5 +177,10 @@ class EagleDecoder:
             new = dr.tokens[path_t[1:]].tolist() + [bonus]
             n += len(path)
             pend_ids, pend_feats, tok = torch.tensor(new, device=dev), out[path_t], bonus
-            yield Step(new, proposed=dr.tokens.numel() - 1, accepted=len(path) - 1,
-                       draft_s=t1 - t0, verify_s=time.perf_counter() - t1)
+            yield Step(
+                new,
+                proposed=dr.tokens.numel() - 1,
+                accepted=len(path) - 1,
+                draft_s=t1 - t0,
+                verify_s=time.perf_counter() - t1,
+            )

@@ -62,7 +62,9 @@ def sglang_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
     return out
 
 
-def export_sglang(head_dir: str | Path, out: str | Path, target: str = "default", dtype: torch.dtype = torch.bfloat16) -> Path:
+def export_sglang(
+    head_dir: str | Path, out: str | Path, target: str = "default", dtype: torch.dtype = torch.bfloat16
+) -> Path:
     from safetensors.torch import load_file, save_file
 
     meta = read_head_config(head_dir)
@@ -78,8 +80,11 @@ def export_sglang(head_dir: str | Path, out: str | Path, target: str = "default"
     if cfg.hot_vocab_size < cfg.vocab_size:
         torch.save(state["hot_ids"].long(), out / "hot_token_map.pt")
     target_path = cfg.target or target
-    readme = (f"EAGLE draft head for {target_path}, exported by `tpro eagle export`.\n\nServe with SGLang:\n\n"
-              + SGLANG_SERVE.format(target="<the target's hub id or path>", out=out) + "\n")
+    readme = (
+        f"EAGLE draft head for {target_path}, exported by `tpro eagle export`.\n\nServe with SGLang:\n\n"
+        + SGLANG_SERVE.format(target="<the target's hub id or path>", out=out)
+        + "\n"
+    )
     if cfg.hot_vocab_size >= cfg.vocab_size:
         readme = readme.replace(f" --speculative-token-map {out}/hot_token_map.pt", "")
     (out / "README.md").write_text(readme)

@@ -112,8 +112,14 @@ class DraftHead(nn.Module):
     ) -> torch.Tensor:  # [B, T, H] predicted f_{t+1}
         x = self.fc(torch.cat([embeds, features], dim=-1))
         pos = self.rotary(x, position_ids)
-        return self.layer(x, attention_mask=attention_mask, position_ids=position_ids, cache=cache,
-                          use_cache=cache is not None, position_embeddings=pos)
+        return self.layer(
+            x,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=cache is not None,
+            position_embeddings=pos,
+        )
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden [..., H] -> logits over the hot vocabulary [..., N]."""
@@ -144,8 +150,10 @@ def save_head(head: DraftHead, out: str | Path, extra: dict | None = None, dtype
 def read_head_config(head_dir: str | Path) -> dict:
     p = Path(head_dir) / "head_config.json"
     if not p.is_file():
-        raise FileNotFoundError(f"{p} not found: a head directory holds head.safetensors and head_config.json "
-                                "(written by `tpro eagle train`)")
+        raise FileNotFoundError(
+            f"{p} not found: a head directory holds head.safetensors and head_config.json "
+            "(written by `tpro eagle train`)"
+        )
     return json.loads(p.read_text())
 
 

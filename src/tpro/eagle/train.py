@@ -215,8 +215,10 @@ def train(cfg: TrainConfig, lm=None, progress: bool = True, log=print) -> Path:
     if not seqs:
         raise ValueError(f"the shards in {cfg.data} hold no sequences")
     if seqs[0][1].shape[-1] != target.config.hidden_size:
-        raise ValueError(f"features have width {seqs[0][1].shape[-1]} but the target's hidden size is "
-                         f"{target.config.hidden_size}: the data was built for another target")
+        raise ValueError(
+            f"features have width {seqs[0][1].shape[-1]} but the target's hidden size is "
+            f"{target.config.hidden_size}: the data was built for another target"
+        )
     ckpt = out / "checkpoint"
     if (ckpt / "head.safetensors").is_file():
         meta = json.loads((ckpt / "head_config.json").read_text())
@@ -232,8 +234,9 @@ def train(cfg: TrainConfig, lm=None, progress: bool = True, log=print) -> Path:
     per_epoch = math.ceil(len(seqs) / cfg.batch_size)
     total = cfg.steps or max(1, int(cfg.epochs * per_epoch))
     opt = torch.optim.AdamW([p for n, p in head.named_parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup))
-                                              * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
+    )
     if step0:
         state = torch.load(ckpt / "optimizer.pt", weights_only=True)
         opt.load_state_dict(state["opt"])
@@ -242,8 +245,14 @@ def train(cfg: TrainConfig, lm=None, progress: bool = True, log=print) -> Path:
     head, opt = acc_.prepare(head, opt)
     embed = target.get_input_embeddings()
     history = []
-    cols = [TextColumn("[bold]eagle train"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.3f}"), TimeElapsedColumn(), TimeRemainingColumn()]
+    cols = [
+        TextColumn("[bold]eagle train"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TextColumn("loss {task.fields[loss]:.3f} acc {task.fields[acc]:.3f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    ]
     t0 = time.perf_counter()
     with Progress(*cols, disable=not progress) as bar:
         task = bar.add_task("train", total=total, completed=step0, loss=0.0, acc=0.0)
@@ -255,8 +264,16 @@ def train(cfg: TrainConfig, lm=None, progress: bool = True, log=print) -> Path:
             with torch.no_grad():
                 emb = embed(ids.to(target.device)).float()
             with acc_.autocast():
-                loss, stats = eagle_loss(acc_.unwrap_model(head), emb, feats.to(target.device).float(),
-                                         mask.to(target.device), cfg.w_cls, cfg.noise, cfg.cls_fraction, cfg.unroll)
+                loss, stats = eagle_loss(
+                    acc_.unwrap_model(head),
+                    emb,
+                    feats.to(target.device).float(),
+                    mask.to(target.device),
+                    cfg.w_cls,
+                    cfg.noise,
+                    cfg.cls_fraction,
+                    cfg.unroll,
+                )
             acc_.backward(loss)
             acc_.clip_grad_norm_(head.parameters(), cfg.grad_clip)
             opt.step()
@@ -266,8 +283,10 @@ def train(cfg: TrainConfig, lm=None, progress: bool = True, log=print) -> Path:
             bar.update(task, advance=1, loss=loss.item(), acc=stats["acc"])
             if not progress and (step + 1) % 10 == 0:
                 deeper = " ".join(f"{k} {v:.3f}" for k, v in stats.items() if k.startswith("acc") and k != "acc")
-                log(f"step {step + 1}/{total} loss {loss.item():.4f} reg {stats['reg']:.4f} cls {stats['cls']:.3f} "
-                    f"acc {stats['acc']:.3f} {deeper} {time.perf_counter() - t0:.0f}s")
+                log(
+                    f"step {step + 1}/{total} loss {loss.item():.4f} reg {stats['reg']:.4f} cls {stats['cls']:.3f} "
+                    f"acc {stats['acc']:.3f} {deeper} {time.perf_counter() - t0:.0f}s"
+                )
             if (step + 1) % cfg.save_every == 0 or step + 1 == total:
                 _checkpoint(acc_.unwrap_model(head), opt, sched, step + 1, ckpt, cfg)
                 _append_history(out, history)

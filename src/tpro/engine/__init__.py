@@ -1,10 +1,26 @@
 """Generation engine: a KV-cache decode loop over any transformers causal LM, streaming text deltas and
 per-request telemetry, with a pluggable decoding strategy (``Decoder``). Knows chat prompts through
-``tpro.models`` but nothing about HTTP, evaluation or drafting."""
+``tpro.models`` but nothing about HTTP, evaluation or drafting.
 
-from tpro.engine.decoder import Decoder, Step, VanillaDecoder
-from tpro.engine.engine import Delta, Done, Engine
-from tpro.engine.sampling import SamplingParams, logits_to_probs
-from tpro.engine.telemetry import Telemetry
+Names are imported on first use (PEP 562), so ``tpro.engine.cli`` can show its ``--help`` without torch."""
 
-__all__ = ["Decoder", "Delta", "Done", "Engine", "SamplingParams", "Step", "Telemetry", "VanillaDecoder", "logits_to_probs"]
+import importlib
+
+_WHERE = {
+    "Decoder": "decoder",
+    "Step": "decoder",
+    "VanillaDecoder": "decoder",
+    "Delta": "engine",
+    "Done": "engine",
+    "Engine": "engine",
+    "SamplingParams": "sampling",
+    "logits_to_probs": "sampling",
+    "Telemetry": "telemetry",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'tpro.engine' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"tpro.engine.{_WHERE[name]}"), name)

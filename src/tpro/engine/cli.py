@@ -4,56 +4,66 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 
-import typer
+import click
 
-app = typer.Typer(help="Generate an answer, streamed, with telemetry.")
+from tpro.config import command, json_flag, opt
+from tpro.options import MODE_HELP, Mode, ModelOptions, SamplingOptions
 
 
-@app.command()
-def generate(
-    prompt: str = typer.Argument(..., help="The user message."),
-    model: str = typer.Option("default", "--model", "-m", help="Model spec: default | hub id | local dir | .gguf"),
-    reasoning: bool = typer.Option(False, "--reasoning", "-r", help="Reasoning mode: think inside <think>…</think> first."),
-    system: str = typer.Option(None, help="Optional system message."),
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens", "-n", min=1, help="Tokens to generate at most."),
-    temperature: float = typer.Option(0.0, "--temperature", "-t", min=0.0, max=5.0, help="0 = greedy."),
-    top_p: float = typer.Option(1.0, "--top-p", min=0.0, max=1.0),
-    top_k: int = typer.Option(0, "--top-k", min=0),
-    seed: int = typer.Option(None, help="Sampling seed (same seed, same text)."),
-    stop: list[str] = typer.Option([], "--stop", help="Stop string (repeatable)."),
-    dtype: str = typer.Option("auto", help="auto (bf16 on GPU and on CPUs with native bf16, else fp32) | float32 | bfloat16 | float16"),
-    threads: int = typer.Option(None, help="torch CPU threads (default: torch's choice)."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object: text, reasoning, answer, telemetry."),
-):
-    """Generate an answer to PROMPT on the local engine."""
-    from tpro.engine import Done, Engine, SamplingParams
-    from tpro.models import ReasoningStream, load_model
+@dataclass(kw_only=True)
+class GenerateConfig(ModelOptions, SamplingOptions):
+    """``tpro generate``: the prompt, the chat mode, the model and how to sample."""
+
+    prompt: str = opt(help="The user message.", positional=True)
+    mode: Mode = opt("direct", MODE_HELP, flags={"--reasoning": "reasoning", "-r": "reasoning"})
+    system: str | None = opt(None, "Optional system message.")
+
+
+@command(
+    GenerateConfig, name="generate", extra=[json_flag("Print one JSON object: text, reasoning, answer, telemetry.")]
+)
+def app(cfg: GenerateConfig, as_json: bool = False):
+    """Generate an answer to PROMPT on the local engine, streamed, with telemetry."""
+    from tpro.engine import Done, Engine
+    from tpro.models import ReasoningStream
     from tpro.models.loading import ModelLoadError
 
     try:
-        params = SamplingParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p or 1.0,
-                                top_k=top_k, seed=seed, stop=list(stop))
-        lm = load_model(model, dtype=dtype, threads=threads, progress=not as_json)
+        params = cfg.sampling()
+        lm = cfg.load_model(progress=not as_json)
     except (ValueError, ModelLoadError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from e
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
     engine = Engine.from_loaded(lm)
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    chat = engine.prompt(messages, "reasoning" if reasoning else "direct")
-    done = None
+    messages = ([{"role": "system", "content": cfg.system}] if cfg.system else []) + [
+        {"role": "user", "content": cfg.prompt}
+    ]
+    chat = engine.prompt(messages, cfg.mode)
     if as_json:
         done = engine.complete(chat, params)
-        typer.echo(json.dumps({
-            "model": lm.name, "mode": chat.mode, "text": done.text, "reasoning": done.reasoning,
-            "answer": done.answer, "finish_reason": done.finish_reason, "telemetry": done.telemetry.to_dict(),
-        }, ensure_ascii=False, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "model": lm.name,
+                    "mode": chat.mode,
+                    "text": done.text,
+                    "reasoning": done.reasoning,
+                    "answer": done.answer,
+                    "finish_reason": done.finish_reason,
+                    "telemetry": done.telemetry.to_dict(),
+                },
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
         return
     from rich.console import Console
 
     out, err = Console(highlight=False), Console(stderr=True, highlight=False)
     router = ReasoningStream(started_in_think=chat.started_in_think)
-    channel = None
+    channel, done = None, None
     for ev in engine.generate(chat, params):
         if isinstance(ev, Done):
             done = ev

@@ -35,7 +35,9 @@ class Telemetry:
         t = max(self.total_s, 1e-9)
         self.tokens_per_s = self.generated_tokens / t
         after = self.total_s - self.ttft_s
-        self.decode_tokens_per_s = (self.generated_tokens - 1) / after if after > 0 and self.generated_tokens > 1 else 0.0
+        self.decode_tokens_per_s = (
+            (self.generated_tokens - 1) / after if after > 0 and self.generated_tokens > 1 else 0.0
+        )
         self.words_per_s = count_words(text) / t
         self.chars_per_s = len(text) / t
         self.acceptance_length = (self.draft_accepted + self.steps) / self.steps if self.steps else 0.0

@@ -222,7 +222,10 @@ def items_from_rows(spec: BenchmarkSpec, rows: list[dict], fields: dict, report:
 
 
 def load_benchmark_with_report(
-    name: str, path: str | Path | None = None, limit: int | None = None, fields: dict | None = None,
+    name: str,
+    path: str | Path | None = None,
+    limit: int | None = None,
+    fields: dict | None = None,
     hub: bool = False,
 ) -> tuple[BenchmarkSpec, list[Item], LoadReport]:
     """Load a benchmark -> (spec, items, report). ``path``: a local JSONL instead of the spec's source;

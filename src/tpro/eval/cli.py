@@ -8,8 +8,10 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="Math benchmarks (T-Math, MGSM, MATH-500, AIME, GSM8K): direct vs reasoning, accuracy and cost.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Math benchmarks (T-Math, MGSM, MATH-500, AIME, GSM8K): direct vs reasoning, accuracy and cost.",
+    no_args_is_help=True,
+)
 
 
 def _fail(msg: str) -> None:
@@ -19,16 +21,28 @@ def _fail(msg: str) -> None:
 
 @app.command()
 def run(
-    bench: str = typer.Option("t-math", "--bench", "-b", help="Benchmark name (tpro eval list) or a path to a YAML spec."),
+    bench: str = typer.Option(
+        "t-math", "--bench", "-b", help="Benchmark name (tpro eval list) or a path to a YAML spec."
+    ),
     model: str = typer.Option(None, "--model", "-m", help="Local engine: default | hub id | local dir | .gguf"),
-    endpoint: str = typer.Option(None, "--endpoint", "-e", help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 "
-                                 "(API key from $TPRO_API_KEY if set)."),
-    api_model: str = typer.Option(None, "--api-model", help="Model name sent to the endpoint (default: its first model)."),
+    endpoint: str = typer.Option(
+        None,
+        "--endpoint",
+        "-e",
+        help="OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (API key from $TPRO_API_KEY if set).",
+    ),
+    api_model: str = typer.Option(
+        None, "--api-model", help="Model name sent to the endpoint (default: its first model)."
+    ),
     mode: str = typer.Option("both", "--mode", help="direct | reasoning | both"),
     limit: int = typer.Option(None, "--limit", "-n", min=1, help="Only the first N items."),
     samples: int = typer.Option(1, "--samples", "-k", min=1, help="Generations per item and mode (avg@K, maj@K)."),
-    out: Path = typer.Option(None, "--out", "-o", help="Run directory (default runs/eval/BENCH-MODEL). Running again "
-                             "with the same settings resumes it."),
+    out: Path = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Run directory (default runs/eval/BENCH-MODEL). Running again with the same settings resumes it.",
+    ),
     path: Path = typer.Option(None, "--path", help="A local JSONL to use instead of the benchmark's source."),
     question_field: str = typer.Option(None, help="Question field name in --path rows."),
     answer_field: str = typer.Option(None, help="Gold answer field name in --path rows."),
@@ -40,7 +54,9 @@ def run(
     top_p: float = typer.Option(1.0, "--top-p", min=0.01, max=1.0),
     top_k: int = typer.Option(0, "--top-k", min=0),
     seed: int = typer.Option(0, help="Sample k uses seed + k (when sampling)."),
-    draft: str = typer.Option(None, "--draft", help="EAGLE draft dir for the local engine ('default': the shipped head)."),
+    draft: str = typer.Option(
+        None, "--draft", help="EAGLE draft dir for the local engine ('default': the shipped head)."
+    ),
     dtype: str = typer.Option("auto", help="auto | float32 | bfloat16 | float16 (local engine)"),
     threads: int = typer.Option(None, help="torch CPU threads (local engine)."),
     concurrency: int = typer.Option(4, min=1, help="Endpoint requests in flight."),
@@ -63,19 +79,34 @@ def run(
         _fail("--question-field/--answer-field/--id-field apply to --path FILE; give the file too")
     try:
         cfg = EvalConfig(
-            bench=bench, path=str(path) if path else None, fields=fields, hub=hub, limit=limit,
-            modes=["direct", "reasoning"] if mode == "both" else [mode], samples=samples,
+            bench=bench,
+            path=str(path) if path else None,
+            fields=fields,
+            hub=hub,
+            limit=limit,
+            modes=["direct", "reasoning"] if mode == "both" else [mode],
+            samples=samples,
             max_tokens={"direct": max_tokens_direct, "reasoning": max_tokens_reasoning},
-            temperature=temperature, top_p=top_p, top_k=top_k, seed=seed, model=model, endpoint=endpoint,
-            api_model=api_model, draft=draft, dtype=dtype, threads=threads, concurrency=concurrency,
-            timeout_s=timeout, retries=retries,
+            temperature=temperature,
+            top_p=top_p,
+            top_k=top_k,
+            seed=seed,
+            model=model,
+            endpoint=endpoint,
+            api_model=api_model,
+            draft=draft,
+            dtype=dtype,
+            threads=threads,
+            concurrency=concurrency,
+            timeout_s=timeout,
+            retries=retries,
         )
         if samples > 1 and temperature == 0:
             typer.echo("warning: --samples > 1 with --temperature 0 repeats the same greedy answer", err=True)
         if out is None:
             who = Path(model).name if model else (api_model or "endpoint")
             out = Path("runs") / "eval" / f"{Path(bench).stem}-{who}"
-        say = (lambda s: typer.echo(s, err=True))
+        say = lambda s: typer.echo(s, err=True)
         summary = run_eval(cfg, out, progress=not no_progress and not as_json, log=say)
     except (RunError, BenchmarkError, ModelLoadError, EndpointError, FileNotFoundError) as e:
         _fail(str(e))
@@ -88,10 +119,16 @@ def run(
 @app.command()
 def report(
     run_dirs: list[Path] = typer.Argument(..., help="One or more run directories (tpro eval run --out)."),
-    out: Path = typer.Option(None, "--out", "-o", help="Where to write report.md and plots/ (default: the first run dir "
-                             "when there is one run; required for several)."),
-    recheck: bool = typer.Option(False, "--recheck", help="Extract and check the stored answers again with the "
-                                 "current checker (no generation)."),
+    out: Path = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Where to write report.md and plots/ (default: the first run dir "
+        "when there is one run; required for several).",
+    ),
+    recheck: bool = typer.Option(
+        False, "--recheck", help="Extract and check the stored answers again with the current checker (no generation)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the summaries as JSON."),
 ):
     """Compare runs and modes: accuracy, tokens, latency, accuracy per 1k tokens; plots."""
@@ -118,8 +155,18 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     rows = []
     for name in list_benchmarks():
         s = load_spec(name)
-        src = ", ".join(filter(None, [("shipped" if s.source.get("local") else None),
-                                      (f"hub {s.source['hub']['path']}" if s.source.get("hub") else None)])) or "--path"
+        src = (
+            ", ".join(
+                filter(
+                    None,
+                    [
+                        ("shipped" if s.source.get("local") else None),
+                        (f"hub {s.source['hub']['path']}" if s.source.get("hub") else None),
+                    ],
+                )
+            )
+            or "--path"
+        )
         rows.append({"name": name, "language": s.language, "source": src, "description": s.description})
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
@@ -131,7 +178,9 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
 
 @app.command()
 def contamination(
-    train_file: Path = typer.Argument(..., help="Training data: JSONL (every string of a row, or --field) or plain text."),
+    train_file: Path = typer.Argument(
+        ..., help="Training data: JSONL (every string of a row, or --field) or plain text."
+    ),
     bench: list[str] = typer.Option(["t-math"], "--bench", "-b", help="Benchmark(s) to look for (repeatable)."),
     n: int = typer.Option(13, "--n", min=1, help="Word n-gram length."),
     field: str = typer.Option(None, "--field", help="Only this field of each JSONL row."),
@@ -149,9 +198,14 @@ def contamination(
     found = ngram_overlaps(texts, items, n=n)
     if as_json:
         for o in found:
-            typer.echo(json.dumps({"line": o.text_index + 1, "item_id": o.item_id, "ngram": o.ngram}, ensure_ascii=False))
+            typer.echo(
+                json.dumps({"line": o.text_index + 1, "item_id": o.item_id, "ngram": o.ngram}, ensure_ascii=False)
+            )
         return
     for o in found:
-        typer.echo(f"line {o.text_index + 1}: {o.item_id}  \"{o.ngram}\"")
-    typer.echo(f"{len({o.text_index for o in found})} of {len(texts)} training rows overlap "
-               f"{len({o.item_id for o in found})} of {len(items)} items ({', '.join(bench)}; n={n})", err=True)
+        typer.echo(f'line {o.text_index + 1}: {o.item_id}  "{o.ngram}"')
+    typer.echo(
+        f"{len({o.text_index for o in found})} of {len(texts)} training rows overlap "
+        f"{len({o.item_id for o in found})} of {len(items)} items ({', '.join(bench)}; n={n})",
+        err=True,
+    )

@@ -131,9 +131,11 @@ def _f(x, fmt="{:.3f}") -> str:
 def markdown(runs: list[tuple[str, dict]]) -> str:
     """A report comparing modes within each run and runs with each other. ``runs``: (label, summary)."""
     lines = ["# Evaluation report", ""]
-    lines += ["| run | bench | generator | mode | items | K | pass@1 | avg@K | maj@K | pass@K | mean out tokens "
-              "| mean latency s | p90 latency s | tokens/s | acc per 1k tokens | truncated | no answer |",
-              "|" + "---|" * 17]
+    lines += [
+        "| run | bench | generator | mode | items | K | pass@1 | avg@K | maj@K | pass@K | mean out tokens "
+        "| mean latency s | p90 latency s | tokens/s | acc per 1k tokens | truncated | no answer |",
+        "|" + "---|" * 17,
+    ]
     for label, s in runs:
         for mode, m in s["modes"].items():
             lines.append(
@@ -147,8 +149,10 @@ def markdown(runs: list[tuple[str, dict]]) -> str:
     for label, s in runs:
         md = s["modes"]
         sp = s["sampling"]
-        lines.append(f"**{label}**: sampling temperature {sp['temperature']}, top_p {sp['top_p']}, top_k {sp['top_k']}, "
-                     f"seed {sp['seed']}, K={sp['samples']}, max tokens {sp['max_tokens']}.")
+        lines.append(
+            f"**{label}**: sampling temperature {sp['temperature']}, top_p {sp['top_p']}, top_k {sp['top_k']}, "
+            f"seed {sp['seed']}, K={sp['samples']}, max tokens {sp['max_tokens']}."
+        )
         if "paired" in s:
             d, r, p = md["direct"], md["reasoning"], s["paired"]
             tok = (r["mean_output_tokens"] / d["mean_output_tokens"]) if d["mean_output_tokens"] else None
@@ -179,10 +183,20 @@ def plots(runs: list[tuple[str, dict, list[dict]]], out_dir: Path) -> list[Path]
         for mode, m in s["modes"].items():
             if m.get("mean_output_tokens") is None:
                 continue
-            ax.scatter(m["mean_output_tokens"], m["avg@k"], color=colors.get(mode, "gray"), s=60,
-                       label=mode if mode not in ax.get_legend_handles_labels()[1] else None)
-            ax.annotate(f"{label}" if len(runs) > 1 else mode, (m["mean_output_tokens"], m["avg@k"]),
-                        textcoords="offset points", xytext=(5, 5), fontsize=8)
+            ax.scatter(
+                m["mean_output_tokens"],
+                m["avg@k"],
+                color=colors.get(mode, "gray"),
+                s=60,
+                label=mode if mode not in ax.get_legend_handles_labels()[1] else None,
+            )
+            ax.annotate(
+                f"{label}" if len(runs) > 1 else mode,
+                (m["mean_output_tokens"], m["avg@k"]),
+                textcoords="offset points",
+                xytext=(5, 5),
+                fontsize=8,
+            )
     ax.set_xlabel("mean output tokens per answer")
     ax.set_ylabel("accuracy (avg@K)")
     ax.set_ylim(-0.02, 1.02)
@@ -219,8 +233,9 @@ def plots(runs: list[tuple[str, dict, list[dict]]], out_dir: Path) -> list[Path]
     return [p1, p2]
 
 
-def write_outputs(run_dirs: list[Path], out: Path | None = None, recheck: bool = False
-                  ) -> tuple[Path, list[Path], list[dict]]:
+def write_outputs(
+    run_dirs: list[Path], out: Path | None = None, recheck: bool = False
+) -> tuple[Path, list[Path], list[dict]]:
     """Summaries (each run's summary.json), report.md and plots. One run: all inside it. Several: under ``out``."""
     from tpro.eval.runner import atomic_write
 

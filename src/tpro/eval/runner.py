@@ -64,8 +64,24 @@ class EvalConfig:
     retries: int = 3  # endpoint retries after the first try
 
     # Settings that change results: a resumed run must match them. The rest (concurrency, timeouts) may change.
-    RESULT_KEYS = ("bench", "path", "fields", "hub", "modes", "samples", "max_tokens", "temperature", "top_p",
-                   "top_k", "seed", "model", "endpoint", "api_model", "draft", "dtype")
+    RESULT_KEYS = (
+        "bench",
+        "path",
+        "fields",
+        "hub",
+        "modes",
+        "samples",
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "seed",
+        "model",
+        "endpoint",
+        "api_model",
+        "draft",
+        "dtype",
+    )
 
     def __post_init__(self):
         bad = [m for m in self.modes if m not in MODES]
@@ -133,8 +149,14 @@ class LocalGenerator:
         t = done.telemetry
         prefix = "<think>" if done.prompt is not None and done.prompt.started_in_think else ""
         return Generation(
-            text=prefix + done.text, reasoning=done.reasoning, answer=done.answer, prompt_tokens=t.prompt_tokens,
-            output_tokens=t.generated_tokens, latency_s=t.total_s, ttft_s=t.ttft_s, finish_reason=done.finish_reason,
+            text=prefix + done.text,
+            reasoning=done.reasoning,
+            answer=done.answer,
+            prompt_tokens=t.prompt_tokens,
+            output_tokens=t.generated_tokens,
+            latency_s=t.total_s,
+            ttft_s=t.ttft_s,
+            finish_reason=done.finish_reason,
             extra={"acceptance_length": t.acceptance_length} if self.decoder is not None else {},
         )
 
@@ -151,15 +173,25 @@ class EndpointGenerator:
 
     RETRY_STATUS = {408, 429, 500, 502, 503, 504}
 
-    def __init__(self, base_url: str, model: str | None = None, *, api_key: str | None = None, timeout_s: float = 600.0,
-                 retries: int = 3, backoff_s: float = 1.0, transport=None):
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None = None,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 600.0,
+        retries: int = 3,
+        backoff_s: float = 1.0,
+        transport=None,
+    ):
         import httpx
 
         base = base_url.rstrip("/")
         self.base = base if base.endswith("/v1") else base + "/v1"
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self.client = httpx.Client(timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)),
-                                   headers=headers, transport=transport)
+        self.client = httpx.Client(
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 10.0)), headers=headers, transport=transport
+        )
         self.retries, self.backoff_s = retries, backoff_s
         self.model = model or self._first_model()
         self.name = self.model
@@ -196,8 +228,12 @@ class EndpointGenerator:
         from tpro.models import split_reasoning
 
         body = {
-            "model": self.model, "messages": messages, "max_tokens": params.max_new_tokens,
-            "temperature": params.temperature, "top_p": params.top_p, "stream": False,
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "stream": False,
             "chat_template_kwargs": {"enable_thinking": mode == "reasoning"},
         }
         if params.top_k:
@@ -220,9 +256,15 @@ class EndpointGenerator:
             reasoning, answer = split_reasoning(content)
             text = content
         use = data.get("usage") or {}
-        return Generation(text=text, reasoning=reasoning, answer=answer, prompt_tokens=use.get("prompt_tokens"),
-                          output_tokens=use.get("completion_tokens"), latency_s=latency,
-                          finish_reason=choice.get("finish_reason") or "")
+        return Generation(
+            text=text,
+            reasoning=reasoning,
+            answer=answer,
+            prompt_tokens=use.get("prompt_tokens"),
+            output_tokens=use.get("completion_tokens"),
+            latency_s=latency,
+            finish_reason=choice.get("finish_reason") or "",
+        )
 
 
 # ------------------------------------------------------------------------------------------------ run dir
@@ -304,41 +346,65 @@ class Job:
 
 def plan(items: list[Item], cfg: EvalConfig, done: set) -> list[Job]:
     """Item by item, both modes side by side, so a partial run already compares the modes on the same items."""
-    return [Job(it, m, k) for it in items for m in cfg.modes for k in range(cfg.samples)
-            if (m, it.id, k) not in done]
+    return [Job(it, m, k) for it in items for m in cfg.modes for k in range(cfg.samples) if (m, it.id, k) not in done]
 
 
 def sampling_params(cfg: EvalConfig, mode: str, sample: int):
     from tpro.engine import SamplingParams
 
-    return SamplingParams(max_new_tokens=int(cfg.max_tokens[mode]), temperature=cfg.temperature, top_p=cfg.top_p,
-                          top_k=cfg.top_k, seed=None if cfg.temperature == 0 else cfg.seed + sample)
+    return SamplingParams(
+        max_new_tokens=int(cfg.max_tokens[mode]),
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        top_k=cfg.top_k,
+        seed=None if cfg.temperature == 0 else cfg.seed + sample,
+    )
 
 
 def record(job: Job, spec: BenchmarkSpec, prompt: str, gen: Generation, generator: str) -> dict:
     extracted = extract_answer(gen.answer, last_number=gen.finish_reason != "length")
     tps = gen.output_tokens / gen.latency_s if gen.output_tokens and gen.latency_s > 0 else None
     return {
-        "id": job.item.id, "mode": job.mode, "sample": job.sample, "bench": spec.name, "generator": generator,
-        "prompt": prompt, "output": gen.text, "reasoning": gen.reasoning, "answer": gen.answer,
-        "extracted": extracted, "gold": job.item.answer,
+        "id": job.item.id,
+        "mode": job.mode,
+        "sample": job.sample,
+        "bench": spec.name,
+        "generator": generator,
+        "prompt": prompt,
+        "output": gen.text,
+        "reasoning": gen.reasoning,
+        "answer": gen.answer,
+        "extracted": extracted,
+        "gold": job.item.answer,
         "correct": extracted is not None and METRICS[spec.metric](extracted, job.item.answer),
-        "prompt_tokens": gen.prompt_tokens, "output_tokens": gen.output_tokens,
-        "latency_s": round(gen.latency_s, 4), "ttft_s": None if gen.ttft_s is None else round(gen.ttft_s, 4),
-        "tokens_per_s": None if tps is None else round(tps, 3), "finish_reason": gen.finish_reason,
-        "flag": job.item.meta.get("flag"), **({"extra": gen.extra} if gen.extra else {}),
+        "prompt_tokens": gen.prompt_tokens,
+        "output_tokens": gen.output_tokens,
+        "latency_s": round(gen.latency_s, 4),
+        "ttft_s": None if gen.ttft_s is None else round(gen.ttft_s, 4),
+        "tokens_per_s": None if tps is None else round(tps, 3),
+        "finish_reason": gen.finish_reason,
+        "flag": job.item.meta.get("flag"),
+        **({"extra": gen.extra} if gen.extra else {}),
     }
 
 
-def run_jobs(jobs: list[Job], spec: BenchmarkSpec, cfg: EvalConfig, generator: Generator, writer: RecordWriter,
-             concurrency: int = 1, on_record: Callable[[dict], None] | None = None) -> list[tuple[Job, str]]:
+def run_jobs(
+    jobs: list[Job],
+    spec: BenchmarkSpec,
+    cfg: EvalConfig,
+    generator: Generator,
+    writer: RecordWriter,
+    concurrency: int = 1,
+    on_record: Callable[[dict], None] | None = None,
+) -> list[tuple[Job, str]]:
     """Generate, check and append every job -> failures (job, error). Finished records are on disk already."""
     failures: list[tuple[Job, str]] = []
 
     def one(job: Job) -> tuple[str, Generation]:
         prompt = spec.render(job.item, job.mode)
-        return prompt, generator.generate([{"role": "user", "content": prompt}], job.mode,
-                                          sampling_params(cfg, job.mode, job.sample))
+        return prompt, generator.generate(
+            [{"role": "user", "content": prompt}], job.mode, sampling_params(cfg, job.mode, job.sample)
+        )
 
     def finish(job: Job, fut_result: Callable[[], tuple[str, Generation]]) -> None:
         try:
@@ -373,9 +439,14 @@ def run_jobs(jobs: list[Job], spec: BenchmarkSpec, cfg: EvalConfig, generator: G
     return failures
 
 
-
-def run_eval(cfg: EvalConfig, out: Path, *, generator: Generator | None = None, progress: bool = True,
-             log: Callable[[str], None] = print) -> dict:
+def run_eval(
+    cfg: EvalConfig,
+    out: Path,
+    *,
+    generator: Generator | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Run (or resume) ``cfg`` into ``out`` -> the summary. ``generator``: one built already (tests, callers
     that hold an engine); otherwise from ``cfg.model`` / ``cfg.endpoint``."""
     from tpro.eval.benchmarks import load_benchmark_with_report
@@ -416,13 +487,20 @@ def _run_locked(cfg, out, spec, items, generator, progress, log) -> dict:
     done = open_run_dir(out, cfg)
     jobs = plan(items, cfg, done)
     total = len(items) * len(cfg.modes) * cfg.samples
-    log(f"{len(items)} items x {len(cfg.modes)} mode(s) x {cfg.samples} sample(s) = {total} generations; "
-        f"{total - len(jobs)} done already, {len(jobs)} to go -> {out}")
+    log(
+        f"{len(items)} items x {len(cfg.modes)} mode(s) x {cfg.samples} sample(s) = {total} generations; "
+        f"{total - len(jobs)} done already, {len(jobs)} to go -> {out}"
+    )
     if jobs:
         if generator is None:
             if cfg.endpoint:
-                generator = EndpointGenerator(cfg.endpoint, cfg.api_model, api_key=os.environ.get("TPRO_API_KEY"),
-                                              timeout_s=cfg.timeout_s, retries=cfg.retries)
+                generator = EndpointGenerator(
+                    cfg.endpoint,
+                    cfg.api_model,
+                    api_key=os.environ.get("TPRO_API_KEY"),
+                    timeout_s=cfg.timeout_s,
+                    retries=cfg.retries,
+                )
             else:
                 generator = LocalGenerator.from_config(cfg)
         concurrency = cfg.concurrency if isinstance(generator, EndpointGenerator) else 1
@@ -447,21 +525,32 @@ def _run_with_progress(jobs, spec, cfg, generator, writer, concurrency, progress
         counts["n"] += 1
         counts["right"] += rec["correct"]
         if not progress:  # a log file gets one line per generation instead of a bar
-            log(f"[{counts['n']}/{len(jobs)}] {rec['id']} {rec['mode']} #{rec['sample']}: "
+            log(
+                f"[{counts['n']}/{len(jobs)}] {rec['id']} {rec['mode']} #{rec['sample']}: "
                 f"{'right' if rec['correct'] else 'wrong'} (extracted {rec['extracted']!r}, gold {rec['gold']!r}), "
-                f"{rec['output_tokens']} tokens, {rec['latency_s']:.1f} s, {rec['finish_reason']}")
+                f"{rec['output_tokens']} tokens, {rec['latency_s']:.1f} s, {rec['finish_reason']}"
+            )
 
     if not progress:
         return run_jobs(jobs, spec, cfg, generator, writer, concurrency, note)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  TimeRemainingColumn()) as bar:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()
+    ) as bar:
         task = bar.add_task(f"{spec.name} on {generator.name}", total=len(jobs))
 
         def tick(rec: dict) -> None:
             note(rec)
-            bar.update(task, advance=1, description=f"{spec.name} on {generator.name}: "
-                                                    f"{counts['right']}/{counts['n']} right")
+            bar.update(
+                task, advance=1, description=f"{spec.name} on {generator.name}: {counts['right']}/{counts['n']} right"
+            )
 
         return run_jobs(jobs, spec, cfg, generator, writer, concurrency, tick)

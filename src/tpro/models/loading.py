@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tpro.paths import cache_dir
+from tpro.io import cache_dir
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 

@@ -54,10 +54,16 @@ def endpoint_models(url: str, api_key: str | None) -> tuple[list[str], bool, str
 def pane_settings(side: str, cfg: dict) -> PaneSettings:
     c = cfg[side]
     with st.expander(f"{side.capitalize()} pane: endpoint and settings", expanded=False):
-        url = st.text_input("Endpoint URL", c["url"], key=f"{side}_url",
-                            help="Any OpenAI-compatible server: tpro serve, SGLang, vLLM (…/v1 optional).")
-        key = st.text_input("API key", c.get("api_key") or cfg.get("api_key") or "", key=f"{side}_key",
-                            type="password") or None
+        url = st.text_input(
+            "Endpoint URL",
+            c["url"],
+            key=f"{side}_url",
+            help="Any OpenAI-compatible server: tpro serve, SGLang, vLLM (…/v1 optional).",
+        )
+        key = (
+            st.text_input("API key", c.get("api_key") or cfg.get("api_key") or "", key=f"{side}_key", type="password")
+            or None
+        )
         models, has_draft, err = endpoint_models(url, key)
         if err:
             st.warning(f"cannot list models at {url}: {err}")
@@ -67,21 +73,37 @@ def pane_settings(side: str, cfg: dict) -> PaneSettings:
         else:
             model = st.text_input("Model", default, key=f"{side}_model_text")
         reasoning = st.toggle("Reasoning (think first)", value=c.get("reasoning", False), key=f"{side}_reasoning")
-        temperature = st.slider("Temperature", 0.0, 2.0, float(c.get("temperature", 0.0)), 0.05,
-                                key=f"{side}_temperature")
-        max_tokens = st.number_input("Max tokens", 1, 32768, int(c.get("max_tokens", 256)), 16,
-                                     key=f"{side}_max_tokens")
-        eagle = st.toggle("EAGLE speculative decoding", value=bool(c["speculative"] and has_draft),
-                          disabled=not has_draft, key=f"{side}_eagle",
-                          help="Per-request switch of tpro serve; off when the endpoint has no draft loaded.")
+        temperature = st.slider(
+            "Temperature", 0.0, 2.0, float(c.get("temperature", 0.0)), 0.05, key=f"{side}_temperature"
+        )
+        max_tokens = st.number_input(
+            "Max tokens", 1, 32768, int(c.get("max_tokens", 256)), 16, key=f"{side}_max_tokens"
+        )
+        eagle = st.toggle(
+            "EAGLE speculative decoding",
+            value=bool(c["speculative"] and has_draft),
+            disabled=not has_draft,
+            key=f"{side}_eagle",
+            help="Per-request switch of tpro serve; off when the endpoint has no draft loaded.",
+        )
     # The switch is sent only to endpoints that understand it (tpro serve with a draft).
-    return PaneSettings(url=url, model=model, api_key=key, reasoning=reasoning, temperature=temperature,
-                        max_tokens=int(max_tokens), speculative=eagle if has_draft else None)
+    return PaneSettings(
+        url=url,
+        model=model,
+        api_key=key,
+        reasoning=reasoning,
+        temperature=temperature,
+        max_tokens=int(max_tokens),
+        speculative=eagle if has_draft else None,
+    )
 
 
 def pane_header(side: str, s: PaneSettings) -> None:
-    flags = ["reasoning" if s.reasoning else "direct", f"T={s.temperature:g}",
-             "EAGLE" if s.speculative else "baseline decoding"]
+    flags = [
+        "reasoning" if s.reasoning else "direct",
+        f"T={s.temperature:g}",
+        "EAGLE" if s.speculative else "baseline decoding",
+    ]
     st.markdown(f"**{side.capitalize()}** · `{s.model}` · {' · '.join(flags)}")
 
 
@@ -161,11 +183,16 @@ def record_vote(store: VoteStore, vote: str) -> None:
     sides = {}
     for side in SIDES:
         msgs = history(ss.turns, side)
-        sides[side] = {"endpoint": turn["settings"][side]["url"], "model": turn["settings"][side]["model"],
-                       "settings": turn["settings"][side], "messages": msgs, "answer": turn[side]["answer"],
-                       "reasoning": turn[side]["reasoning"], "telemetry": turn[side]["telemetry"],
-                       "client": {"ttft_s": turn[side]["ttft_s"], "total_s": turn[side]["total_s"],
-                                  "error": turn[side]["error"]}}
+        sides[side] = {
+            "endpoint": turn["settings"][side]["url"],
+            "model": turn["settings"][side]["model"],
+            "settings": turn["settings"][side],
+            "messages": msgs,
+            "answer": turn[side]["answer"],
+            "reasoning": turn[side]["reasoning"],
+            "telemetry": turn[side]["telemetry"],
+            "client": {"ttft_s": turn[side]["ttft_s"], "total_s": turn[side]["total_s"], "error": turn[side]["error"]},
+        }
     turn["vote"] = vote
     turn["vote_id"] = store.add(vote, sides["left"], sides["right"], ss.session_id, len(ss.turns))
 
@@ -219,20 +246,28 @@ def main() -> None:
                 with st.chat_message("assistant"):
                     slots[side] = {"reasoning": st.empty(), "answer": st.empty()}
         results = run_both(prompt, settings, slots)
-        ss.turns.append({"prompt": prompt, **results, "vote": None,
-                         "settings": {side: settings[side].to_dict() for side in SIDES}})
+        ss.turns.append(
+            {"prompt": prompt, **results, "vote": None, "settings": {side: settings[side].to_dict() for side in SIDES}}
+        )
         st.rerun()
 
     if ss.turns:
         last = ss.turns[-1]
         if last["vote"]:
-            st.success(f"Vote saved: {VOTE_LABELS[last['vote']]} (#{last['vote_id']}). Ask a follow-up or start a "
-                       "new conversation.")
+            st.success(
+                f"Vote saved: {VOTE_LABELS[last['vote']]} (#{last['vote_id']}). Ask a follow-up or start a "
+                "new conversation."
+            )
         else:
             st.markdown("**Which answer is better?**")
             for col, vote in zip(st.columns(4), VOTE_LABELS, strict=True):
-                col.button(VOTE_LABELS[vote], key=f"vote_{vote}_{len(ss.turns)}", use_container_width=True,
-                           on_click=record_vote, args=(store, vote))
+                col.button(
+                    VOTE_LABELS[vote],
+                    key=f"vote_{vote}_{len(ss.turns)}",
+                    use_container_width=True,
+                    on_click=record_vote,
+                    args=(store, vote),
+                )
 
 
 if __name__ == "__main__":  # Streamlit runs this file as __main__

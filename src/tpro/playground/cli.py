@@ -53,11 +53,26 @@ def wait_health(url: str, proc: subprocess.Popen | None, timeout_s: float, log: 
     raise RuntimeError(f"no answer from {url}/health after {timeout_s:.0f}s")
 
 
-def start_local_server(model: str, draft: str, log: Path, api_key: str,
-                       threads: int | None) -> tuple[subprocess.Popen, str]:
+def start_local_server(
+    model: str, draft: str, log: Path, api_key: str, threads: int | None
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    cmd = [sys.executable, "-m", "tpro.cli", "serve", "--model", model, "--draft", draft, "--port", str(port),
-           "--host", "127.0.0.1", "--log-level", "warning"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tpro.cli",
+        "serve",
+        "--model",
+        model,
+        "--draft",
+        draft,
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+        "--log-level",
+        "warning",
+    ]
     if threads:
         cmd += ["--threads", str(threads)]
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -89,15 +104,16 @@ def playground(
     max_tokens: int = typer.Option(256, min=1, help="Initial max tokens of both panes (changeable on the page)."),
     port: int = typer.Option(8501, help="Port of the web page (127.0.0.1)."),
     db: Path = typer.Option(None, help=f"SQLite file for votes (default: {default_db()})."),
-    browser: bool = typer.Option(None, "--browser/--no-browser",
-                                 help="Open a web browser (default: when a display is available)."),
+    browser: bool = typer.Option(
+        None, "--browser/--no-browser", help="Open a web browser (default: when a display is available)."
+    ),
     server_timeout: float = typer.Option(900.0, help="Seconds to wait for the local server to load the model."),
 ):
     """Open the side-by-side playground. With no arguments: a local server on the embedded default model,
     left pane with EAGLE (when a head is shipped), right pane with plain decoding."""
     if ctx.invoked_subcommand:
         return
-    from tpro.paths import cache_dir
+    from tpro.io import cache_dir
 
     db = db or default_db()
     server = page_proc = None
@@ -105,8 +121,10 @@ def playground(
     # SIGTERM (a service manager, a test) must run the cleanup below, or the server would be orphaned.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        panes = {"left": {"url": left_url, "model": left_model, "api_key": api_key},
-                 "right": {"url": right_url, "model": right_model, "api_key": api_key}}
+        panes = {
+            "left": {"url": left_url, "model": left_model, "api_key": api_key},
+            "right": {"url": right_url, "model": right_model, "api_key": api_key},
+        }
         if not left_url or not right_url:
             key = secrets.token_urlsafe(16)
             log = cache_dir() / "playground" / "server.log"
@@ -118,8 +136,10 @@ def playground(
             info = httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {key}"}).json()["data"][0]
             has_draft = info["tpro"]["speculative"]
             if not has_draft:
-                note = ("No EAGLE head is loaded on the local server, so both panes decode plainly. "
-                        "Train one with `tpro eagle train` and restart with --draft DIR.")
+                note = (
+                    "No EAGLE head is loaded on the local server, so both panes decode plainly. "
+                    "Train one with `tpro eagle train` and restart with --draft DIR."
+                )
             for side, speculative in (("left", True), ("right", False)):
                 if not panes[side]["url"]:
                     panes[side] = {"url": url, "model": info["id"], "api_key": key, "speculative": speculative}
@@ -130,10 +150,26 @@ def playground(
         page = Path(__file__).with_name("app.py")
         if browser is None:
             browser = bool(os.environ.get("DISPLAY") or sys.platform == "darwin")
-        cmd = [sys.executable, "-m", "streamlit", "run", str(page), "--server.port", str(port),
-               "--server.address", "127.0.0.1", "--server.headless", str(not browser).lower(),
-               "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal",
-               "--", "--config", json.dumps(config)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            str(page),
+            "--server.port",
+            str(port),
+            "--server.address",
+            "127.0.0.1",
+            "--server.headless",
+            str(not browser).lower(),
+            "--browser.gatherUsageStats",
+            "false",
+            "--client.toolbarMode",
+            "minimal",
+            "--",
+            "--config",
+            json.dumps(config),
+        ]
         typer.echo(f"playground: http://127.0.0.1:{port}  (votes: {db}; Ctrl-C to stop)", err=True)
         page_proc = subprocess.Popen(cmd)
         page_proc.wait()
@@ -160,12 +196,12 @@ def export_prefs(
 
     db = db or default_db()
     if not db.is_file():
-        typer.echo(f"error: no votes file at {db}. Fix: vote in `tpro playground` first, or pass --db PATH",
-                   err=True)
+        typer.echo(f"error: no votes file at {db}. Fix: vote in `tpro playground` first, or pass --db PATH", err=True)
         raise typer.Exit(2)
     counts = export_pairs(VoteStore(db).rows(), out, with_reasoning=with_reasoning)
     if as_json:
         typer.echo(json.dumps(counts))
     else:
-        typer.echo(f"{counts['pairs']} pairs from {counts['votes']} votes ({counts['skipped']} ties or both bad) "
-                   f"-> {out}")
+        typer.echo(
+            f"{counts['pairs']} pairs from {counts['votes']} votes ({counts['skipped']} ties or both bad) -> {out}"
+        )

@@ -71,8 +71,10 @@ class Result:
         if t.get("words_per_s"):
             parts.append(f"{t['words_per_s']:.1f} words/s")
         if t.get("draft_proposed"):
-            parts.append(f"acceptance length {t['acceptance_length']:.2f} "
-                         f"({t['draft_accepted']}/{t['draft_proposed']} draft tokens)")
+            parts.append(
+                f"acceptance length {t['acceptance_length']:.2f} "
+                f"({t['draft_accepted']}/{t['draft_proposed']} draft tokens)"
+            )
         elif t:
             parts.append(f"decoder {t.get('decoder', '?')}")
         parts.append(f"{self.total_s:.1f} s end to end")
@@ -132,8 +134,13 @@ def stream_chat(s: PaneSettings, messages: list[dict], timeout: float = 600.0) -
             yield key, piece
 
     try:
-        with httpx.stream("POST", s.base + "/chat/completions", json=request_body(s, messages), headers=s.headers(),
-                          timeout=httpx.Timeout(timeout, connect=10.0)) as r:
+        with httpx.stream(
+            "POST",
+            s.base + "/chat/completions",
+            json=request_body(s, messages),
+            headers=s.headers(),
+            timeout=httpx.Timeout(timeout, connect=10.0),
+        ) as r:
             if r.status_code != 200:
                 r.read()
                 res.error = _error_text(r)

@@ -48,11 +48,21 @@ class VoteStore:
     def add(self, vote: str, left: dict, right: dict, session: str, turn: int) -> int:
         if vote not in VOTES:
             raise ValueError(f"vote must be one of {', '.join(VOTES)}, got {vote!r}")
-        row = (uuid.uuid4().hex, datetime.now(UTC).isoformat(timespec="seconds"), session, turn, vote,
-               json.dumps(left, ensure_ascii=False), json.dumps(right, ensure_ascii=False))
+        row = (
+            uuid.uuid4().hex,
+            datetime.now(UTC).isoformat(timespec="seconds"),
+            session,
+            turn,
+            vote,
+            json.dumps(left, ensure_ascii=False),
+            json.dumps(right, ensure_ascii=False),
+        )
         with closing(self._connect()) as db, db:  # `with db`: one transaction, committed or rolled back
-            cur = db.execute("INSERT INTO votes (uid, created_at, session, turn, vote, left_json, right_json) "
-                             "VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+            cur = db.execute(
+                "INSERT INTO votes (uid, created_at, session, turn, vote, left_json, right_json) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
             return int(cur.lastrowid)
 
     def count(self) -> int:
@@ -63,5 +73,12 @@ class VoteStore:
         with closing(self._connect()) as db:
             cur = db.execute("SELECT id, created_at, session, turn, vote, left_json, right_json FROM votes ORDER BY id")
             for id_, created, session, turn, vote, left, right in cur:
-                yield {"id": id_, "created_at": created, "session": session, "turn": turn, "vote": vote,
-                       "left": json.loads(left), "right": json.loads(right)}
+                yield {
+                    "id": id_,
+                    "created_at": created,
+                    "session": session,
+                    "turn": turn,
+                    "vote": vote,
+                    "left": json.loads(left),
+                    "right": json.loads(right),
+                }

@@ -79,16 +79,27 @@ class Metrics:
     def __init__(self):
         self.registry = r = CollectorRegistry()
         self.requests = Counter("tpro_requests", "Chat completion requests by outcome", ["outcome"], registry=r)
-        self.latency = Histogram("tpro_request_seconds", "End-to-end latency of completed requests", registry=r,
-                                 buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160, 320))
-        self.ttft = Histogram("tpro_ttft_seconds", "Time to first token (prefill + first step)", registry=r,
-                              buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30))
+        self.latency = Histogram(
+            "tpro_request_seconds",
+            "End-to-end latency of completed requests",
+            registry=r,
+            buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 40, 80, 160, 320),
+        )
+        self.ttft = Histogram(
+            "tpro_ttft_seconds",
+            "Time to first token (prefill + first step)",
+            registry=r,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+        )
         self.prompt_tokens = Counter("tpro_prompt_tokens", "Prompt tokens processed", registry=r)
         self.generated_tokens = Counter("tpro_generated_tokens", "Tokens generated", registry=r)
-        self.acceptance = Histogram("tpro_acceptance_length", "Speculative acceptance length per request",
-                                    registry=r, buckets=(1, 1.5, 2, 2.5, 3, 3.5, 4, 5, 6, 8))
-        self.queued = Gauge("tpro_queue_depth", "Requests admitted and not yet finished (running included)",
-                            registry=r)
+        self.acceptance = Histogram(
+            "tpro_acceptance_length",
+            "Speculative acceptance length per request",
+            registry=r,
+            buckets=(1, 1.5, 2, 2.5, 3, 3.5, 4, 5, 6, 8),
+        )
+        self.queued = Gauge("tpro_queue_depth", "Requests admitted and not yet finished (running included)", registry=r)
 
 
 class Runner:
@@ -114,12 +125,19 @@ class Runner:
         hopeless = self.pending > 0 and expected_s > self.config.timeout_s
         if full or hopeless:
             self.metrics.requests.labels("rejected").inc()
-            why = (f"{self.pending} requests running or queued, --max-queue {self.config.max_queue}" if full else
-                   f"{self.pending} requests ahead at ~{self.avg_s:.1f}s each would exceed the "
-                   f"{self.config.timeout_s:g}s timeout")
-            raise APIError(429, f"the server is at capacity ({why}); retry after the Retry-After seconds",
-                           type="server_overloaded", code="queue_full" if full else "queue_too_slow",
-                           headers={"Retry-After": str(self.retry_after())})
+            why = (
+                f"{self.pending} requests running or queued, --max-queue {self.config.max_queue}"
+                if full
+                else f"{self.pending} requests ahead at ~{self.avg_s:.1f}s each would exceed the "
+                f"{self.config.timeout_s:g}s timeout"
+            )
+            raise APIError(
+                429,
+                f"the server is at capacity ({why}); retry after the Retry-After seconds",
+                type="server_overloaded",
+                code="queue_full" if full else "queue_too_slow",
+                headers={"Retry-After": str(self.retry_after())},
+            )
         self.pending += 1
         self.metrics.queued.set(self.pending)
 
@@ -139,9 +157,13 @@ class Runner:
                 acquired = True
             except TimeoutError:
                 job.timed_out = True
-                raise APIError(503, f"timed out after {self.config.timeout_s:g}s waiting in the queue; retry later",
-                               type="server_overloaded", code="queue_timeout",
-                               headers={"Retry-After": str(self.retry_after())}) from None
+                raise APIError(
+                    503,
+                    f"timed out after {self.config.timeout_s:g}s waiting in the queue; retry later",
+                    type="server_overloaded",
+                    code="queue_timeout",
+                    headers={"Retry-After": str(self.retry_after())},
+                ) from None
             q: asyncio.Queue = asyncio.Queue()
             end = object()
 
@@ -252,26 +274,38 @@ class Server:
     def prepare(self, body: ChatCompletionRequest, now: float) -> Job:
         """Validate ``body`` into a ``Job`` (or raise ``APIError``). ``now``: the event loop's clock."""
         if body.model != self.name:
-            raise APIError(404, f"the model {body.model!r} does not exist here; this server serves {self.name!r} "
-                                "(GET /v1/models)", param="model", code="model_not_found")
+            raise APIError(
+                404,
+                f"the model {body.model!r} does not exist here; this server serves {self.name!r} (GET /v1/models)",
+                param="model",
+                code="model_not_found",
+            )
         if body.n != 1:
-            raise APIError(400, f"n={body.n} is not supported: this server returns one choice per request (n=1)",
-                           param="n", code="unsupported_parameter")
+            raise APIError(
+                400,
+                f"n={body.n} is not supported: this server returns one choice per request (n=1)",
+                param="n",
+                code="unsupported_parameter",
+            )
         if body.logprobs:
-            raise APIError(400, "logprobs are not supported by this server", param="logprobs",
-                           code="unsupported_parameter")
+            raise APIError(
+                400, "logprobs are not supported by this server", param="logprobs", code="unsupported_parameter"
+            )
         for name in ("frequency_penalty", "presence_penalty"):
             if getattr(body, name):
-                raise APIError(400, f"{name} is not supported by this server; send 0 or leave it out", param=name,
-                               code="unsupported_parameter")
+                raise APIError(
+                    400,
+                    f"{name} is not supported by this server; send 0 or leave it out",
+                    param=name,
+                    code="unsupported_parameter",
+                )
         stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
         if len(stop) > MAX_STOP:
             raise APIError(400, f"stop has {len(stop)} strings; at most {MAX_STOP}", param="stop")
         thinking = self.config.default_thinking
         if body.chat_template_kwargs and body.chat_template_kwargs.enable_thinking is not None:
             thinking = body.chat_template_kwargs.enable_thinking
-        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-                    for m in body.messages]
+        messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
         try:
             prompt = self.engine.prompt(messages, "reasoning" if thinking else "direct")
         except ValueError as e:
@@ -280,20 +314,35 @@ class Server:
         max_tokens = body.max_completion_tokens or body.max_tokens
         limit = self.config.max_tokens_limit
         if n_prompt >= ctx:
-            raise APIError(400, f"this model's maximum context length is {ctx} tokens and the messages take "
-                                f"{n_prompt}; shorten them", param="messages", code="context_length_exceeded")
+            raise APIError(
+                400,
+                f"this model's maximum context length is {ctx} tokens and the messages take {n_prompt}; shorten them",
+                param="messages",
+                code="context_length_exceeded",
+            )
         if max_tokens is None:
             max_tokens = min(self.config.default_max_tokens, ctx - n_prompt)
         elif limit is not None and max_tokens > limit:
-            raise APIError(400, f"max_tokens={max_tokens} is over this server's limit of {limit} "
-                                "(tpro serve --max-tokens-limit)", param="max_tokens")
+            raise APIError(
+                400,
+                f"max_tokens={max_tokens} is over this server's limit of {limit} (tpro serve --max-tokens-limit)",
+                param="max_tokens",
+            )
         elif n_prompt + max_tokens > ctx:
-            raise APIError(400, f"this model's maximum context length is {ctx} tokens; the messages take {n_prompt} "
-                                f"and max_tokens asks for {max_tokens} more. Lower max_tokens or shorten the messages",
-                           param="max_tokens", code="context_length_exceeded")
+            raise APIError(
+                400,
+                f"this model's maximum context length is {ctx} tokens; the messages take {n_prompt} "
+                f"and max_tokens asks for {max_tokens} more. Lower max_tokens or shorten the messages",
+                param="max_tokens",
+                code="context_length_exceeded",
+            )
         if body.speculative and self.draft is None:
-            raise APIError(400, "speculative=true, but this server has no draft model; start it with "
-                                "`tpro serve --draft DIR` (or send speculative=false)", param="speculative")
+            raise APIError(
+                400,
+                "speculative=true, but this server has no draft model; start it with "
+                "`tpro serve --draft DIR` (or send speculative=false)",
+                param="speculative",
+            )
         use_draft = self.draft is not None and body.speculative is not False
         params = SamplingParams(
             max_new_tokens=max_tokens,
@@ -303,14 +352,24 @@ class Server:
             seed=body.seed,
             stop=stop,
         )
-        return Job(id=new_id(), prompt=prompt, params=params, decoder=self.draft if use_draft else None,
-                   deadline=now + self.config.timeout_s,
-                   include_usage=bool(body.stream_options and body.stream_options.include_usage))
+        return Job(
+            id=new_id(),
+            prompt=prompt,
+            params=params,
+            decoder=self.draft if use_draft else None,
+            deadline=now + self.config.timeout_s,
+            include_usage=bool(body.stream_options and body.stream_options.include_usage),
+        )
 
     # -- outcomes ---------------------------------------------------------------------------------------
     def _timeout_error(self) -> APIError:
-        return APIError(504, f"generation ran past this server's per-request timeout of {self.config.timeout_s:g}s "
-                             "(tpro serve --timeout); lower max_tokens", type="timeout", code="request_timeout")
+        return APIError(
+            504,
+            f"generation ran past this server's per-request timeout of {self.config.timeout_s:g}s "
+            "(tpro serve --timeout); lower max_tokens",
+            type="timeout",
+            code="request_timeout",
+        )
 
     @staticmethod
     def _usage(done: Done) -> dict:
@@ -330,9 +389,17 @@ class Server:
             return Response(status_code=499)
         if job.timed_out:
             raise self._timeout_error()
-        return JSONResponse(completion_body(job.id, self.name, done.answer, done.reasoning,
-                                            _finish(done.finish_reason), self._usage(done),
-                                            done.telemetry.to_dict()))
+        return JSONResponse(
+            completion_body(
+                job.id,
+                self.name,
+                done.answer,
+                done.reasoning,
+                _finish(done.finish_reason),
+                self._usage(done),
+                done.telemetry.to_dict(),
+            )
+        )
 
     async def stream(self, job: Job, request: Request) -> Response:
         events = self.runner.events(job)
@@ -341,8 +408,11 @@ class Server:
         if first is None:
             await events.aclose()
             return Response(status_code=499)
-        return StreamingResponse(self._sse(job, first, events), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            self._sse(job, first, events),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     async def _sse(self, job: Job, first: Delta | Done, events: AsyncIterator) -> AsyncIterator[bytes]:
         def chunk(delta: dict, finish: str | None = None, **extra) -> bytes:
@@ -359,8 +429,9 @@ class Server:
                     if job.timed_out:
                         yield sse(self._timeout_error().body())
                     else:
-                        yield chunk({}, _finish(ev.finish_reason), usage=self._usage(ev),
-                                    telemetry=ev.telemetry.to_dict())
+                        yield chunk(
+                            {}, _finish(ev.finish_reason), usage=self._usage(ev), telemetry=ev.telemetry.to_dict()
+                        )
                         if job.include_usage:
                             body = chunk_body(job.id, self.name, job.created, {}, None, usage=self._usage(ev))
                             body["choices"] = []
@@ -396,10 +467,15 @@ class APIKeyMiddleware:
         if scope["type"] == "http" and scope["path"] != "/health":
             got = dict(scope["headers"]).get(b"authorization", b"")
             if not secrets.compare_digest(got, self.expected):
-                msg = ("missing or wrong API key: send the header 'Authorization: Bearer <key>' with the key the "
-                       "server was started with (--api-key / TPRO_API_KEY)")
-                resp = JSONResponse(error_body(msg, "invalid_request_error", None, "invalid_api_key"), 401,
-                                    headers={"WWW-Authenticate": "Bearer"})
+                msg = (
+                    "missing or wrong API key: send the header 'Authorization: Bearer <key>' with the key the "
+                    "server was started with (--api-key / TPRO_API_KEY)"
+                )
+                resp = JSONResponse(
+                    error_body(msg, "invalid_request_error", None, "invalid_api_key"),
+                    401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
                 await resp(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -416,8 +492,10 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
         return f"the request body is not valid JSON: {err.get('ctx', {}).get('error', err.get('msg'))}", None
     param = ".".join(loc) or None
     if param is None:
-        return ("the request body must be a JSON object with at least model and messages "
-                "(and the header Content-Type: application/json)"), None
+        return (
+            "the request body must be a JSON object with at least model and messages "
+            "(and the header Content-Type: application/json)"
+        ), None
     where = f"{param}: " if param else "body: "
     extra = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
     return f"{where}{err.get('msg')}{extra}", param
@@ -428,8 +506,7 @@ def build_app(engine: Engine, config: ServeConfig | None = None, draft: Decoder 
     ``"speculative": false``. In-process tests and ``tpro serve`` both start here."""
     config = config or ServeConfig()
     server = Server(engine, config, draft)
-    app = FastAPI(title="tpro", version="0.1.0",
-                  description="OpenAI-compatible chat completions on the tpro engine.")
+    app = FastAPI(title="tpro", version="0.1.0", description="OpenAI-compatible chat completions on the tpro engine.")
     app.state.server = server
 
     @app.exception_handler(APIError)
@@ -446,8 +523,9 @@ def build_app(engine: Engine, config: ServeConfig | None = None, draft: Decoder 
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
-        return JSONResponse(error_body(str(exc.detail), "invalid_request_error"), exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            error_body(str(exc.detail), "invalid_request_error"), exc.status_code, headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception):
@@ -465,16 +543,23 @@ def build_app(engine: Engine, config: ServeConfig | None = None, draft: Decoder 
 
     @app.get("/v1/models")
     async def models() -> dict:
-        return {"object": "list", "data": [{
-            "id": server.name, "object": "model", "created": 0, "owned_by": "tpro",
-            "max_model_len": engine.context_length,
-            "tpro": {"speculative": draft is not None, "draft": draft.name if draft is not None else None},
-        }]}
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": server.name,
+                    "object": "model",
+                    "created": 0,
+                    "owned_by": "tpro",
+                    "max_model_len": engine.context_length,
+                    "tpro": {"speculative": draft is not None, "draft": draft.name if draft is not None else None},
+                }
+            ],
+        }
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "model": server.name, "queue": server.runner.pending,
-                "speculative": draft is not None}
+        return {"status": "ok", "model": server.name, "queue": server.runner.pending, "speculative": draft is not None}
 
     @app.get("/metrics")
     async def metrics() -> Response:
@@ -483,4 +568,3 @@ def build_app(engine: Engine, config: ServeConfig | None = None, draft: Decoder 
     if config.api_key:
         app.add_middleware(APIKeyMiddleware, key=config.api_key)
     return app
-

@@ -22,8 +22,16 @@ MAX_STOP = 16
 class APIError(Exception):
     """An error answered in OpenAI's format: ``{"error": {"message", "type", "param", "code"}}``."""
 
-    def __init__(self, status: int, message: str, *, type: str = "invalid_request_error", param: str | None = None,
-                 code: str | None = None, headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status, self.message, self.type, self.param, self.code = status, message, type, param, code
         self.headers = headers or {}
@@ -98,30 +106,35 @@ def new_id() -> str:
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
 
 
-def completion_body(id: str, model: str, answer: str, reasoning: str, finish_reason: str,
-                    usage_: dict, telemetry: dict) -> dict:
+def completion_body(
+    id: str, model: str, answer: str, reasoning: str, finish_reason: str, usage_: dict, telemetry: dict
+) -> dict:
     return {
         "id": id,
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": answer, "reasoning_content": reasoning or None},
-            "logprobs": None,
-            "finish_reason": finish_reason,
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": answer, "reasoning_content": reasoning or None},
+                "logprobs": None,
+                "finish_reason": finish_reason,
+            }
+        ],
         "usage": usage_,
         "telemetry": telemetry,
     }
 
 
-def chunk_body(id: str, model: str, created: int, delta: dict, finish_reason: str | None = None,
-               **extra: Any) -> dict:
+def chunk_body(id: str, model: str, created: int, delta: dict, finish_reason: str | None = None, **extra: Any) -> dict:
     body = {
         "id": id,
         "object": "chat.completion.chunk",

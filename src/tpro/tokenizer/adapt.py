@@ -36,7 +36,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tpro.paths import replace_dir
+from tpro.io import replace_dir
 from tpro.tokenizer.bpe import TOKENIZER_FILES, BaseBPE, load_base, token_bytes, token_text
 from tpro.tokenizer.corpus import DEFAULT_KEEP, default_cyrillic_specs, load_corpus, split_weight
 
@@ -149,7 +149,9 @@ def train_cyrillic_bpe(base: BaseBPE, corpus: Counter, vocab_size: int, n_words:
     return tok
 
 
-def rank_candidates(base: BaseBPE, trained, corpus: Counter, base_tok) -> tuple[dict[str, float], dict[str, tuple[str, str]]]:
+def rank_candidates(
+    base: BaseBPE, trained, corpus: Counter, base_tok
+) -> tuple[dict[str, float], dict[str, tuple[str, str]]]:
     """-> (candidate -> tokens saved on the corpus, candidate -> its trainer merge parents)."""
     model = json.loads(trained.to_str())["model"]
     raw = model["merges"]
@@ -264,8 +266,14 @@ def add_reaching_merges(base, kept_vocab, kept_merges, cands, max_passes, on_pas
 def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), transient=False)
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=False,
+    )
 
 
 def adapt(cfg: AdaptConfig, show_progress: bool = True) -> dict:
@@ -350,16 +358,26 @@ def adapt(cfg: AdaptConfig, show_progress: bool = True) -> dict:
                 prog.console.log(f"round {len(rounds)}: {len(chosen)}/{tried} reachable, merges per pass {passes}")
             if prog is not None:
                 prog.update(task, completed=len(chosen))
-            success = len(chosen) / max(1, tried) if not rounds[:-1] else (
-                (len(chosen) - rounds[-2]["reachable"]) / max(1, tried - rounds[-2]["reachable"]))
+            success = (
+                len(chosen) / max(1, tried)
+                if not rounds[:-1]
+                else ((len(chosen) - rounds[-2]["reachable"]) / max(1, tried - rounds[-2]["reachable"]))
+            )
             if len(chosen) >= cfg.swap or not len(queue):
                 break
         if len(chosen) > cfg.swap:  # over-asked: keep the best `swap` and recompute their merges
-            new_merges, chosen, bad, passes = add_reaching_merges(base, kept_vocab, kept_merges, chosen[: cfg.swap],
-                                                                  cfg.max_passes)
+            new_merges, chosen, bad, passes = add_reaching_merges(
+                base, kept_vocab, kept_merges, chosen[: cfg.swap], cfg.max_passes
+            )
             dropped += bad
-            rounds.append({"candidates": cfg.swap, "reachable": len(chosen), "merges_per_pass": passes,
-                           "note": "trimmed to --swap"})
+            rounds.append(
+                {
+                    "candidates": cfg.swap,
+                    "reachable": len(chosen),
+                    "merges_per_pass": passes,
+                    "note": "trimmed to --swap",
+                }
+            )
         # Fewer reachable candidates than requested: remove fewer tokens (the most valuable removals come back,
         # which keeps removal closed) and recompute merges against the larger kept vocabulary.
         while len(chosen) < len(removed):
@@ -368,8 +386,14 @@ def adapt(cfg: AdaptConfig, show_progress: bool = True) -> dict:
             kept_merges = [m for m in base.merges if m[0] + m[1] not in removed]
             new_merges, chosen, bad, passes = add_reaching_merges(base, kept_vocab, kept_merges, chosen, cfg.max_passes)
             dropped += bad
-            rounds.append({"candidates": len(chosen) + len(bad), "reachable": len(chosen), "merges_per_pass": passes,
-                           "note": "shortfall: fewer removals"})
+            rounds.append(
+                {
+                    "candidates": len(chosen) + len(bad),
+                    "reachable": len(chosen),
+                    "merges_per_pass": passes,
+                    "note": "shortfall: fewer removals",
+                }
+            )
         done(task, "reachability")
 
         task = stage("writing")
@@ -411,8 +435,9 @@ def adapt(cfg: AdaptConfig, show_progress: bool = True) -> dict:
         from tokenizers import Tokenizer
 
         new_tok = Tokenizer.from_str(json.dumps(new_json, ensure_ascii=False))
-        report["density_on_corpus"] = corpus_density(base_tok, new_tok, [(s, cyr if s == "cyrillic" else c) for s, c in
-                                                                         [("cyrillic", cyr), *keep_domains]])
+        report["density_on_corpus"] = corpus_density(
+            base_tok, new_tok, [(s, cyr if s == "cyrillic" else c) for s, c in [("cyrillic", cyr), *keep_domains]]
+        )
         report["seconds"] = timings
         timings["total"] = round(time.perf_counter() - t0, 2)
         write_output(Path(cfg.out), base, new_json, swap, report)

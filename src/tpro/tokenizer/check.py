@@ -29,15 +29,43 @@ def text_strategy():
 
     latin1 = st.characters(min_codepoint=0, max_codepoint=255)  # all 256 byte values as code points
     scripts = st.sampled_from(
-        list("абвгдеёжзийклмнопрстуфхцчшщъыьэюяАБВЯЁїієґўқңғүұһөәјљњћџѓќѕ")
-        + list("abcxyzABCXYZ漢字日本語한국어αβγΩ")
+        list("абвгдеёжзийклмнопрстуфхцчшщъыьэюяАБВЯЁїієґўқңғүұһөәјљњћџѓќѕ") + list("abcxyzABCXYZ漢字日本語한국어αβγΩ")
     )
     emoji = st.sampled_from(["😀", "👍🏽", "🇷🇺", "👨‍👩‍👧", "❤️", "🤖", "\u200d", "\ufe0f"])
-    code = st.sampled_from(["def f(x):\n", "    return x + 1\n", "if (a<=b) {", "}", "x[i] = 0;", "#include <io>",
-                            "0x1F", "3.14159", "1e-9", "\t", "\r\n", "λ", "=>"])
+    code = st.sampled_from(
+        [
+            "def f(x):\n",
+            "    return x + 1\n",
+            "if (a<=b) {",
+            "}",
+            "x[i] = 0;",
+            "#include <io>",
+            "0x1F",
+            "3.14159",
+            "1e-9",
+            "\t",
+            "\r\n",
+            "λ",
+            "=>",
+        ]
+    )
     ws = st.sampled_from([" ", "  ", "\n", "\n\n", "\t", "    ", "\u00a0", "\u3000", "\r"])
-    words = st.sampled_from([" Привет", " мир", " Қазақстан", " Беларусь", " України", " the", " tokenizer",
-                             "Москва", " ", "123", "ёж", "Ў"])
+    words = st.sampled_from(
+        [
+            " Привет",
+            " мир",
+            " Қазақстан",
+            " Беларусь",
+            " України",
+            " the",
+            " tokenizer",
+            "Москва",
+            " ",
+            "123",
+            "ёж",
+            "Ў",
+        ]
+    )
     # any code point but lone surrogates (category Cs): they are not valid text, no UTF-8 tokenizer can take them
     piece = st.one_of(latin1, scripts, emoji, code, ws, words, st.characters(blacklist_categories=("Cs",)))
     return st.lists(piece, max_size=40).map("".join)
@@ -49,8 +77,7 @@ def check_round_trip(new, base, max_examples: int = 300) -> Check:
     failures: list[str] = []
     norm = new.normalizer
 
-    @settings(max_examples=max_examples, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(max_examples=max_examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(text_strategy())
     def prop(x: str):
         want = norm.normalize_str(x) if norm is not None else x
@@ -65,8 +92,9 @@ def check_round_trip(new, base, max_examples: int = 300) -> Check:
     except AssertionError:
         pass
     ok = not failures
-    return Check("round trip (hypothesis)", ok,
-                 f"{max_examples} generated strings" if ok else f"fails on {failures[-1]}")
+    return Check(
+        "round trip (hypothesis)", ok, f"{max_examples} generated strings" if ok else f"fails on {failures[-1]}"
+    )
 
 
 def reachable_ids(tok, vocab: dict[str, int], added: set[str]) -> tuple[set[int], set[int]]:
@@ -88,27 +116,49 @@ def run_checks(directory: str, base_spec: str, examples: int = 300) -> list[Chec
     new = Tokenizer.from_file(str(path))
     base_tok = base.build()
 
-    checks.append(Check("vocabulary size unchanged", new_b.vocab_size == base.vocab_size and
-                        len(new_b.vocab) == len(base.vocab),
-                        f"base {base.vocab_size} / {len(base.vocab)} entries, new {new_b.vocab_size} / {len(new_b.vocab)}"))
+    checks.append(
+        Check(
+            "vocabulary size unchanged",
+            new_b.vocab_size == base.vocab_size and len(new_b.vocab) == len(base.vocab),
+            f"base {base.vocab_size} / {len(base.vocab)} entries, new {new_b.vocab_size} / {len(new_b.vocab)}",
+        )
+    )
     id_base = {i: t for t, i in base.vocab.items()}
     id_new = {i: t for t, i in new_b.vocab.items()}
     changed = sorted(i for i in id_base if id_new.get(i) != id_base[i])
-    protected = [i for i in changed if id_base[i] in base.added or len(token_text(id_base[i]) or "xx") == 1
-                 and len(id_base[i]) == 1]
-    checks.append(Check("kept ids and bytes unchanged", not protected and new_b.added == base.added,
-                        f"{len(id_base) - len(changed)} kept, {len(changed)} swapped; "
-                        f"{len(protected)} byte/special tokens changed; added tokens equal: {new_b.added == base.added}"))
+    protected = [
+        i
+        for i in changed
+        if id_base[i] in base.added or len(token_text(id_base[i]) or "xx") == 1 and len(id_base[i]) == 1
+    ]
+    checks.append(
+        Check(
+            "kept ids and bytes unchanged",
+            not protected and new_b.added == base.added,
+            f"{len(id_base) - len(changed)} kept, {len(changed)} swapped; "
+            f"{len(protected)} byte/special tokens changed; added tokens equal: {new_b.added == base.added}",
+        )
+    )
     new_added = {id_new[i] for i in changed}
     ok_new, could_new = reachable_ids(new, new_b.vocab, set(new_b.added))
     ok_base, _ = reachable_ids(base_tok, base.vocab, set(base.added))
     swapped_ok = sum(new_b.vocab[t] in ok_new for t in new_added)
     regressed = [i for i in ok_base if i not in changed and i not in ok_new]
-    checks.append(Check("every added token reachable", swapped_ok == len(new_added),
-                        f"{swapped_ok}/{len(new_added)} added tokens come out of encoding their own text"))
-    checks.append(Check("kept tokens as reachable as in the base", not regressed,
-                        f"{len(ok_new)}/{len(could_new)} whole-text entries reachable "
-                        f"(base: {len(ok_base)}); regressions: {len(regressed)}"))
+    checks.append(
+        Check(
+            "every added token reachable",
+            swapped_ok == len(new_added),
+            f"{swapped_ok}/{len(new_added)} added tokens come out of encoding their own text",
+        )
+    )
+    checks.append(
+        Check(
+            "kept tokens as reachable as in the base",
+            not regressed,
+            f"{len(ok_new)}/{len(could_new)} whole-text entries reachable "
+            f"(base: {len(ok_base)}); regressions: {len(regressed)}",
+        )
+    )
     checks.append(check_round_trip(new, base_tok, examples))
 
     try:
@@ -125,8 +175,9 @@ def run_checks(directory: str, base_spec: str, examples: int = 300) -> list[Chec
         msgs = [{"role": "user", "content": "Сколько будет 2+2?"}]
         rendered = {}
         for think in (True, False):
-            rendered[think] = at.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True,
-                                                     enable_thinking=think)
+            rendered[think] = at.apply_chat_template(
+                msgs, tokenize=False, add_generation_prompt=True, enable_thinking=think
+            )
         ok = all("Сколько будет 2+2?" in r for r in rendered.values())
         detail = "renders with enable_thinking=True and False"
         if "enable_thinking" in at.chat_template:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Cyrillic-dense tokenizer: adapt a byte-level BPE, check it, report density, remap a model.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="Cyrillic-dense tokenizer: adapt a byte-level BPE, check it, report density, remap a model.",
+)
 
 
 def _fail(msg: str) -> None:
@@ -33,15 +35,21 @@ def _user_errors():
 @app.command()
 def adapt(
     base: str = typer.Option(..., help="Base tokenizer: tokenizer.json, a directory holding one, or a hub id."),
-    out: Path = typer.Option(..., help="Output directory (tokenizer.json, tokenizer_config.json, swap.json, report.json)."),
+    out: Path = typer.Option(
+        ..., help="Output directory (tokenizer.json, tokenizer_config.json, swap.json, report.json)."
+    ),
     swap: int = typer.Option(34000, help="How many tokens to replace (T-pro 2.0: 34000 of Qwen3's ~151k)."),
-    corpus: Optional[list[str]] = typer.Option(
-        None, help="Cyrillic source, repeatable: wordfreq:LANG[:N], hunspell:LANG, FILE.txt, FILE.jsonl:FIELD, "
+    corpus: list[str] | None = typer.Option(
+        None,
+        help="Cyrillic source, repeatable: wordfreq:LANG[:N], hunspell:LANG, FILE.txt, FILE.jsonl:FIELD, "
         "FILE.tsv (word<TAB>count), hf:NAME[:CONFIG]:SPLIT:FIELD; suffix @WEIGHT. Default: wordfreq ru/uk/bg/mk "
-        "plus installed hunspell ru/uk/be/bg/sr/kk/mn."),
-    keep_corpus: Optional[list[str]] = typer.Option(
-        None, help="Keep-mix source (same forms, plus `code` and `math`), repeatable. Default: wordfreq:en, code, "
-        "math; the Cyrillic corpus is always part of the keep mix."),
+        "plus installed hunspell ru/uk/be/bg/sr/kk/mn.",
+    ),
+    keep_corpus: list[str] | None = typer.Option(
+        None,
+        help="Keep-mix source (same forms, plus `code` and `math`), repeatable. Default: wordfreq:en, code, "
+        "math; the Cyrillic corpus is always part of the keep mix.",
+    ),
     protect_ascii: bool = typer.Option(True, help="Never remove pure-ASCII tokens (keeps English/code/digits)."),
     trainer_words: int = typer.Option(4_000_000, help="Word occurrences fed to the Cyrillic BPE trainer."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
@@ -51,8 +59,15 @@ def adapt(
     from tpro.tokenizer.adapt import AdaptConfig
     from tpro.tokenizer.adapt import adapt as run
 
-    cfg = AdaptConfig(base=base, out=str(out), swap=swap, corpus=corpus or [], keep_corpus=keep_corpus or [],
-                      protect_ascii=protect_ascii, trainer_words=trainer_words)
+    cfg = AdaptConfig(
+        base=base,
+        out=str(out),
+        swap=swap,
+        corpus=corpus or [],
+        keep_corpus=keep_corpus or [],
+        protect_ascii=protect_ascii,
+        trainer_words=trainer_words,
+    )
     try:
         report = run(cfg, show_progress=not quiet)
     except _user_errors() as e:
@@ -60,8 +75,10 @@ def adapt(
     if as_json:
         print(json.dumps(report, ensure_ascii=False, indent=1))
         return
-    print(f"swapped {report['swapped']} tokens; reachable fraction {report['reachable_fraction']:.1%}; "
-          f"{report['seconds']['total']:.0f} s -> {out}")
+    print(
+        f"swapped {report['swapped']} tokens; reachable fraction {report['reachable_fraction']:.1%}; "
+        f"{report['seconds']['total']:.0f} s -> {out}"
+    )
     for name, d in report["density_on_corpus"].items():
         print(f"  tokens per chunk on {name}: {d['base']:.3f} -> {d['adapted']:.3f}")
 
@@ -107,11 +124,17 @@ def _labelled(specs: list[str]) -> dict[str, str]:
 
 @app.command()
 def report(
-    tokenizer: list[str] = typer.Option(..., help="Tokenizer (dir, tokenizer.json, hub id), repeatable; LABEL=SPEC "
-                                        "to name it. The first is the reference for the relative column."),
-    text: list[str] = typer.Option(..., help="Text file (one sentence or paragraph per line), repeatable; "
-                                   "LABEL=FILE to name it (e.g. ru=ud/ru_test.txt)."),
-    out_dir: Optional[Path] = typer.Option(None, help="Write density.md, density.json and density.png here."),
+    tokenizer: list[str] = typer.Option(
+        ...,
+        help="Tokenizer (dir, tokenizer.json, hub id), repeatable; LABEL=SPEC "
+        "to name it. The first is the reference for the relative column.",
+    ),
+    text: list[str] = typer.Option(
+        ...,
+        help="Text file (one sentence or paragraph per line), repeatable; "
+        "LABEL=FILE to name it (e.g. ru=ud/ru_test.txt).",
+    ),
+    out_dir: Path | None = typer.Option(None, help="Write density.md, density.json and density.png here."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of the markdown table."),
 ):
     """Tokens per word, share of words in 1 and <=2 tokens, chars per token; per text and tokenizer.
@@ -145,9 +168,12 @@ def remap_model(
     model: str = typer.Option("default", help="Base model: default (embedded), a checkpoint dir, .gguf or hub id."),
     tokenizer: str = typer.Option(..., help="The adapted tokenizer directory (from `tpro tokenizer adapt`)."),
     out: Path = typer.Option(..., help="Output checkpoint directory (safetensors + the adapted tokenizer)."),
-    method: str = typer.Option("mean", help="mean (mean of the old pieces) or contextual (lm_head rows fitted to "
-                               "the base model's log-probs of the pieces on --text; input rows by OMP)."),
-    text: Optional[list[str]] = typer.Option(None, help="Cyrillic running text for --method contextual, repeatable."),
+    method: str = typer.Option(
+        "mean",
+        help="mean (mean of the old pieces) or contextual (lm_head rows fitted to "
+        "the base model's log-probs of the pieces on --text; input rows by OMP).",
+    ),
+    text: list[str] | None = typer.Option(None, help="Cyrillic running text for --method contextual, repeatable."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
 ):
     """Re-initialise the embedding and lm_head rows of swapped ids; kept rows stay bit-identical."""
@@ -159,5 +185,8 @@ def remap_model(
         stats = run(cfg, show_progress=not as_json)
     except _user_errors() as e:
         _fail(str(e))
-    print(json.dumps(stats) if as_json else
-          f"remapped {stats['swapped']} rows ({method}, fitted {stats['fitted']}, tied={stats['tied']}) -> {out}")
+    print(
+        json.dumps(stats)
+        if as_json
+        else f"remapped {stats['swapped']} rows ({method}, fitted {stats['fitted']}, tied={stats['tied']}) -> {out}"
+    )

@@ -32,7 +32,15 @@ from pathlib import Path
 # works on wordfreq alone.
 DEFAULT_WORDFREQ = ("ru", "uk", "bg", "mk")
 DEFAULT_HUNSPELL = ("ru", "uk", "be", "bg", "sr", "kk")
-HUNSPELL_FILES = {"ru": "ru_RU", "uk": "uk_UA", "be": "be_BY", "bg": "bg_BG", "sr": "sr_RS", "kk": "kk_KZ", "mn": "mn_MN"}
+HUNSPELL_FILES = {
+    "ru": "ru_RU",
+    "uk": "uk_UA",
+    "be": "be_BY",
+    "bg": "bg_BG",
+    "sr": "sr_RS",
+    "kk": "kk_KZ",
+    "mn": "mn_MN",
+}
 HUNSPELL_DIR = Path("/usr/share/hunspell")
 
 # Share of a word list's weight given to the capitalised form: word lists are lower-case, running text starts
@@ -200,8 +208,11 @@ def default_cyrillic_specs() -> list[str]:
     specs = [f"wordfreq:{lang}" for lang in DEFAULT_WORDFREQ]
     # Stems without frequencies: a small share where wordfreq already covers the language, a full share where
     # hunspell is the only source (be, sr, kk), so no language is left to the others' spill-over.
-    specs += [f"hunspell:{lang}@{0.3 if lang in DEFAULT_WORDFREQ else 1.0}" for lang in DEFAULT_HUNSPELL
-              if hunspell_words_available(lang)]
+    specs += [
+        f"hunspell:{lang}@{0.3 if lang in DEFAULT_WORDFREQ else 1.0}"
+        for lang in DEFAULT_HUNSPELL
+        if hunspell_words_available(lang)
+    ]
     return specs
 
 

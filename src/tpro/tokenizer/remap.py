@@ -27,7 +27,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tpro.paths import replace_dir
+from tpro.io import replace_dir
 from tpro.tokenizer.bpe import TOKENIZER_FILES, load_base, resolve_tokenizer_file, token_text
 
 METHODS = ("mean", "contextual")
@@ -180,8 +180,10 @@ def remap(cfg: RemapConfig, show_progress: bool = True) -> dict:
     pieces = {i: base_tok.encode(token_text(z), add_special_tokens=False).ids for i, z in swapped.items()}
     bad = [swapped[i] for i, p in pieces.items() if not p or any(j in swapped for j in p)]
     if bad:
-        raise ValueError(f"{len(bad)} new tokens encode (in the base) to swapped ids, e.g. {bad[0]!r}: "
-                         "is --model the model the tokenizer was adapted from?")
+        raise ValueError(
+            f"{len(bad)} new tokens encode (in the base) to swapped ids, e.g. {bad[0]!r}: "
+            "is --model the model the tokenizer was adapted from?"
+        )
     ids = torch.tensor(list(pieces))
     stats = {"swapped": len(swapped), "tied": tied, "method": cfg.method, "fitted": 0}
     with torch.no_grad():

@@ -84,8 +84,10 @@ def row_to_messages(row: dict) -> list[dict] | None:
         return [{"role": "user", "content": user}, {"role": "assistant", "content": first.get("output", "")}]
     if "text" in row:
         return None
-    raise DataError(f"row with keys {sorted(row)} is not a known format. Fix: give 'messages', 'prompt'+'completion', "
-                    "'instruction'+'output' or 'text'")
+    raise DataError(
+        f"row with keys {sorted(row)} is not a known format. Fix: give 'messages', 'prompt'+'completion', "
+        "'instruction'+'output' or 'text'"
+    )
 
 
 # --- the two modes ------------------------------------------------------------------------------------------
@@ -123,7 +125,7 @@ def end_of_turn(tokenizer: Any) -> str:
     text = tokenizer.apply_chat_template(
         [{"role": "user", "content": "x"}, {"role": "assistant", "content": probe}], tokenize=False
     )
-    tail = text[text.rindex(probe) + len(probe):].strip() if probe in text else ""
+    tail = text[text.rindex(probe) + len(probe) :].strip() if probe in text else ""
     return tail or (tokenizer.eos_token or "")
 
 
@@ -182,8 +184,10 @@ def preference_as_text(tokenizer: Any, row: dict, mode: str | None = None) -> di
     prompt rendered by ``build_prompt`` in the row's mode so DPO trains in the inference format."""
     for key in ("prompt", "chosen", "rejected"):
         if key not in row:
-            raise DataError(f"preference row lacks {key!r} (keys: {sorted(row)}). Fix: use TRL's preference format "
-                            '{"prompt": [...], "chosen": [...], "rejected": [...]}')
+            raise DataError(
+                f"preference row lacks {key!r} (keys: {sorted(row)}). Fix: use TRL's preference format "
+                '{"prompt": [...], "chosen": [...], "rejected": [...]}'
+            )
     prompt = row["prompt"] if isinstance(row["prompt"], list) else [{"role": "user", "content": row["prompt"]}]
 
     def msg(x: Any) -> dict:

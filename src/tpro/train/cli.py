@@ -15,16 +15,26 @@ import sys
 
 import typer
 
-app = typer.Typer(help="Training recipes over TRL: midtrain, SFT, reward model, DPO, on-policy pair building.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Training recipes over TRL: midtrain, SFT, reward model, DPO, on-policy pair building.", no_args_is_help=True
+)
 
 # verb -> (module, one-line help)
 STAGES = {
-    "midtrain": ("tpro.train.midtrain", "Continued training of a (remapped) model on instruction text; embeddings-only or LoRA."),
-    "sft": ("tpro.train.sft", "Supervised fine-tuning on conversations, direct and reasoning modes, loss on assistant turns."),
+    "midtrain": (
+        "tpro.train.midtrain",
+        "Continued training of a (remapped) model on instruction text; embeddings-only or LoRA.",
+    ),
+    "sft": (
+        "tpro.train.sft",
+        "Supervised fine-tuning on conversations, direct and reasoning modes, loss on assistant turns.",
+    ),
     "rm": ("tpro.train.rm", "Bradley-Terry reward model on chosen/rejected pairs; held-out pair accuracy."),
     "dpo": ("tpro.train.dpo", "DPO on preference pairs (on-policy, playground votes, data filters)."),
-    "build-pairs": ("tpro.train.pairs", "Sample K answers per prompt with the policy, score (reward model or verifier), best vs worst."),
+    "build-pairs": (
+        "tpro.train.pairs",
+        "Sample K answers per prompt with the policy, score (reward model or verifier), best vs worst.",
+    ),
 }
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
 
@@ -45,8 +55,11 @@ def _run(module: str, args: list[str]) -> None:
     if as_json:
         typer.echo(json.dumps({k: v for k, v in summary.items() if k != "losses"}, ensure_ascii=False, default=str))
     elif summary.get("last_loss") is not None:
-        typer.echo(f"done: {summary['global_step']} steps, loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f}, "
-                   f"model in {summary['final_dir']}", err=True)
+        typer.echo(
+            f"done: {summary['global_step']} steps, loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f}, "
+            f"model in {summary['final_dir']}",
+            err=True,
+        )
 
 
 def _make(verb: str, module: str, helptext: str):

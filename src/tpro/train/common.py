@@ -29,36 +29,64 @@ class ConfigError(ValueError):
 class TrainConfig:
     """Fields every stage has. Stages subclass this and add their own."""
 
-    model: str = field(default="default", metadata={"help": "Model to train: 'default' (embedded), a local checkpoint or a hub id."})
-    data: str = field(default="", metadata={"help": "Training data: .jsonl / .json / .txt (see tpro.train.chat for row formats)."})
-    eval_data: str = field(default="", metadata={"help": "Held-out data in the same format; empty = split eval_fraction off data."})
-    eval_fraction: float = field(default=0.0, metadata={"help": "Fraction of data held out for evaluation when eval_data is empty."})
-    out: str = field(default="", metadata={"help": "Output directory: checkpoints (checkpoint-N), the final model (final/), summary.json."})
+    model: str = field(
+        default="default", metadata={"help": "Model to train: 'default' (embedded), a local checkpoint or a hub id."}
+    )
+    data: str = field(
+        default="", metadata={"help": "Training data: .jsonl / .json / .txt (see tpro.train.chat for row formats)."}
+    )
+    eval_data: str = field(
+        default="", metadata={"help": "Held-out data in the same format; empty = split eval_fraction off data."}
+    )
+    eval_fraction: float = field(
+        default=0.0, metadata={"help": "Fraction of data held out for evaluation when eval_data is empty."}
+    )
+    out: str = field(
+        default="",
+        metadata={"help": "Output directory: checkpoints (checkpoint-N), the final model (final/), summary.json."},
+    )
     max_steps: int = field(default=-1, metadata={"help": "Optimizer steps; -1 = run num_train_epochs."})
     num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs over the data when max_steps is -1."})
     learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate (AdamW)."})
-    lr_scheduler_type: str = field(default="cosine", metadata={"help": "transformers scheduler name: cosine, linear, constant, ..."})
+    lr_scheduler_type: str = field(
+        default="cosine", metadata={"help": "transformers scheduler name: cosine, linear, constant, ..."}
+    )
     warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up steps."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
     per_device_train_batch_size: int = field(default=1, metadata={"help": "Sequences per device per micro-step."})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-steps per optimizer step."})
     max_length: int = field(default=1024, metadata={"help": "Tokens per sequence (longer ones are truncated)."})
-    gradient_checkpointing: bool = field(default=False, metadata={"help": "Recompute activations in backward (less memory, ~30% slower)."})
-    bf16: bool = field(default=False, metadata={"help": "bf16 mixed precision (on for GPUs; fp32 is faster on this CPU)."})
+    gradient_checkpointing: bool = field(
+        default=False, metadata={"help": "Recompute activations in backward (less memory, ~30% slower)."}
+    )
+    bf16: bool = field(
+        default=False, metadata={"help": "bf16 mixed precision (on for GPUs; fp32 is faster on this CPU)."}
+    )
     lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) instead of all weights."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)."})
     lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
-    lora_target_modules: str = field(default="all-linear", metadata={"help": "Modules that get adapters: 'all-linear' or comma-separated names."})
-    merge_lora: bool = field(default=True, metadata={"help": "Merge LoRA into the weights for final/ (so the next stage loads a plain model); the adapter is also kept in final/adapter."})
+    lora_target_modules: str = field(
+        default="all-linear", metadata={"help": "Modules that get adapters: 'all-linear' or comma-separated names."}
+    )
+    merge_lora: bool = field(
+        default=True,
+        metadata={
+            "help": "Merge LoRA into the weights for final/ (so the next stage loads a plain model); the adapter is also kept in final/adapter."
+        },
+    )
     logging_steps: int = field(default=1, metadata={"help": "Log the loss every N steps."})
     save_steps: int = field(default=500, metadata={"help": "Write a resumable checkpoint every N steps."})
     save_total_limit: int = field(default=2, metadata={"help": "Keep at most N checkpoints."})
-    resume: bool = field(default=True, metadata={"help": "Resume from the newest complete checkpoint in out/ when there is one."})
+    resume: bool = field(
+        default=True, metadata={"help": "Resume from the newest complete checkpoint in out/ when there is one."}
+    )
     seed: int = field(default=0, metadata={"help": "Seed for data order and init."})
     threads: int = field(default=0, metadata={"help": "torch CPU threads; 0 = leave torch's default."})
     limit: int = field(default=0, metadata={"help": "Use only the first N rows of data (0 = all); for smoke runs."})
-    report_to: str = field(default="none", metadata={"help": "Trackers for transformers (none, tensorboard, wandb, ...)."})
+    report_to: str = field(
+        default="none", metadata={"help": "Trackers for transformers (none, tensorboard, wandb, ...)."}
+    )
 
 
 def parse_config(cls: type[T], argv: list[str] | None) -> T:
@@ -69,11 +97,16 @@ def parse_config(cls: type[T], argv: list[str] | None) -> T:
     if "--config" in args:
         i = args.index("--config")
         if i + 1 >= len(args) or not Path(args[i + 1]).is_file():
-            raise ConfigError(f"--config needs an existing YAML file; got {args[i + 1] if i + 1 < len(args) else 'nothing'!r}")
+            raise ConfigError(
+                f"--config needs an existing YAML file; got {args[i + 1] if i + 1 < len(args) else 'nothing'!r}"
+            )
     doc = (sys.modules[cls.__module__].__doc__ or "").strip().split("\n\n")[0]
-    parser = TrlParser(dataclass_types=[cls], prog=f"tpro train {cls.__module__.rsplit('.', 1)[-1]}",
-                       description=doc + "\n\nSettings come from --config FILE.yaml (the same field names) and these "
-                       "flags, which override the file.")
+    parser = TrlParser(
+        dataclass_types=[cls],
+        prog=f"tpro train {cls.__module__.rsplit('.', 1)[-1]}",
+        description=doc + "\n\nSettings come from --config FILE.yaml (the same field names) and these "
+        "flags, which override the file.",
+    )
     try:
         (config,) = parser.parse_args_and_config(args)
     except ValueError as e:  # unknown keys in the YAML file
@@ -91,7 +124,9 @@ def to_yaml(config: Any) -> str:
 def require(config: TrainConfig, *names: str) -> None:
     missing = [n for n in names if not getattr(config, n)]
     if missing:
-        raise ConfigError("missing setting(s): " + ", ".join(f"--{n}" for n in missing) + ". Fix: pass them as flags or in --config")
+        raise ConfigError(
+            "missing setting(s): " + ", ".join(f"--{n}" for n in missing) + ". Fix: pass them as flags or in --config"
+        )
 
 
 # --- model, tokenizer, LoRA ---------------------------------------------------------------------------------
@@ -124,7 +159,10 @@ def peft_config(config: TrainConfig, task_type: str = "CAUSAL_LM", modules_to_sa
 
     targets = config.lora_target_modules
     return LoraConfig(
-        r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout, task_type=task_type,
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        task_type=task_type,
         target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()],
         modules_to_save=modules_to_save,
     )
@@ -137,16 +175,29 @@ def trainer_kwargs(config: TrainConfig) -> dict:
     return dict(
         # bf16 on a CPU is autocast (AMX matmuls); transformers only allows it with use_cpu set.
         use_cpu=config.bf16 and not torch.cuda.is_available(),
-        output_dir=config.out, max_steps=config.max_steps, num_train_epochs=config.num_train_epochs,
-        learning_rate=config.learning_rate, lr_scheduler_type=config.lr_scheduler_type,
-        warmup_steps=config.warmup_steps, weight_decay=config.weight_decay,
-        per_device_train_batch_size=config.per_device_train_batch_size, per_device_eval_batch_size=config.per_device_train_batch_size,
+        output_dir=config.out,
+        max_steps=config.max_steps,
+        num_train_epochs=config.num_train_epochs,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler_type,
+        warmup_steps=config.warmup_steps,
+        weight_decay=config.weight_decay,
+        per_device_train_batch_size=config.per_device_train_batch_size,
+        per_device_eval_batch_size=config.per_device_train_batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        activation_checkpointing=config.gradient_checkpointing, bf16=config.bf16,
-        logging_steps=config.logging_steps, logging_first_step=True,
-        save_strategy="steps", save_steps=config.save_steps, save_total_limit=config.save_total_limit,
-        eval_strategy="no", seed=config.seed, report_to=config.report_to, max_length=config.max_length,
-        include_num_input_tokens_seen="non_padding", dataloader_num_workers=0,
+        activation_checkpointing=config.gradient_checkpointing,
+        bf16=config.bf16,
+        logging_steps=config.logging_steps,
+        logging_first_step=True,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        eval_strategy="no",
+        seed=config.seed,
+        report_to=config.report_to,
+        max_length=config.max_length,
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
     )
 
 
@@ -170,16 +221,21 @@ def resume_checkpoint(config: TrainConfig) -> str | None:
     if not config.resume or not out.is_dir():
         return None
     ckpts = sorted((int(m.group(1)), p) for p in out.iterdir() if p.is_dir() and (m := _CKPT.match(p.name)))
-    for step, path in reversed(ckpts):
+    for _, path in reversed(ckpts):
         state = path / "trainer_state.json"
         if not state.is_file():
-            print(f"warning: {path} is incomplete (no trainer_state.json; killed while saving?); skipping it", file=sys.stderr)
+            print(
+                f"warning: {path} is incomplete (no trainer_state.json; killed while saving?); skipping it",
+                file=sys.stderr,
+            )
             continue
         try:
             json.loads(state.read_text())
         except json.JSONDecodeError as e:
-            raise ConfigError(f"checkpoint {path} has a corrupt trainer_state.json ({e.msg}). "
-                              f"Fix: delete {path} to resume from the one before, or pass --resume false") from e
+            raise ConfigError(
+                f"checkpoint {path} has a corrupt trainer_state.json ({e.msg}). "
+                f"Fix: delete {path} to resume from the one before, or pass --resume false"
+            ) from e
         return str(path)
     return None
 

@@ -35,11 +35,19 @@ from tpro.train.common import (
 
 @dataclass
 class DPORecipe(TrainConfig):
-    beta: float = field(default=0.5, metadata={"help": "KL strength: how far the policy may move from the reference (T-pro: 0.5)."})
-    learning_rate: float = field(default=1e-7, metadata={"help": "Peak learning rate (T-pro: 1e-7 at 32B; tiny models need ~1e-3)."})
-    loss_type: str = field(default="sigmoid", metadata={"help": "TRL DPO loss: sigmoid (the DPO paper), ipo, hinge, ..."})
+    beta: float = field(
+        default=0.5, metadata={"help": "KL strength: how far the policy may move from the reference (T-pro: 0.5)."}
+    )
+    learning_rate: float = field(
+        default=1e-7, metadata={"help": "Peak learning rate (T-pro: 1e-7 at 32B; tiny models need ~1e-3)."}
+    )
+    loss_type: str = field(
+        default="sigmoid", metadata={"help": "TRL DPO loss: sigmoid (the DPO paper), ipo, hinge, ..."}
+    )
     mode: Literal["auto", "direct", "reasoning"] = field(
-        default="auto", metadata={"help": "Chat mode of the pairs: auto = meta.mode of each row, else inferred from a <think> trace."})
+        default="auto",
+        metadata={"help": "Chat mode of the pairs: auto = meta.mode of each row, else inferred from a <think> trace."},
+    )
 
 
 def run(config: DPORecipe) -> dict:
@@ -65,19 +73,35 @@ def run(config: DPORecipe) -> dict:
     # Full fine-tuning needs a frozen reference; with LoRA TRL uses the base weights with adapters disabled.
     ref = None if config.lora else AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     args = DPOConfig(**trainer_kwargs(config), beta=config.beta, loss_type=[config.loss_type])
-    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tokenizer, peft_config=peft_config(config))
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=ref,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=peft_config(config),
+    )
     resumed = resume_checkpoint(config)
     trainer.train(resume_from_checkpoint=resumed)
     metrics = trainer.evaluate() if eval_ds is not None else {}
     final = save_final(trainer, tokenizer, config)
     accs = [h["rewards/accuracies"] for h in trainer.state.log_history if "rewards/accuracies" in h]
     margins = [h["rewards/margins"] for h in trainer.state.log_history if "rewards/margins" in h]
-    return write_summary(config, trainer, started, {
-        "resumed_from": resumed, "train_pairs": len(train_ds), "eval": metrics, "final_dir": str(final),
-        "first_reward_margin": margins[0] if margins else None, "last_reward_margin": margins[-1] if margins else None,
-        "last_reward_accuracy": accs[-1] if accs else None,
-    })
+    return write_summary(
+        config,
+        trainer,
+        started,
+        {
+            "resumed_from": resumed,
+            "train_pairs": len(train_ds),
+            "eval": metrics,
+            "final_dir": str(final),
+            "first_reward_margin": margins[0] if margins else None,
+            "last_reward_margin": margins[-1] if margins else None,
+            "last_reward_accuracy": accs[-1] if accs else None,
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:

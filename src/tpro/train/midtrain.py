@@ -24,12 +24,18 @@ from tpro.train.sft import fit
 @dataclass
 class MidtrainRecipe(TrainConfig):
     train_only: Literal["all", "embeddings"] = field(
-        default="all", metadata={"help": "all = every weight (or LoRA with --lora); embeddings = only input embeddings and lm_head."})
+        default="all",
+        metadata={"help": "all = every weight (or LoRA with --lora); embeddings = only input embeddings and lm_head."},
+    )
     loss_on: Literal["all", "assistant"] = field(
-        default="all", metadata={"help": "Tokens in the loss: all (continued pre-training) or assistant turns only."})
+        default="all", metadata={"help": "Tokens in the loss: all (continued pre-training) or assistant turns only."}
+    )
     packing: bool = field(default=True, metadata={"help": "Concatenate sequences and cut them into max_length blocks."})
     learning_rate: float = field(default=1e-4, metadata={"help": "Peak learning rate (AdamW)."})
-    lora_modules_to_save: str = field(default="", metadata={"help": "Comma-separated modules trained in full beside LoRA (e.g. embed_tokens,lm_head)."})
+    lora_modules_to_save: str = field(
+        default="",
+        metadata={"help": "Comma-separated modules trained in full beside LoRA (e.g. embed_tokens,lm_head)."},
+    )
 
 
 def freeze_all_but_embeddings(model: Any) -> None:
@@ -45,14 +51,22 @@ def run(config: MidtrainRecipe) -> dict:
 
     require(config, "data", "out")
     if config.train_only == "embeddings" and config.lora:
-        raise ConfigError("--train_only embeddings and --lora exclude each other. Fix: for LoRA plus embeddings use "
-                          "--lora --lora_modules_to_save embed_tokens,lm_head")
+        raise ConfigError(
+            "--train_only embeddings and --lora exclude each other. Fix: for LoRA plus embeddings use "
+            "--lora --lora_modules_to_save embed_tokens,lm_head"
+        )
     rows = read_rows(config.data, config.limit or None)
     train_rows, eval_rows = split_eval(rows, config)
-    return fit(config, lambda tok, r: encode_row(tok, r, loss_on=config.loss_on), train_rows, eval_rows,
-               packing=config.packing, packing_strategy="wrapped",
-               freeze=freeze_all_but_embeddings if config.train_only == "embeddings" else None,
-               modules_to_save=config.lora_modules_to_save)
+    return fit(
+        config,
+        lambda tok, r: encode_row(tok, r, loss_on=config.loss_on),
+        train_rows,
+        eval_rows,
+        packing=config.packing,
+        packing_strategy="wrapped",
+        freeze=freeze_all_but_embeddings if config.train_only == "embeddings" else None,
+        modules_to_save=config.lora_modules_to_save,
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:

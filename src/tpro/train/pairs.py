@@ -26,16 +26,26 @@ from tpro.train.common import ConfigError, parse_config
 
 @dataclass
 class PairsConfig:
-    policy: str = field(default="default", metadata={"help": "The policy that samples (model spec: default, a checkpoint dir, a hub id)."})
-    prompts: str = field(default="", metadata={"help": "JSONL of prompts: {'prompt': str|messages, 'answer'?} or {'question', 'answer'}."})
-    out: str = field(default="", metadata={"help": "Output JSONL of DPO pairs (TRL conversational preference format + meta)."})
+    policy: str = field(
+        default="default",
+        metadata={"help": "The policy that samples (model spec: default, a checkpoint dir, a hub id)."},
+    )
+    prompts: str = field(
+        default="",
+        metadata={"help": "JSONL of prompts: {'prompt': str|messages, 'answer'?} or {'question', 'answer'}."},
+    )
+    out: str = field(
+        default="", metadata={"help": "Output JSONL of DPO pairs (TRL conversational preference format + meta)."}
+    )
     k: int = field(default=4, metadata={"help": "Samples per prompt (T-pro: 16)."})
     mode: Literal["direct", "reasoning"] = field(default="direct", metadata={"help": "Chat mode to sample in."})
     temperature: float = field(default=0.8, metadata={"help": "Sampling temperature (> 0: the K samples must differ)."})
     top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling."})
     max_new_tokens: int = field(default=256, metadata={"help": "Token budget per sample."})
     seed: int = field(default=0, metadata={"help": "Base seed; sample j of prompt i uses seed + i*k + j."})
-    scorer: Literal["reward", "verifier"] = field(default="reward", metadata={"help": "reward = a reward model; verifier = math answer check against 'answer'."})
+    scorer: Literal["reward", "verifier"] = field(
+        default="reward", metadata={"help": "reward = a reward model; verifier = math answer check against 'answer'."}
+    )
     reward_model: str = field(default="", metadata={"help": "Reward model directory or hub id (scorer=reward)."})
     min_margin: float = field(default=0.0, metadata={"help": "Keep a pair only when best - worst score > this."})
     limit: int = field(default=0, metadata={"help": "Use only the first N prompts (0 = all)."})
@@ -110,17 +120,30 @@ def run(config: PairsConfig) -> dict:
                 continue
             comps = []
             for j in range(config.k):
-                params = SamplingParams(max_new_tokens=config.max_new_tokens, temperature=config.temperature,
-                                        top_p=config.top_p, seed=config.seed + i * config.k + j)
+                params = SamplingParams(
+                    max_new_tokens=config.max_new_tokens,
+                    temperature=config.temperature,
+                    top_p=config.top_p,
+                    seed=config.seed + i * config.k + j,
+                )
                 res = engine.complete(prompt, params, mode=config.mode)
                 comps.append((completion_for(res, config.mode), res.answer))
             if scorer is not None:
                 scores = scorer.score([prompt] * len(comps), [c for c, _ in comps])
             else:
                 scores = [float(is_correct(ans, gold)) for _, ans in comps]
-            row = {"index": i, "prompt": prompt, "completions": [c for c, _ in comps], "scores": scores,
-                   "meta": {"mode": config.mode, "scorer": config.scorer, "policy": config.policy,
-                            **({"answer": gold} if gold is not None else {})}}
+            row = {
+                "index": i,
+                "prompt": prompt,
+                "completions": [c for c, _ in comps],
+                "scores": scores,
+                "meta": {
+                    "mode": config.mode,
+                    "scorer": config.scorer,
+                    "policy": config.policy,
+                    **({"answer": gold} if gold is not None else {}),
+                },
+            }
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
             f.flush()
             done[i] = row
@@ -130,8 +153,14 @@ def run(config: PairsConfig) -> dict:
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text("".join(json.dumps(p, ensure_ascii=False) + "\n" for p in pairs), encoding="utf-8")
     os.replace(tmp, out)
-    summary = {"prompts": len(items), "samples": len(items) * config.k, "pairs": len(pairs),
-               "dropped_ties": len(items) - len(pairs), "out": str(out), "samples_file": str(samples_path)}
+    summary = {
+        "prompts": len(items),
+        "samples": len(items) * config.k,
+        "pairs": len(pairs),
+        "dropped_ties": len(items) - len(pairs),
+        "out": str(out),
+        "samples_file": str(samples_path),
+    }
     print(json.dumps(summary), file=sys.stderr)
     return summary
 

@@ -34,10 +34,14 @@ from tpro.train.common import (
 
 @dataclass
 class RMRecipe(TrainConfig):
-    eval_fraction: float = field(default=0.1, metadata={"help": "Fraction of pairs held out for accuracy when eval_data is empty."})
+    eval_fraction: float = field(
+        default=0.1, metadata={"help": "Fraction of pairs held out for accuracy when eval_data is empty."}
+    )
     learning_rate: float = field(default=1e-5, metadata={"help": "Peak learning rate (AdamW)."})
     center_rewards_coefficient: float = field(
-        default=0.0, metadata={"help": "Weight of the (r_chosen + r_rejected)^2 penalty that keeps rewards centred on 0 (0 = off)."})
+        default=0.0,
+        metadata={"help": "Weight of the (r_chosen + r_rejected)^2 penalty that keeps rewards centred on 0 (0 = off)."},
+    )
 
 
 def _pairs(rows: list[dict]) -> list[dict]:
@@ -46,8 +50,10 @@ def _pairs(rows: list[dict]) -> list[dict]:
     out = []
     for i, r in enumerate(rows):
         if not all(k in r for k in ("prompt", "chosen", "rejected")):
-            raise DataError(f"pair {i + 1} lacks prompt/chosen/rejected (keys: {sorted(r)}). Fix: use TRL's "
-                            "preference format (see README, 'Training recipes')")
+            raise DataError(
+                f"pair {i + 1} lacks prompt/chosen/rejected (keys: {sorted(r)}). Fix: use TRL's "
+                "preference format (see README, 'Training recipes')"
+            )
         prompt = r["prompt"] if isinstance(r["prompt"], list) else [{"role": "user", "content": r["prompt"]}]
         # Only the conversation goes to TRL; "meta" would be an unknown column with mixed types.
         out.append({"prompt": prompt, "chosen": r["chosen"], "rejected": r["rejected"]})
@@ -70,22 +76,37 @@ def run(config: RMRecipe) -> dict:
     path = model_path(config.model)
     tokenizer = load_tokenizer(path)
     model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=1, dtype=torch.bfloat16 if config.bf16 else torch.float32)
+        path, num_labels=1, dtype=torch.bfloat16 if config.bf16 else torch.float32
+    )
     model.config.pad_token_id = tokenizer.pad_token_id  # the head reads the last non-pad token
     train_ds = Dataset.from_list(_pairs(train_rows))
     eval_ds = Dataset.from_list(_pairs(eval_rows)) if eval_rows else None
-    args = RewardConfig(**trainer_kwargs(config),
-                        center_rewards_coefficient=config.center_rewards_coefficient or None)
-    trainer = RewardTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                            processing_class=tokenizer, peft_config=peft_config(config, task_type="SEQ_CLS"))
+    args = RewardConfig(**trainer_kwargs(config), center_rewards_coefficient=config.center_rewards_coefficient or None)
+    trainer = RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=peft_config(config, task_type="SEQ_CLS"),
+    )
     resumed = resume_checkpoint(config)
     trainer.train(resume_from_checkpoint=resumed)
     metrics = trainer.evaluate() if eval_ds is not None else {}
     final = save_final(trainer, tokenizer, config)
-    return write_summary(config, trainer, started, {
-        "resumed_from": resumed, "train_pairs": len(train_ds), "eval_pairs": len(eval_ds) if eval_ds else 0,
-        "eval_accuracy": metrics.get("eval_accuracy"), "eval": metrics, "final_dir": str(final),
-    })
+    return write_summary(
+        config,
+        trainer,
+        started,
+        {
+            "resumed_from": resumed,
+            "train_pairs": len(train_ds),
+            "eval_pairs": len(eval_ds) if eval_ds else 0,
+            "eval_accuracy": metrics.get("eval_accuracy"),
+            "eval": metrics,
+            "final_dir": str(final),
+        },
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:

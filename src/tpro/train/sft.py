@@ -38,14 +38,29 @@ from tpro.train.common import (
 @dataclass
 class SFTRecipe(TrainConfig):
     mode: Literal["auto", "direct", "reasoning"] = field(
-        default="auto", metadata={"help": "Chat mode: auto = per row (reasoning when the assistant turn has a <think> trace or reasoning_content)."})
+        default="auto",
+        metadata={
+            "help": "Chat mode: auto = per row (reasoning when the assistant turn has a <think> trace or reasoning_content)."
+        },
+    )
     packing: bool = field(default=False, metadata={"help": "Pack several conversations into one max_length sequence."})
-    lora_modules_to_save: str = field(default="", metadata={"help": "Comma-separated modules trained in full beside LoRA (e.g. embed_tokens,lm_head)."})
+    lora_modules_to_save: str = field(
+        default="",
+        metadata={"help": "Comma-separated modules trained in full beside LoRA (e.g. embed_tokens,lm_head)."},
+    )
 
 
-def fit(config: TrainConfig, encode: Callable[[Any, dict], list], rows: list[dict], eval_rows: list[dict], *,
-        packing: bool = False, packing_strategy: str = "bfd", freeze: Callable[[Any], None] | None = None,
-        modules_to_save: str = "") -> dict:
+def fit(
+    config: TrainConfig,
+    encode: Callable[[Any, dict], list],
+    rows: list[dict],
+    eval_rows: list[dict],
+    *,
+    packing: bool = False,
+    packing_strategy: str = "bfd",
+    freeze: Callable[[Any], None] | None = None,
+    modules_to_save: str = "",
+) -> dict:
     """Train a causal LM on ``encode(tokenizer, row) -> [Encoded]`` sequences with SFTTrainer; save, summarise."""
     import torch
     from datasets import Dataset
@@ -61,29 +76,48 @@ def fit(config: TrainConfig, encode: Callable[[Any, dict], list], rows: list[dic
         encs = [e for r in rs for e in encode(tokenizer, r)]
         if not encs:
             raise ConfigError(f"no trainable sequences in {config.data!r} (every row lacked an assistant turn)")
-        return Dataset.from_dict({"input_ids": [e.input_ids for e in encs],
-                                  "assistant_masks": [e.assistant_masks for e in encs]})
+        return Dataset.from_dict(
+            {"input_ids": [e.input_ids for e in encs], "assistant_masks": [e.assistant_masks for e in encs]}
+        )
 
     train_ds = to_dataset(rows)
     eval_ds = to_dataset(eval_rows) if eval_rows else None
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if config.bf16 else torch.float32)
     if freeze is not None:
         freeze(model)
-    args = SFTConfig(**trainer_kwargs(config), packing=packing, packing_strategy=packing_strategy,
-                     # bfd packing would switch to padding-free batches, which need FlashAttention; wrapped does not.
-                     padding_free=False)
+    args = SFTConfig(
+        **trainer_kwargs(config),
+        packing=packing,
+        packing_strategy=packing_strategy,
+        # bfd packing would switch to padding-free batches, which need FlashAttention; wrapped does not.
+        padding_free=False,
+    )
     mts = [m.strip() for m in modules_to_save.split(",") if m.strip()] or None
-    trainer = SFTTrainer(model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-                         processing_class=tokenizer, peft_config=peft_config(config, modules_to_save=mts))
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=peft_config(config, modules_to_save=mts),
+    )
     resumed = resume_checkpoint(config)
     trainer.train(resume_from_checkpoint=resumed)
     metrics = trainer.evaluate() if eval_ds is not None else {}
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     final = save_final(trainer, tokenizer, config)
-    return write_summary(config, trainer, started, {
-        "resumed_from": resumed, "train_sequences": len(train_ds), "trainable_params": trainable,
-        "eval": metrics, "final_dir": str(final),
-    })
+    return write_summary(
+        config,
+        trainer,
+        started,
+        {
+            "resumed_from": resumed,
+            "train_sequences": len(train_ds),
+            "trainable_params": trainable,
+            "eval": metrics,
+            "final_dir": str(final),
+        },
+    )
 
 
 def run(config: SFTRecipe) -> dict:
@@ -93,8 +127,15 @@ def run(config: SFTRecipe) -> dict:
     rows = read_rows(config.data, config.limit or None)
     train_rows, eval_rows = split_eval(rows, config)
     mode = None if config.mode == "auto" else config.mode
-    return fit(config, lambda tok, r: encode_row(tok, r, mode=mode, loss_on="assistant"), train_rows, eval_rows,
-               packing=config.packing, packing_strategy="wrapped", modules_to_save=config.lora_modules_to_save)
+    return fit(
+        config,
+        lambda tok, r: encode_row(tok, r, mode=mode, loss_on="assistant"),
+        train_rows,
+        eval_rows,
+        packing=config.packing,
+        packing_strategy="wrapped",
+        modules_to_save=config.lora_modules_to_save,
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -1,0 +1,94 @@
+"""Settings that several stages share, declared once: one name, one default and one meaning across the toolkit.
+
+- ``ModelOptions``: ``--model`` (``-m``), ``--dtype``, ``--threads`` (0 = torch's default, everywhere);
+- ``SamplingOptions``: ``--max-new-tokens`` (``-n``, always this budget), ``--temperature`` (``-t``), ``--top-p``,
+  ``--top-k``, ``--seed``, ``--stop``;
+- ``Mode`` / ``ModeOrBoth`` and ``--mode``: ``direct`` or ``reasoning`` (``both`` where a stage runs each);
+- ``--draft``: ``none | auto | default | DIR``, resolved by ``tpro.eagle.resolve_draft`` alone.
+
+Stage configs inherit these mixins, so a flag added here (RoPE scaling, a weight format) reaches every command
+that loads a model. Importing this module imports neither torch nor transformers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from tpro.config import Config, ConfigError, opt
+
+Mode = Literal["direct", "reasoning"]
+ModeOrBoth = Literal["direct", "reasoning", "both"]
+MODES: tuple[str, ...] = ("direct", "reasoning")
+DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
+MAX_TEMPERATURE = 5.0
+
+MODE_HELP = "direct: answer at once; reasoning: think inside <think>…</think> first"
+DRAFT_HELP = (
+    "Speculative draft: none | auto (the shipped EAGLE head when the model has one) | default (the shipped "
+    "head, an error if absent) | DIR (a head from `tpro eagle train`)"
+)
+
+
+def expand_modes(mode: str) -> list[str]:
+    """``both`` -> ["direct", "reasoning"]; a single mode -> [mode]."""
+    if mode == "both":
+        return list(MODES)
+    if mode not in MODES:
+        raise ConfigError(f"unknown mode {mode!r}; choose direct, reasoning or both")
+    return [mode]
+
+
+@dataclass(kw_only=True)
+class ModelOptions(Config):
+    """Which model to load and how (mixed into every stage config that loads one)."""
+
+    model: str = opt(
+        "default",
+        "Model: default (the embedded Qwen2.5-Coder-0.5B-Instruct) | hub id | local checkpoint dir | .gguf file",
+        short="-m",
+    )
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt(
+        "auto", "auto = bf16 on GPUs and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32"
+    )
+    threads: int = opt(0, "torch CPU threads (0 = torch's default)", min=0)
+
+    def load_model(self, progress: bool = True, **kw):
+        """The loaded model (``tpro.models.LoadedModel``) these options describe."""
+        from tpro.models import load_model
+
+        return load_model(self.model, dtype=self.dtype, threads=self.threads or None, progress=progress, **kw)
+
+
+@dataclass(kw_only=True)
+class SamplingOptions(Config):
+    """How to sample: the engine's ``SamplingParams`` as settings."""
+
+    max_new_tokens: int = opt(
+        512,
+        "Tokens to generate at most per answer (the prompt does not count)",
+        short="-n",
+        min=1,
+        aliases=("--max-tokens",),
+    )
+    temperature: float = opt(0.0, "0 = greedy", short="-t", min=0.0, max=MAX_TEMPERATURE)
+    top_p: float = opt(
+        1.0, "Nucleus sampling: keep the smallest set of tokens whose probability sums to >= top_p", min=0.0, max=1.0
+    )
+    top_k: int = opt(0, "Keep the k most likely tokens (0 = off)", min=0)
+    seed: int | None = opt(None, "Sampling seed (same seed, same text)")
+    stop: list[str] = opt([], "Stop string (repeatable; not included in the output)")
+
+    def sampling(self, **overrides):
+        """``tpro.engine.SamplingParams`` from these settings (``overrides`` win)."""
+        from tpro.engine import SamplingParams
+
+        values = dict(
+            max_new_tokens=self.max_new_tokens,
+            temperature=self.temperature,
+            top_p=self.top_p or 1.0,
+            top_k=self.top_k,
+            seed=self.seed,
+            stop=list(self.stop),
+        )
+        return SamplingParams(**{**values, **overrides})
