@@ -107,10 +107,17 @@ def write_jsonl(path: str | Path, rows: Iterable[dict]) -> int:
 
 
 def append_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
-    """Append rows and flush them to disk: the progress file of a resumable job (a kill may cut only the last line,
-    which ``iter_jsonl(on_error="truncated")`` ignores)."""
+    """Append rows and flush them to disk: the progress file of a resumable job. A kill may cut only the last line
+    (``iter_jsonl(on_error="truncated")`` ignores it); appending first drops such a torn tail, so new rows never
+    join it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_file() and path.stat().st_size:
+        with path.open("rb+") as f:
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                data = path.read_bytes()
+                f.truncate(data.rfind(b"\n") + 1)
     with path.open("a", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")

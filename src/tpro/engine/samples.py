@@ -1,0 +1,91 @@
+"""K sampled answers per prompt, seeded and resumable: the loop behind difficulty selection (``tpro data
+difficulty``), on-policy pairs (``tpro train build-pairs``) and repeated samples in evaluation.
+
+One seed rule (``sample_seed``): sample ``j`` of prompt ``i`` is drawn with ``seed + 1000 * i + j``, so a rerun, a
+resumed run or a run over a superset of the prompts draws the same text for the same (i, j). Finished prompts are
+appended to a progress JSONL as they complete; a killed run rereads it (a torn last line is ignored) and samples
+only what is missing. This module knows nothing about what the answers are for (scoring is the caller's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from tpro.io import append_jsonl, iter_jsonl
+
+SEED_STRIDE = 1000  # samples per prompt the seed rule leaves room for
+
+
+def sample_seed(seed: int, index: int, j: int) -> int:
+    """The seed of sample ``j`` of prompt ``index``."""
+    return seed + SEED_STRIDE * index + j
+
+
+def answer_record(done) -> dict:
+    """What is kept of one sampled answer (an engine ``Done``)."""
+    return {
+        "text": done.text,
+        "reasoning": done.reasoning,
+        "answer": done.answer,
+        "tokens": len(done.token_ids),
+        "finish_reason": done.finish_reason,
+    }
+
+
+def read_progress(path: str | Path | None) -> dict[int, list[dict]]:
+    """Samples already written by an earlier run, by prompt index."""
+    if path is None or not Path(path).is_file():
+        return {}
+    return {row["index"]: row["samples"] for row in iter_jsonl(path, on_error="truncated")}
+
+
+def sample_answers(
+    engine,
+    prompts: Sequence[Any],
+    k: int,
+    params,
+    mode: str = "direct",
+    *,
+    progress_path: str | Path | None = None,
+    on_prompt: Callable[[int, list[dict]], None] | None = None,
+    show_progress: bool = True,
+    desc: str = "sampling",
+) -> list[list[dict]]:
+    """``k`` answers for each prompt (a string or chat messages) -> per prompt, ``k`` ``answer_record`` dicts.
+
+    ``params`` (``tpro.engine.SamplingParams``) gives the budget and sampling settings; its ``seed`` (None = 0) is
+    the base of ``sample_seed``. ``progress_path``: JSONL of finished prompts (``{"index", "samples"}``), read to
+    resume and appended to. ``on_prompt(i, samples)`` is called for each newly sampled prompt."""
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    done = read_progress(progress_path)
+    base = params.seed or 0
+    bar = None
+    if show_progress:
+        from rich.progress import Progress
+
+        bar = Progress(transient=True)
+        bar.start()
+        task = bar.add_task(desc, total=len(prompts), completed=sum(i in done for i in range(len(prompts))))
+    try:
+        for i, prompt in enumerate(prompts):
+            if i in done:
+                continue
+            samples = [
+                answer_record(engine.complete(prompt, replace(params, seed=sample_seed(base, i, j)), mode=mode))
+                for j in range(k)
+            ]
+            if progress_path is not None:
+                append_jsonl(progress_path, [{"index": i, "samples": samples}])
+            done[i] = samples
+            if on_prompt:
+                on_prompt(i, samples)
+            if bar:
+                bar.advance(task)
+    finally:
+        if bar:
+            bar.stop()
+    return [done[i] for i in range(len(prompts))]
