@@ -17,7 +17,13 @@ def test_help_is_instant_and_lists_stages():
     r = subprocess.run([sys.executable, "-X", "importtime", "-m", "tpro.cli", "--help"], capture_output=True, text=True)
     # "instant" = no torch/transformers import (what made --help slow); asserted by import, not by wall clock
     imported = {line.split("|")[-1].strip().split(".")[0] for line in r.stderr.splitlines()}
-    assert "typer" in imported and "torch" not in imported and "transformers" not in imported
+    assert "click" in imported and "torch" not in imported and "transformers" not in imported
+    # a stage's own --help is instant too: its commands load their config class only when run or asked for help
+    r = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "tpro.cli", "generate", "--help"], capture_output=True, text=True
+    )
+    assert r.returncode == 0 and "--max-new-tokens" in r.stdout and "--mode" in r.stdout
+    assert "torch" not in {line.split("|")[-1].strip().split(".")[0] for line in r.stderr.splitlines()}
 
 
 def test_generate_json_on_tiny_model(tiny_qwen2_dir):
@@ -33,6 +39,24 @@ def test_generate_bad_flag_is_clear(tiny_qwen2_dir):
     assert r.returncode == 2 and "temperature" in r.stderr
     r = run("generate", "x", "--model", "/nope/model")
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_generate_old_and_new_mode_spellings_agree(tiny_qwen2_dir, tmp_path):
+    """`--reasoning` (old) and `--mode reasoning` (one vocabulary) and a YAML config give the same request."""
+    outs = []
+    cfg = tmp_path / "gen.yaml"
+    cfg.write_text(f"prompt: Привет\nmodel: {tiny_qwen2_dir}\nmode: reasoning\nmax_new_tokens: 6\ndtype: float32\n")
+    base = ["--model", str(tiny_qwen2_dir), "-n", "6", "--json", "--dtype", "float32"]
+    for args in (
+        ["Привет", *base, "--reasoning"],
+        ["Привет", *base, "--mode", "reasoning"],
+        ["--config", str(cfg), "--json"],
+    ):
+        r = run("generate", *args)
+        assert r.returncode == 0, r.stderr
+        outs.append(json.loads(r.stdout))
+    assert {o["mode"] for o in outs} == {"reasoning"}
+    assert outs[0]["text"] == outs[1]["text"] == outs[2]["text"]
 
 
 @pytest.mark.embedded
