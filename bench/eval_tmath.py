@@ -58,7 +58,8 @@ def main():
             limit=args.limit,
             model="default",
             threads=args.threads,
-            max_tokens={"direct": 128, "reasoning": 256},
+            max_new_tokens_direct=128,
+            max_new_tokens=256,
         )
         run_eval(cfg, args.out, progress=False, log=lambda s: print(s, flush=True))
     print(table(args.out))

@@ -262,7 +262,7 @@ def params_for(cls) -> tuple[list[click.Parameter], dict[str, str]]:
                     required=False,
                     type=_click_type(base, f),
                     nargs=-1 if is_list else 1,
-                    default=tuple(default) if is_list else default,
+                    default=tuple(default) if is_list and default is not None else default,
                 )
             )
             continue
@@ -286,7 +286,7 @@ def params_for(cls) -> tuple[list[click.Parameter], dict[str, str]]:
                     [f.name, *names, *old],
                     type=_click_type(base, f),
                     multiple=is_list,
-                    default=tuple(default) if is_list else default,
+                    default=tuple(default) if is_list and default is not None else default,
                     visible=len(names),
                     **common,
                 )

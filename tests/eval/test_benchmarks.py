@@ -93,8 +93,9 @@ def test_generic_jsonl_fields_and_broken_rows(tmp_path):
         ("item-0003", "1/2 of 3?", "1.5"),
         ("item-0005", "Tab \\times", "5.0"),
     ]
+    assert ("line 2", "not valid JSON (Expecting property name enclosed in double quotes)") in report.skipped
     assert {why.split(" (")[0] for _, why in report.skipped} == {
-        "not JSON",
+        "not valid JSON",
         "no question in field 'problem'",
         "no answer in field 'sol'",
     }

@@ -15,18 +15,19 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tpro.eval.report import mode_metrics, summarize
+from tpro.config import ConfigError
+from tpro.engine.samples import sample_seed
+from tpro.eval.report import mode_metrics, read_records, summarize
 from tpro.eval.runner import (
     EndpointError,
     EndpointGenerator,
     EvalConfig,
     Generation,
     LocalGenerator,
-    RecordWriter,
     RunError,
-    read_records,
     run_eval,
 )
+from tpro.io import append_jsonl
 
 ITEMS = [{"id": f"q{i}", "question": f"Сколько будет {i} + {i}?", "answer": str(2 * i)} for i in range(1, 9)]
 
@@ -67,7 +68,8 @@ def test_local_engine_run_on_tiny_model(tiny_qwen2_dir, bench_file, tmp_path):
         path=str(bench_file),
         limit=2,
         model=str(tiny_qwen2_dir),
-        max_tokens={"direct": 6, "reasoning": 8},
+        max_new_tokens_direct=6,
+        max_new_tokens=8,
     )
     out = tmp_path / "run"
     summary = run_eval(cfg, out, progress=False, log=lambda s: None)
@@ -135,10 +137,9 @@ def test_cut_last_line_is_ignored_and_not_glued(tmp_path):
     p = tmp_path / "items.jsonl"
     p.write_text('{"id": "a", "mode": "direct", "sample": 0}\n{"id": "b", "mo', encoding="utf-8")
     assert [r["id"] for r in read_records(p)] == ["a"]
-    w = RecordWriter(p)
-    w.write({"id": "c", "mode": "direct", "sample": 0})
-    w.close()
+    append_jsonl(p, [{"id": "c", "mode": "direct", "sample": 0}])  # how the runner appends: the torn tail goes
     assert [r["id"] for r in read_records(p)] == ["a", "c"]
+    assert p.read_text(encoding="utf-8").count("\n") == 2
 
 
 def test_record_of_a_cut_output_has_no_last_number_answer():
@@ -165,8 +166,65 @@ def test_record_of_a_cut_output_has_no_last_number_answer():
 def test_config_errors():
     with pytest.raises(RunError, match="exactly one"):
         EvalConfig(model="default", endpoint="http://x")
-    with pytest.raises(RunError, match="mode"):
-        EvalConfig(model="default", modes=["fast"])
+    with pytest.raises(ConfigError, match="key 'mode': 'fast' is not one of direct, reasoning, both"):
+        EvalConfig(mode="fast")
+    with pytest.raises(RunError, match="--path"):
+        EvalConfig(question_field="q")
+    with pytest.raises(RunError, match="local engine"):
+        EvalConfig(endpoint="http://x", draft="auto")
+    assert EvalConfig().model == "default" and EvalConfig(endpoint="http://x").model is None
+    assert EvalConfig(mode="both").modes == ["direct", "reasoning"]
+
+
+def test_samples_follow_the_one_seed_rule(bench_file, tmp_path):
+    """Sample j of item i is seeded by tpro.engine.samples.sample_seed(seed, i, j); greedy runs send no seed."""
+    answers = {(it["question"].split("?")[0], m): "Ответ: 1" for it in ITEMS for m in ("direct", "reasoning")}
+    g = Scripted(answers)
+    cfg = EvalConfig(bench="jsonl", path=str(bench_file), limit=3, mode="reasoning", samples=2, temperature=0.7, seed=5)
+    run_eval(cfg, tmp_path / "s", generator=g, progress=False, log=lambda s: None)
+    assert [c[3] for c in g.calls] == [sample_seed(5, i, j) for i in range(3) for j in range(2)]
+    assert {c[2] for c in g.calls} == {512}  # the reasoning budget
+    g = Scripted(answers)
+    run_eval(EvalConfig(bench="jsonl", path=str(bench_file), limit=2), tmp_path / "g", generator=g, log=lambda s: None)
+    assert {c[3] for c in g.calls} == {None} and [c[2] for c in g.calls[:2]] == [256, 512]
+
+
+def test_a_run_dir_of_the_earlier_format_resumes(bench_file, tmp_path):
+    """config.json written before the one vocabulary (modes, max_tokens, fields, draft: null, seed 0) resumes with
+    the same settings spelled today, and still refuses other ones."""
+    out = tmp_path / "old"
+    out.mkdir()
+    old = {
+        "bench": "jsonl",
+        "path": str(bench_file),
+        "fields": {},
+        "hub": False,
+        "limit": 2,
+        "modes": ["direct", "reasoning"],
+        "samples": 1,
+        "max_tokens": {"direct": 128, "reasoning": 256},
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "top_k": 0,
+        "seed": 0,
+        "model": "default",
+        "endpoint": None,
+        "api_model": None,
+        "draft": None,
+        "dtype": "auto",
+        "threads": 1,
+        "concurrency": 4,
+        "timeout_s": 600.0,
+        "retries": 3,
+    }
+    (out / "config.json").write_text(json.dumps(old))
+    answers = {(it["question"].split("?")[0], m): "Ответ: 1" for it in ITEMS for m in ("direct", "reasoning")}
+    g = Scripted(answers)
+    cfg = EvalConfig(bench="jsonl", path=str(bench_file), limit=2, max_new_tokens_direct=128, max_new_tokens=256)
+    s = run_eval(cfg, out, generator=g, progress=False, log=lambda s: None)
+    assert len(g.calls) == 4 and s["sampling"]["max_tokens"] == {"direct": 128, "reasoning": 256}
+    with pytest.raises(RunError, match="max_tokens"):
+        run_eval(EvalConfig(bench="jsonl", path=str(bench_file)), out, generator=g, log=lambda s: None)
 
 
 def test_metrics_pass_avg_maj():
@@ -421,7 +479,7 @@ def test_endpoint_runner_against_tpro_serve_over_a_socket(tiny_qwen2_dir, tiny_q
                     f"tpro serve did not come up: {server.stderr.read() if server.poll() is not None else 'timeout'}"
                 )
             time.sleep(0.3)
-        common = dict(bench="jsonl", path=str(bench_file), limit=2, max_tokens={"direct": 10, "reasoning": 10})
+        common = dict(bench="jsonl", path=str(bench_file), limit=2, max_new_tokens_direct=10, max_new_tokens=10)
         remote = run_eval(
             EvalConfig(**common, endpoint=f"http://127.0.0.1:{port}", concurrency=2),
             tmp_path / "remote",
@@ -461,7 +519,8 @@ def test_local_run_with_eagle_draft_is_lossless(tiny_qwen2_dir, tiny_qwen2, benc
         path=str(bench_file),
         limit=1,
         model=str(tiny_qwen2_dir),
-        max_tokens={"direct": 6, "reasoning": 6},
+        max_new_tokens_direct=6,
+        max_new_tokens=6,
     )
     run_eval(
         EvalConfig(**common),

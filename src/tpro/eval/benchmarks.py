@@ -14,7 +14,6 @@ This module knows nothing about models or answer checking.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tpro.io import read_jsonl
 
 log = logging.getLogger("tpro.eval")
 
@@ -123,6 +124,21 @@ def list_benchmarks() -> list[str]:
     return sorted(p.stem for p in TASKS_DIR.glob("*.yaml"))
 
 
+def describe_benchmarks(language: str | None = None) -> list[dict]:
+    """The built-in benchmarks as rows: name, language, source (shipped / hub / --path), description."""
+    rows = []
+    for name in list_benchmarks():
+        s = load_spec(name)
+        if language and s.language not in (language, "any"):
+            continue
+        hub = s.source.get("hub")
+        src = ", ".join(
+            x for x in ("shipped" if s.source.get("local") else "", f"hub {hub['path']}" if hub else "") if x
+        )
+        rows.append({"name": name, "language": s.language, "source": src or "--path", "description": s.description})
+    return rows
+
+
 def load_spec(name: str) -> BenchmarkSpec:
     """A built-in name (``t-math``) or a path to a user's YAML spec."""
     path = Path(name)
@@ -150,20 +166,10 @@ def load_spec(name: str) -> BenchmarkSpec:
 
 
 def _read_jsonl(path: Path, report: LoadReport) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                report.skipped.append((f"line {n}", f"not JSON ({e.msg})"))
-                continue
-            if not isinstance(row, dict):
-                report.skipped.append((f"line {n}", "not a JSON object"))
-                continue
-            rows.append(row)
+    """The rows of a benchmark file; bad lines are skipped and listed in ``report``."""
+    skipped: list[tuple[int, str]] = []
+    rows = read_jsonl(path, on_error="skip", skipped=skipped)
+    report.skipped += [(f"line {n}", why) for n, why in skipped]
     return rows
 
 

@@ -18,9 +18,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tpro.config import Config, opt
 from tpro.eval.benchmarks import Item
 
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
+NGRAM = 13  # GPT-3's decontamination setting
+
+
+@dataclass(kw_only=True)
+class ContaminationConfig(Config):
+    """``tpro eval contamination``: a training file, the benchmarks to look for, the n-gram length."""
+
+    train_file: str = opt(
+        help="Training data: JSONL (every string of a row, or --field) or plain text", positional=True
+    )
+    bench: list[str] = opt(["t-math"], "Benchmark(s) to look for (repeatable)", short="-b")
+    ngram: int = opt(NGRAM, "Word n-gram length", min=1, aliases=("--n",))
+    field: str | None = opt(None, "Only this field of each JSONL row")
 
 
 @dataclass(frozen=True)
@@ -40,7 +54,7 @@ def _grams(ws: list[str], n: int) -> Iterator[tuple[str, ...]]:
         yield tuple(ws[i : i + n])
 
 
-def ngram_overlaps(texts: list[str], items: list[Item], n: int = 13, min_words: int = 8) -> list[Overlap]:
+def ngram_overlaps(texts: list[str], items: list[Item], n: int = NGRAM, min_words: int = 8) -> list[Overlap]:
     """One ``Overlap`` per (text, item) pair that shares an n-gram, in text order then item order."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")

@@ -10,7 +10,8 @@ Per run and mode, from ``items.jsonl`` alone (so a partial or killed run can be 
 The report puts modes and runs side by side and says, where a run has both modes, what the reasoning trace
 bought (accuracy) for what it cost (tokens, latency), and on which items the modes disagree.
 
-This module reads run directories; it knows nothing about models or endpoints.
+This module reads run directories (``tpro.eval.runner`` writes them and calls it, never the other way); it knows
+nothing about models or endpoints.
 """
 
 from __future__ import annotations
@@ -18,9 +19,45 @@ from __future__ import annotations
 import json
 import statistics
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
+from tpro.config import Config, opt
 from tpro.eval.check import clean, number_values
+from tpro.io import atomic_write, read_jsonl, write_json
+from tpro.options import expand_modes
+
+
+@dataclass(kw_only=True)
+class ReportConfig(Config):
+    """``tpro eval report``: which runs to compare and where the report goes."""
+
+    run_dirs: list[str] = opt([], "One or more run directories (tpro eval run --out)", positional=True)
+    out: str | None = opt(
+        None,
+        "Where to write report.md and plots/ (default: the run dir when there is one run; required for several)",
+        short="-o",
+    )
+    recheck: bool = opt(False, "Extract and check the stored answers again with the current checker (no generation)")
+
+
+def read_records(path: str | Path) -> list[dict]:
+    """Records of ``items.jsonl`` (none when it does not exist yet); a bad line (the last one, cut by a kill) is
+    skipped."""
+    path = Path(path)
+    return read_jsonl(path, on_error="skip") if path.is_file() else []
+
+
+def modes_of(config: dict) -> list[str]:
+    """A run's modes from its ``config.json`` (``mode: both``; before the one vocabulary, ``modes: [...]``)."""
+    return list(config["modes"]) if "modes" in config else expand_modes(config.get("mode", "both"))
+
+
+def budgets_of(config: dict) -> dict[str, int]:
+    """Max new tokens per mode from a ``config.json`` (earlier runs stored ``max_tokens: {mode: n}``)."""
+    if "max_tokens" in config:
+        return dict(config["max_tokens"])
+    return {"direct": config.get("max_new_tokens_direct"), "reasoning": config.get("max_new_tokens")}
 
 
 def load_run(run_dir: Path, recheck: bool = False) -> tuple[dict, list[dict]]:
@@ -28,7 +65,6 @@ def load_run(run_dir: Path, recheck: bool = False) -> tuple[dict, list[dict]]:
     without generating again)."""
     from tpro.eval.benchmarks import BenchmarkError, load_spec
     from tpro.eval.check import METRICS, extract_answer
-    from tpro.eval.runner import read_records
 
     run_dir = Path(run_dir)
     conf = run_dir / "config.json"
@@ -105,11 +141,14 @@ def mode_metrics(records: list[dict]) -> dict:
 
 
 def summarize(config: dict, records: list[dict]) -> dict:
-    modes = [m for m in config.get("modes", []) if any(r["mode"] == m for r in records)]
+    modes = [m for m in modes_of(config) if any(r["mode"] == m for r in records)]
     out = {
         "bench": config.get("bench"),
-        "generator": next((r["generator"] for r in records), config.get("model") or config.get("endpoint")),
-        "sampling": {k: config.get(k) for k in ("temperature", "top_p", "top_k", "seed", "samples", "max_tokens")},
+        "generator": next((r["generator"] for r in records), config.get("endpoint") or config.get("model")),
+        "sampling": {
+            **{k: config.get(k) for k in ("temperature", "top_p", "top_k", "seed", "samples")},
+            "max_tokens": budgets_of(config),
+        },
         "modes": {m: mode_metrics([r for r in records if r["mode"] == m]) for m in modes},
     }
     if "direct" in out["modes"] and "reasoning" in out["modes"]:
@@ -237,13 +276,11 @@ def write_outputs(
     run_dirs: list[Path], out: Path | None = None, recheck: bool = False
 ) -> tuple[Path, list[Path], list[dict]]:
     """Summaries (each run's summary.json), report.md and plots. One run: all inside it. Several: under ``out``."""
-    from tpro.eval.runner import atomic_write
-
     runs = []
     for d in run_dirs:
         config, records = load_run(Path(d), recheck)
         s = summarize(config, records)
-        atomic_write(Path(d) / "summary.json", json.dumps(s, ensure_ascii=False, indent=2))
+        write_json(Path(d) / "summary.json", s)
         runs.append((Path(d).name, s, records))
     target = Path(out) if out is not None else Path(run_dirs[0])
     target.mkdir(parents=True, exist_ok=True)

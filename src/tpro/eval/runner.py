@@ -7,10 +7,13 @@ Two generators share one small interface, ``generate(messages, mode, params) -> 
     bounded number of requests in flight. It sends ``chat_template_kwargs.enable_thinking`` for the mode and
     reads ``reasoning_content`` when the server splits the trace, else splits it with ``split_reasoning``.
 
-The run directory holds ``config.json`` (what was asked, sampling settings included), ``items.jsonl`` (one record
-per generation, appended and flushed as each finishes, so a killed run loses at most the generations in flight
-and ``run`` again resumes without redoing finished ones), then ``summary.json``, ``report.md`` and plots
-(``tpro.eval.report``). Answers are checked in the main thread (math-verify's timeout needs it).
+``EvalConfig`` is the run's settings: the ``tpro eval run`` command line, a YAML file (``configs/eval/``) and the
+Python API are the same dataclass. The run directory holds ``config.json`` (what was asked, sampling settings
+included), ``items.jsonl`` (one record per generation, appended and fsync'd as each finishes, so a killed run
+loses at most the generations in flight and ``run`` again resumes without redoing finished ones), then
+``summary.json``, ``report.md`` and plots (``tpro.eval.report``). With ``--samples K`` and a temperature, sample j
+of item i is seeded by ``tpro.engine.samples.sample_seed`` (the toolkit's one seed rule). Answers are checked in
+the main thread (math-verify's timeout needs it).
 
 This module knows nothing about how a model is loaded or served beyond those two interfaces.
 """
@@ -23,79 +26,126 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from tpro.config import ConfigError, opt
+from tpro.engine.samples import sample_seed
 from tpro.eval.benchmarks import BenchmarkSpec, Item
 from tpro.eval.check import METRICS, extract_answer
-
-MODES = ("direct", "reasoning")
-
-
-class RunError(ValueError):
-    """A run cannot start or resume as asked; the message says why and what to do."""
+from tpro.eval.report import budgets_of, modes_of, read_records, write_outputs
+from tpro.io import append_jsonl, write_json
+from tpro.options import DRAFT_HELP, MODE_HELP, ModelOptions, ModeOrBoth, SamplingOptions, expand_modes
 
 
-@dataclass
-class EvalConfig:
-    """What a run asks for; saved as ``config.json`` and compared on resume."""
+class RunError(ConfigError):
+    """A run cannot start or resume as asked; the message says why and what to do (the CLI exits 2)."""
 
-    bench: str = "t-math"  # a built-in benchmark name or a path to a YAML spec
-    path: str | None = None  # a local JSONL instead of the benchmark's own source
-    fields: dict = field(default_factory=dict)  # field-name overrides for --path: {"question": "problem"}
-    hub: bool = False  # read the hub dataset even when a copy ships with tpro
-    limit: int | None = None  # the first N items
-    modes: list[str] = field(default_factory=lambda: ["direct", "reasoning"])
-    samples: int = 1  # K generations per item and mode: pass@1 (first sample), avg@K, maj@K, pass@K
-    max_tokens: dict = field(default_factory=lambda: {"direct": 256, "reasoning": 512})  # per mode
-    temperature: float = 0.0
-    top_p: float = 1.0
-    top_k: int = 0
-    seed: int = 0  # sample k of an item uses seed + k (sampling only)
-    model: str | None = None  # a model spec for the local engine
-    endpoint: str | None = None  # base URL of an OpenAI-compatible server (…/v1)
-    api_model: str | None = None  # the "model" field sent to the endpoint (default: the server's first model)
-    draft: str | None = None  # EAGLE draft directory for the local engine ("default": the shipped head)
-    dtype: str = "auto"
-    threads: int | None = None
-    concurrency: int = 4  # endpoint requests in flight
-    timeout_s: float = 600.0  # per endpoint request
-    retries: int = 3  # endpoint retries after the first try
 
-    # Settings that change results: a resumed run must match them. The rest (concurrency, timeouts) may change.
-    RESULT_KEYS = (
-        "bench",
-        "path",
-        "fields",
-        "hub",
-        "modes",
-        "samples",
-        "max_tokens",
-        "temperature",
-        "top_p",
-        "top_k",
-        "seed",
-        "model",
-        "endpoint",
-        "api_model",
-        "draft",
-        "dtype",
+_SHARED_BUDGET = SamplingOptions.__dataclass_fields__["max_new_tokens"]
+
+
+@dataclass(kw_only=True)
+class EvalConfig(ModelOptions, SamplingOptions):
+    """``tpro eval run``: the benchmark, the generator (local model or endpoint), the modes, budgets and sampling.
+    Saved as ``config.json`` in the run directory and compared on resume."""
+
+    bench: str = opt("t-math", "Benchmark name (tpro eval list) or a path to a YAML spec", short="-b")
+    path: str | None = opt(None, "A local JSONL to use instead of the benchmark's source")
+    question_field: str | None = opt(None, "Question field name in --path rows")
+    answer_field: str | None = opt(None, "Gold answer field name in --path rows")
+    id_field: str | None = opt(None, "Id field name in --path rows (default: row numbers)")
+    hub: bool = opt(False, "Load from the Hugging Face hub even when a copy ships with tpro")
+    limit: int | None = opt(None, "Only the first N items", min=1)
+    mode: ModeOrBoth = opt("both", MODE_HELP + "; both: every item in each mode")
+    samples: int = opt(1, "Generations per item and mode (pass@1, avg@K, maj@K, pass@K)", short="-k", min=1)
+    # The shared budget is reasoning mode's (trace + answer); direct mode asks for the answer alone and gets its own,
+    # smaller one. Defaults 512 / 256: the README's; docs/benchmarks.md's T-Math run used 256 / 128
+    # (configs/eval/t-math.yaml).
+    max_new_tokens: int = opt(
+        _SHARED_BUDGET.default,
+        "Tokens to generate at most per answer in reasoning mode (trace + answer)",
+        short="-n",
+        min=1,
+        aliases=(*_SHARED_BUDGET.metadata["aliases"], "--max-tokens-reasoning"),
     )
+    max_new_tokens_direct: int = opt(
+        256, "Tokens to generate at most per answer in direct mode", min=1, aliases=("--max-tokens-direct",)
+    )
+    # The model is the local engine's; None when --endpoint is given (the embedded default otherwise).
+    model: str | None = opt(
+        None,
+        "Local engine: default (the embedded model; what runs without --endpoint) | hub id | local dir | .gguf file",
+        short="-m",
+    )
+    endpoint: str | None = opt(
+        None,
+        "OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (API key from $TPRO_API_KEY if set)",
+        short="-e",
+    )
+    api_model: str | None = opt(None, "Model name sent to the endpoint (default: its first model)")
+    draft: str = opt("none", DRAFT_HELP + " (local engine)")
+    concurrency: int = opt(4, "Endpoint requests in flight", min=1)
+    timeout: float = opt(600.0, "Seconds per endpoint request", min=1.0)
+    retries: int = opt(3, "Endpoint retries (with exponential backoff)", min=0)
+    out: str | None = opt(
+        None,
+        "Run directory (default runs/eval/BENCH-MODEL). Running again with the same settings resumes it.",
+        short="-o",
+    )
+    progress: bool = opt(True, "A progress bar (--no-progress: one log line per generation)")
 
     def __post_init__(self):
-        bad = [m for m in self.modes if m not in MODES]
-        if bad or not self.modes:
-            raise RunError(f"unknown mode(s) {bad or self.modes}; choose direct, reasoning or both")
-        if (self.model is None) == (self.endpoint is None):
+        super().__post_init__()
+        if self.model is not None and self.endpoint is not None:
             raise RunError("give exactly one of --model SPEC (local engine) or --endpoint URL")
-        if self.samples < 1:
-            raise RunError(f"--samples must be >= 1, got {self.samples}")
-        if self.draft and self.endpoint:
+        if self.endpoint is None:
+            self.model = self.model or "default"
+        if self.draft not in ("", "none") and self.endpoint:
             raise RunError("--draft is for the local engine; an endpoint uses whatever draft its server loaded")
+        if self.fields and self.path is None:
+            raise RunError("--question-field/--answer-field/--id-field apply to --path FILE; give the file too")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    @property
+    def modes(self) -> list[str]:
+        return expand_modes(self.mode)
+
+    @property
+    def fields(self) -> dict[str, str]:
+        """Field-name overrides for --path rows: {"question": "problem"}."""
+        pairs = (("question", self.question_field), ("answer", self.answer_field), ("id", self.id_field))
+        return {k: v for k, v in pairs if v}
+
+    def budget(self, mode: str) -> int:
+        return self.max_new_tokens_direct if mode == "direct" else self.max_new_tokens
+
+    def run_dir(self) -> Path:
+        if self.out:
+            return Path(self.out)
+        who = Path(self.model).name if self.model else (self.api_model or "endpoint")
+        return Path("runs") / "eval" / f"{Path(self.bench).stem}-{who}"
+
+
+def result_settings(config: dict) -> dict:
+    """The settings that decide a run's results, from a ``config.json`` of this version or an earlier one
+    (``modes``/``max_tokens``/``fields`` keys, ``draft: null``): a resumed run must match them. The rest (limit,
+    concurrency, timeouts, output) may change."""
+    fields = config.get("fields") or {}
+    modes = modes_of(config)
+    return {
+        "bench": config.get("bench"),
+        "path": config.get("path"),
+        **{f"{k}_field": config.get(f"{k}_field", fields.get(k)) for k in ("question", "answer", "id")},
+        "hub": config.get("hub", False),
+        "modes": modes,
+        "samples": config.get("samples", 1),
+        "max_tokens": {m: budgets_of(config).get(m) for m in modes},
+        **{k: config.get(k) for k in ("temperature", "top_p", "top_k", "model", "endpoint", "api_model", "dtype")},
+        "seed": config.get("seed") or 0,
+        "stop": config.get("stop") or [],
+        "draft": config.get("draft") or "none",
+    }
 
 
 @dataclass
@@ -128,20 +178,18 @@ class LocalGenerator:
         self.name = engine.name + (f"+{decoder.name}" if decoder is not None else "")
 
     @classmethod
-    def from_config(cls, cfg: EvalConfig) -> LocalGenerator:
+    def from_config(cls, cfg: EvalConfig, log: Callable[[str], None] = print) -> LocalGenerator:
         from tpro.engine import Engine
-        from tpro.models import load_model
 
-        lm = load_model(cfg.model, dtype=cfg.dtype, threads=cfg.threads, progress=False)
-        decoder = None
-        if cfg.draft:
-            # Imported lazily: EAGLE is another stage, and a run without a draft must not need it.
-            from tpro.eagle import default_head_dir, load_decoder
+        lm = cfg.load_model(progress=False)
+        # Imported lazily: EAGLE is another stage, and a run without a draft must not need it.
+        from tpro.eagle import DraftUnavailable, resolve_draft
 
-            draft_dir = default_head_dir() if cfg.draft == "default" else Path(cfg.draft)
-            if draft_dir is None:
-                raise RunError("--draft default: no EAGLE head ships for this model; train one (tpro eagle train)")
-            decoder = load_decoder(draft_dir, lm)
+        try:
+            decoder, line = resolve_draft(cfg.draft, lm)
+        except DraftUnavailable as e:
+            raise RunError(str(e)) from e
+        log(line)
         return cls(Engine.from_loaded(lm), decoder)
 
     def generate(self, messages: list[dict], mode: str, params) -> Generation:
@@ -240,6 +288,8 @@ class EndpointGenerator:
             body["top_k"] = params.top_k  # vLLM/SGLang/tpro extension; OpenAI itself has no top_k
         if params.seed is not None:
             body["seed"] = params.seed
+        if params.stop:
+            body["stop"] = params.stop
         t0 = time.perf_counter()
         data = self._request("POST", f"{self.base}/chat/completions", json=body).json()
         latency = time.perf_counter() - t0
@@ -270,25 +320,6 @@ class EndpointGenerator:
 # ------------------------------------------------------------------------------------------------ run dir
 
 
-def atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def read_records(path: Path) -> list[dict]:
-    """Records of ``items.jsonl``; a last line cut by a kill (no newline, bad JSON) is ignored."""
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return out
-
-
 def job_key(rec: dict) -> tuple[str, str, int]:
     return rec["mode"], rec["id"], int(rec["sample"])
 
@@ -297,41 +328,18 @@ def open_run_dir(out: Path, cfg: EvalConfig) -> set[tuple[str, str, int]]:
     """Create ``out`` or resume it: -> keys of finished generations. Refuses a dir made with other settings."""
     out.mkdir(parents=True, exist_ok=True)
     conf_path = out / "config.json"
+    new = cfg.to_dict()
     if conf_path.exists():
-        old = json.loads(conf_path.read_text(encoding="utf-8"))
-        new = cfg.to_dict()
-        diff = [k for k in EvalConfig.RESULT_KEYS if old.get(k) != new.get(k)]
+        old = result_settings(json.loads(conf_path.read_text(encoding="utf-8")))
+        now = result_settings(new)
+        diff = [k for k in now if old.get(k) != now[k]]
         if diff:
             raise RunError(
-                f"{out} holds a run with other settings ({', '.join(f'{k}: {old.get(k)!r} -> {new.get(k)!r}' for k in diff)}); "
+                f"{out} holds a run with other settings ({', '.join(f'{k}: {old.get(k)!r} -> {now[k]!r}' for k in diff)}); "
                 "use another --out, or the same settings to resume"
             )
-    atomic_write(conf_path, json.dumps(cfg.to_dict(), ensure_ascii=False, indent=2))
+    write_json(conf_path, new)
     return {job_key(r) for r in read_records(out / "items.jsonl")}
-
-
-class RecordWriter:
-    """Append one JSON line per generation; flush and fsync so a kill keeps every finished line."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        if path.exists() and path.stat().st_size:
-            with open(path, "rb") as f:
-                f.seek(-1, os.SEEK_END)
-                cut = f.read(1) != b"\n"  # killed mid-line: start on a fresh line
-        else:
-            cut = False
-        self.f = open(path, "a", encoding="utf-8")
-        if cut:
-            self.f.write("\n")
-
-    def write(self, rec: dict) -> None:
-        self.f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-        self.f.flush()
-        os.fsync(self.f.fileno())
-
-    def close(self) -> None:
-        self.f.close()
 
 
 # ------------------------------------------------------------------------------------------------ the loop
@@ -342,23 +350,25 @@ class Job:
     item: Item
     mode: str
     sample: int
+    index: int = 0  # the item's position in the benchmark: with ``sample``, it picks the sample's seed
 
 
 def plan(items: list[Item], cfg: EvalConfig, done: set) -> list[Job]:
     """Item by item, both modes side by side, so a partial run already compares the modes on the same items."""
-    return [Job(it, m, k) for it in items for m in cfg.modes for k in range(cfg.samples) if (m, it.id, k) not in done]
+    return [
+        Job(it, m, k, i)
+        for i, it in enumerate(items)
+        for m in cfg.modes
+        for k in range(cfg.samples)
+        if (m, it.id, k) not in done
+    ]
 
 
-def sampling_params(cfg: EvalConfig, mode: str, sample: int):
-    from tpro.engine import SamplingParams
-
-    return SamplingParams(
-        max_new_tokens=int(cfg.max_tokens[mode]),
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        top_k=cfg.top_k,
-        seed=None if cfg.temperature == 0 else cfg.seed + sample,
-    )
+def sampling_params(cfg: EvalConfig, job: Job):
+    """The mode's budget; when sampling, the seed of sample j of item i is ``sample_seed(seed, i, j)`` (the rule of
+    ``tpro.engine.samples``: a resumed or longer run draws the same text for the same item and sample)."""
+    seed = None if cfg.temperature == 0 else sample_seed(cfg.seed or 0, job.index, job.sample)
+    return cfg.sampling(max_new_tokens=cfg.budget(job.mode), seed=seed)
 
 
 def record(job: Job, spec: BenchmarkSpec, prompt: str, gen: Generation, generator: str) -> dict:
@@ -393,18 +403,17 @@ def run_jobs(
     spec: BenchmarkSpec,
     cfg: EvalConfig,
     generator: Generator,
-    writer: RecordWriter,
+    items_path: Path,
     concurrency: int = 1,
     on_record: Callable[[dict], None] | None = None,
 ) -> list[tuple[Job, str]]:
-    """Generate, check and append every job -> failures (job, error). Finished records are on disk already."""
+    """Generate, check and append every job to ``items_path`` -> failures (job, error). Finished records are on
+    disk already (appended and fsync'd one by one: a kill loses at most the generations in flight)."""
     failures: list[tuple[Job, str]] = []
 
     def one(job: Job) -> tuple[str, Generation]:
         prompt = spec.render(job.item, job.mode)
-        return prompt, generator.generate(
-            [{"role": "user", "content": prompt}], job.mode, sampling_params(cfg, job.mode, job.sample)
-        )
+        return prompt, generator.generate([{"role": "user", "content": prompt}], job.mode, sampling_params(cfg, job))
 
     def finish(job: Job, fut_result: Callable[[], tuple[str, Generation]]) -> None:
         try:
@@ -413,7 +422,7 @@ def run_jobs(
             failures.append((job, str(e)))
             return
         rec = record(job, spec, prompt, gen, generator.name)
-        writer.write(rec)
+        append_jsonl(items_path, [rec])
         if on_record:
             on_record(rec)
 
@@ -441,23 +450,24 @@ def run_jobs(
 
 def run_eval(
     cfg: EvalConfig,
-    out: Path,
+    out: str | Path | None = None,
     *,
     generator: Generator | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     log: Callable[[str], None] = print,
 ) -> dict:
-    """Run (or resume) ``cfg`` into ``out`` -> the summary. ``generator``: one built already (tests, callers
-    that hold an engine); otherwise from ``cfg.model`` / ``cfg.endpoint``."""
+    """Run (or resume) ``cfg`` into ``out`` (default ``cfg.run_dir()``) -> the summary. ``generator``: one built
+    already (tests, callers that hold an engine); otherwise from ``cfg.model`` / ``cfg.endpoint``. ``progress``:
+    a bar (default ``cfg.progress``) or one log line per generation."""
     from tpro.eval.benchmarks import load_benchmark_with_report
 
-    out = Path(out)
+    out = Path(out) if out is not None else cfg.run_dir()
+    progress = cfg.progress if progress is None else progress
     spec, items, report = load_benchmark_with_report(cfg.bench, cfg.path, cfg.limit, cfg.fields or None, cfg.hub)
     for line in report.lines():
         log(f"{spec.name}: {line}")
-    missing = [m for m in cfg.modes if m not in cfg.max_tokens]
-    if missing:
-        raise RunError(f"no max tokens for mode(s) {missing}")
+    if cfg.samples > 1 and cfg.temperature == 0:
+        log("warning: --samples > 1 with --temperature 0 repeats the same greedy answer")
     out.mkdir(parents=True, exist_ok=True)
     lock = _lock_run_dir(out)
     try:
@@ -482,8 +492,6 @@ def _lock_run_dir(out: Path):
 
 
 def _run_locked(cfg, out, spec, items, generator, progress, log) -> dict:
-    from tpro.eval.report import write_outputs
-
     done = open_run_dir(out, cfg)
     jobs = plan(items, cfg, done)
     total = len(items) * len(cfg.modes) * cfg.samples
@@ -498,17 +506,13 @@ def _run_locked(cfg, out, spec, items, generator, progress, log) -> dict:
                     cfg.endpoint,
                     cfg.api_model,
                     api_key=os.environ.get("TPRO_API_KEY"),
-                    timeout_s=cfg.timeout_s,
+                    timeout_s=cfg.timeout,
                     retries=cfg.retries,
                 )
             else:
-                generator = LocalGenerator.from_config(cfg)
+                generator = LocalGenerator.from_config(cfg, log)
         concurrency = cfg.concurrency if isinstance(generator, EndpointGenerator) else 1
-        writer = RecordWriter(out / "items.jsonl")
-        try:
-            failures = _run_with_progress(jobs, spec, cfg, generator, writer, concurrency, progress, log)
-        finally:
-            writer.close()
+        failures = _run_with_progress(jobs, spec, cfg, generator, out / "items.jsonl", concurrency, progress, log)
         for job, err in failures:
             log(f"failed {job.item.id} {job.mode} #{job.sample}: {err}")
         if failures:
@@ -518,7 +522,7 @@ def _run_locked(cfg, out, spec, items, generator, progress, log) -> dict:
     return summaries[0]
 
 
-def _run_with_progress(jobs, spec, cfg, generator, writer, concurrency, progress, log):
+def _run_with_progress(jobs, spec, cfg, generator, items_path, concurrency, progress, log):
     counts = {"n": 0, "right": 0}
 
     def note(rec: dict) -> None:
@@ -532,7 +536,7 @@ def _run_with_progress(jobs, spec, cfg, generator, writer, concurrency, progress
             )
 
     if not progress:
-        return run_jobs(jobs, spec, cfg, generator, writer, concurrency, note)
+        return run_jobs(jobs, spec, cfg, generator, items_path, concurrency, note)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -553,4 +557,4 @@ def _run_with_progress(jobs, spec, cfg, generator, writer, concurrency, progress
                 task, advance=1, description=f"{spec.name} on {generator.name}: {counts['right']}/{counts['n']} right"
             )
 
-        return run_jobs(jobs, spec, cfg, generator, writer, concurrency, tick)
+        return run_jobs(jobs, spec, cfg, generator, items_path, concurrency, tick)

@@ -4,9 +4,10 @@ embedded default; chat prompts in T-pro's two modes (direct, reasoning); the rea
 It knows nothing about decoding: that is ``tpro.engine``.
 """
 
-from tpro.models.chat import ChatPrompt, Mode, build_prompt, supports_enable_thinking
+from tpro.models.chat import ChatPrompt, build_prompt, supports_enable_thinking
 from tpro.models.loading import LoadedModel, load_model, resolve_dtype
 from tpro.models.reasoning import ReasoningStream, split_reasoning
+from tpro.options import Mode
 
 __all__ = [
     "ChatPrompt",

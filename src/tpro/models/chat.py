@@ -13,12 +13,10 @@ Reasoning from earlier assistant turns is dropped from the history, as Qwen3's t
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from tpro.models.reasoning import split_reasoning
-
-Mode = Literal["direct", "reasoning"]
-MODES: tuple[str, ...] = ("direct", "reasoning")
+from tpro.options import MODES
 
 REASONING_SYSTEM = (
     "You are a helpful assistant. Before answering, think step by step inside <think> and </think>; "
