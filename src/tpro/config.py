@@ -54,10 +54,12 @@ def opt(
     positional: bool = False,
     envvar: str | None = None,
     cli: bool = True,
+    secret: bool = False,
 ) -> Any:
     """A config field. ``aliases``: old flag spellings (hidden); ``flags``: hidden flags that set a value
     (``{"--reasoning": "reasoning"}``); ``positional``: a command-line argument instead of an option;
-    ``cli=False``: settable from YAML and Python only. A list default is copied per instance."""
+    ``cli=False``: settable from YAML and Python only; ``secret``: never written out by ``to_yaml`` /
+    ``--print-config`` (an API key belongs in the environment). A list default is copied per instance."""
     meta = dict(
         help=help,
         short=short,
@@ -69,6 +71,7 @@ def opt(
         positional=positional,
         envvar=envvar,
         cli=cli,
+        secret=secret,
     )
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
@@ -80,7 +83,9 @@ class Config:
     """Base of every stage config: validation on construction, YAML in and out."""
 
     def __post_init__(self):
-        validate(type(self), {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}, type(self).__name__)
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        for key, value in validate(type(self), values, type(self).__name__).items():
+            object.__setattr__(self, key, value)  # coerced: a Path becomes str, a lone string a one-item list
 
     @classmethod
     def from_yaml(cls, path: str | Path, **overrides):
@@ -90,9 +95,12 @@ class Config:
         return dataclasses.asdict(self)
 
     def to_yaml(self) -> str:
+        """The settings as YAML that ``from_yaml`` reads back; secret fields are left out."""
         import yaml
 
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        secret = {f.name for f in dataclasses.fields(self) if f.metadata.get("secret")}
+        values = {k: v for k, v in self.to_dict().items() if k not in secret}
+        return yaml.safe_dump(values, sort_keys=False, allow_unicode=True)
 
 
 # --- types and validation ------------------------------------------------------------------------------------

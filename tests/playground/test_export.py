@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from tpro.playground.cli import app
 from tpro.playground.export import vote_to_pair

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from tpro.eagle import DraftUnavailable, resolve_draft
 from tpro.engine import Engine
 from tpro.serve import build_app
-from tpro.serve.cli import DraftUnavailable, resolve_draft
 
 eagle_head = pytest.importorskip("tpro.eagle.head")
 

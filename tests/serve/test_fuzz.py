@@ -19,7 +19,7 @@ from schemathesis.generation import GenerationMode
 
 from tpro.serve import ServeConfig, build_app
 
-FUZZ_CONFIG = ServeConfig(max_tokens_limit=4, default_max_tokens=4, timeout_s=60)
+FUZZ_CONFIG = ServeConfig(max_tokens_limit=4, max_new_tokens=4, timeout_s=60)
 
 
 @pytest.fixture(scope="module")

@@ -132,7 +132,7 @@ def test_overload_over_socket_429_then_recovers(live_server):
     ],
 )
 def test_cli_fails_clearly(args, phrase, tiny_qwen2_dir):
-    from typer.testing import CliRunner
+    from click.testing import CliRunner
 
     from tpro.serve.cli import app
 

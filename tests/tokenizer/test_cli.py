@@ -1,14 +1,17 @@
-"""The CLI end to end on a tiny model: adapt -> check -> report -> remap-model, and clear errors on bad input."""
+"""The CLI end to end on a tiny model: adapt -> check -> report -> remap-model, YAML configs, clear errors."""
 
 import json
+from pathlib import Path
 
-from typer.testing import CliRunner
+import yaml
+from click.testing import CliRunner
 
 from tpro.tokenizer.cli import app
 
 from .conftest import SMALL_CORPUS, SMALL_KEEP
 
 runner = CliRunner()
+CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "tokenizer"
 
 
 def test_adapt_check_report_remap(tiny_qwen3_dir, tmp_path):
@@ -126,7 +129,49 @@ def test_bad_inputs_exit_2(tiny_qwen2_dir, tmp_path):
             "magic",
         ],
     )
-    assert r.exit_code == 2 and "unknown method" in r.stderr
+    assert r.exit_code == 2 and "'magic' is not one of 'mean', 'contextual'" in r.stderr
     r = runner.invoke(app, ["report", "--tokenizer", str(tiny_qwen2_dir), "--text", str(tmp_path / "none.txt")])
     assert r.exit_code == 2
     assert not (tmp_path / "o").exists()
+
+
+def test_adapt_and_check_from_config_files(tiny_qwen2_dir, adapted_tiny, tmp_path):
+    """`--config FILE` sets every field (a positional one too); flags given on the command line win."""
+    out = tmp_path / "tok"
+    cfg = tmp_path / "adapt.yaml"
+    settings = dict(
+        base=str(tiny_qwen2_dir),
+        out=str(out),
+        swap=16,
+        corpus=SMALL_CORPUS,
+        keep_corpus=SMALL_KEEP,
+        trainer_words=50000,
+    )
+    cfg.write_text(yaml.safe_dump(settings), encoding="utf-8")
+    r = runner.invoke(app, ["adapt", "--config", str(cfg), "--swap", "12", "--quiet", "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout)
+    assert report["swapped"] == 12 and report["config"] == {**report["config"], **settings, "swap": 12}
+
+    check = tmp_path / "check.yaml"
+    check.write_text(yaml.safe_dump({"directory": str(adapted_tiny[0]), "base": str(tiny_qwen2_dir), "examples": 20}))
+    r = runner.invoke(app, ["check", "--config", str(check), "--json"])
+    assert r.exit_code == 0, r.output
+    assert all(c["ok"] for c in json.loads(r.stdout))
+
+    check.write_text("directory: x\nbase: y\nexampels: 3\n")
+    r = runner.invoke(app, ["check", "--config", str(check)])
+    assert r.exit_code == 2 and "unknown key 'exampels' (did you mean 'examples'?)" in r.stderr
+
+
+def test_shipped_configs_read_and_name_their_command():
+    """Each configs/tokenizer/*.yaml opens with the command that runs it, and that command accepts the file."""
+    files = sorted(CONFIGS.glob("*.yaml"))
+    assert files
+    for f in files:
+        first = f.read_text(encoding="utf-8").splitlines()[0]
+        verb = first.split()[3]
+        assert first == f"# tpro tokenizer {verb} --config configs/tokenizer/{f.name}"
+        r = runner.invoke(app, [verb, "--config", str(f), "--print-config"])
+        assert r.exit_code == 0, r.output
+        assert yaml.safe_load(r.stdout).items() >= yaml.safe_load(f.read_text(encoding="utf-8")).items()

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from tpro.tokenizer.remap import RemapConfig, omp, remap, ridge_update
+from tpro.tokenizer.remap import RemapConfig, omp, padded_batches, remap, ridge_update
 
 RU_TEXT = """Сегодня в городе прошла большая конференция о развитии науки.
 Учёные обсуждали новые методы обучения и образования детей.
@@ -123,3 +123,11 @@ def test_contextual_needs_text(tiny_qwen2_dir, adapted_tiny, tmp_path):
             ),
             show_progress=False,
         )
+
+
+def test_padded_batches_stay_within_budget():
+    lengths = [3, 5, 2, 9, 4, 4]
+    batches = padded_batches(list(range(6)), lengths, budget=10)
+    assert [i for b in batches for i in b] == list(range(6))  # consecutive, nothing lost
+    assert batches == [[0, 1], [2], [3], [4, 5]]  # rows x longest <= 10
+    assert padded_batches(["a", "b"], [50, 1], budget=10) == [["a"], ["b"]]

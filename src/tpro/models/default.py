@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tpro.io import cache_dir
+from tpro.io import atomic_path, cache_dir
 
 DEFAULT_NAME = "qwen2.5-coder-0.5b-instruct"
 GGUF_FILENAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
@@ -79,10 +78,8 @@ def _join_parts(dest: Path) -> None:
     every package and their sizes; a truncated part is the usual cause and shows as the odd size out.
     """
     paths = [p.path() for p in PARTS]
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_suffix(f".tmp{os.getpid()}")
     h = hashlib.sha256()
-    try:
+    with atomic_path(dest) as tmp:
         with open(tmp, "wb") as out:
             for p in paths:
                 with open(p, "rb") as f:
@@ -96,10 +93,6 @@ def _join_parts(dest: Path) -> None:
                 f"the embedded model's parts join to SHA-256 {digest}, expected {GGUF_SHA256}: a part is corrupt "
                 f"({sizes}). Fix: reinstall the parts, e.g. " + " && ".join(part.reinstall for part in PARTS)
             )
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def ensure_gguf(verify: bool = False) -> Path:
@@ -112,8 +105,3 @@ def ensure_gguf(verify: bool = False) -> Path:
         return dest
     _join_parts(dest)
     return dest
-
-
-def parts_size() -> int:
-    """Total bytes of the installed parts (raises ``EmbeddedModelError`` naming a missing package)."""
-    return sum(p.path().stat().st_size for p in PARTS)

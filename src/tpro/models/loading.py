@@ -109,11 +109,11 @@ def convert_gguf(gguf: Path, out: Path | None = None, progress: bool = True) -> 
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if not gguf.is_file():
+        raise ModelLoadError(f"GGUF file {gguf} does not exist. Fix: pass the path of an existing .gguf file")
     out = out or converted_dir_for(gguf)
     if (out / "config.json").is_file():
         return out
-    if not gguf.is_file():
-        raise ModelLoadError(f"GGUF file {gguf} does not exist")
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     t0 = time.perf_counter()
@@ -178,6 +178,12 @@ def _resolve_checkpoint(spec: str | None, progress: bool) -> tuple[str, str, str
     if kind == "local":
         return kind, where, Path(where).resolve().name
     return kind, where, where
+
+
+def checkpoint_source(spec: str | None = "default", progress: bool = True) -> str:
+    """What ``from_pretrained`` takes for ``spec`` (a directory or hub id), without loading weights: the embedded
+    default and GGUF files are converted once into the cache. Training loads it with its own head class."""
+    return _resolve_checkpoint(spec, progress)[1]
 
 
 def load_model(

@@ -9,10 +9,22 @@ into the content as ``<think>…</think>`` with ``with_reasoning``.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+
+from tpro.config import Config, ConfigError, opt
+from tpro.io import write_jsonl
+from tpro.playground.store import VoteStore, default_db
+
+
+@dataclass(kw_only=True)
+class ExportConfig(Config):
+    """``tpro playground export-prefs``: which votes, where the pairs go, how answers are written."""
+
+    out: str = opt(help="Output JSONL: one TRL conversational preference pair per line", positional=True)
+    db: str | None = opt(None, f"Votes SQLite file (default: {default_db()})")
+    with_reasoning: bool = opt(False, "Put reasoning traces in the content as <think>…</think>")
 
 
 def _content(side: dict, with_reasoning: bool) -> str:
@@ -47,17 +59,16 @@ def vote_to_pair(row: dict, with_reasoning: bool = False) -> dict | None:
 
 
 def export_pairs(rows: Iterable[dict], out: str | Path, with_reasoning: bool = False) -> dict:
-    """Write pairs to ``out`` atomically (tmp + rename); -> counts {"votes", "pairs", "skipped"}."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    votes = pairs = 0
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in rows:
-            votes += 1
-            pair = vote_to_pair(row, with_reasoning)
-            if pair is not None:
-                f.write(json.dumps(pair, ensure_ascii=False) + "\n")
-                pairs += 1
-    os.replace(tmp, out)
-    return {"votes": votes, "pairs": pairs, "skipped": votes - pairs, "out": str(out)}
+    """Write pairs to ``out`` atomically; -> counts {"votes", "pairs", "skipped", "out"}."""
+    rows = list(rows)
+    pairs = [p for p in (vote_to_pair(r, with_reasoning) for r in rows) if p is not None]
+    write_jsonl(out, pairs)
+    return {"votes": len(rows), "pairs": len(pairs), "skipped": len(rows) - len(pairs), "out": str(out)}
+
+
+def export_votes(cfg: ExportConfig) -> dict:
+    """The votes in ``cfg.db`` (default: ``default_db()``) -> pairs in ``cfg.out``; -> counts as ``export_pairs``."""
+    db = Path(cfg.db) if cfg.db else default_db()
+    if not db.is_file():
+        raise ConfigError(f"no votes file at {db}. Fix: vote in `tpro playground` first, or pass --db PATH")
+    return export_pairs(VoteStore(db).rows(), cfg.out, with_reasoning=cfg.with_reasoning)

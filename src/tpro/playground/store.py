@@ -8,6 +8,7 @@ concurrent writers from many threads or processes lose nothing (tested with proc
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 VOTES = ("left", "right", "tie", "both_bad")
+
+
+def default_db() -> Path:
+    """Votes are the user's data, not cache: ``$XDG_DATA_HOME/tpro`` (default ``~/.local/share/tpro``)."""
+    root = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "tpro"
+    return root / "playground-votes.sqlite"
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS votes (

@@ -12,7 +12,7 @@ that runs past ``timeout_s`` set the engine's ``cancel`` event; generation stops
 
 Every error is answered in OpenAI's format with a 4xx (bad input, unknown model, overload) and the server
 goes on serving. This module knows HTTP and the engine's interface; it knows nothing about how a model is
-loaded or how a draft is built (``tpro.serve.cli`` does that).
+loaded or how a draft is built (``tpro.serve.cli`` does that); its settings are ``tpro.serve.config.ServeConfig``.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tpro.engine import Decoder, Delta, Done, Engine, SamplingParams
 from tpro.models import ChatPrompt, ReasoningStream
+from tpro.serve.config import ServeConfig
 from tpro.serve.protocol import (
     MAX_STOP,
     APIError,
@@ -48,16 +49,7 @@ from tpro.serve.protocol import (
     usage,
 )
 
-
-@dataclass
-class ServeConfig:
-    max_queue: int = 8  # requests allowed to wait behind the running one; more get 429 + Retry-After
-    timeout_s: float = 300.0  # per request, queueing included; past it generation is cancelled (504)
-    default_max_tokens: int = 512  # when the request names no max_tokens (capped by the context left)
-    max_tokens_limit: int | None = None  # reject larger max_tokens with a 400 (None: the model's context)
-    default_thinking: bool = False  # reasoning mode when chat_template_kwargs.enable_thinking is not sent
-    api_key: str | None = None  # when set, "Authorization: Bearer KEY" is required on every route but /health
-    served_model_name: str | None = None  # the name clients send as "model" (default: the engine's name)
+__all__ = ["ServeConfig", "build_app"]
 
 
 @dataclass
@@ -302,7 +294,7 @@ class Server:
         stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
         if len(stop) > MAX_STOP:
             raise APIError(400, f"stop has {len(stop)} strings; at most {MAX_STOP}", param="stop")
-        thinking = self.config.default_thinking
+        thinking = self.config.mode == "reasoning"
         if body.chat_template_kwargs and body.chat_template_kwargs.enable_thinking is not None:
             thinking = body.chat_template_kwargs.enable_thinking
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
@@ -321,7 +313,7 @@ class Server:
                 code="context_length_exceeded",
             )
         if max_tokens is None:
-            max_tokens = min(self.config.default_max_tokens, ctx - n_prompt)
+            max_tokens = min(self.config.max_new_tokens, ctx - n_prompt)
         elif limit is not None and max_tokens > limit:
             raise APIError(
                 400,
@@ -366,7 +358,7 @@ class Server:
         return APIError(
             504,
             f"generation ran past this server's per-request timeout of {self.config.timeout_s:g}s "
-            "(tpro serve --timeout); lower max_tokens",
+            "(tpro serve --timeout-s); lower max_tokens",
             type="timeout",
             code="request_timeout",
         )

@@ -33,9 +33,10 @@ import re
 import shutil
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from tpro.config import Config, ConfigError, opt
 from tpro.io import replace_dir
 from tpro.tokenizer.bpe import TOKENIZER_FILES, BaseBPE, load_base, token_bytes, token_text
 from tpro.tokenizer.corpus import DEFAULT_KEEP, default_cyrillic_specs, load_corpus, split_weight
@@ -46,20 +47,38 @@ from tpro.tokenizer.corpus import DEFAULT_KEEP, default_cyrillic_specs, load_cor
 CYRILLIC_PIECE = re.compile(r" ?[\u0400-\u04FF\u0500-\u052F\u0300-\u036F]+")
 
 
-@dataclass
-class AdaptConfig:
-    base: str  # tokenizer.json, a directory holding one, or a hub id
-    out: str  # output directory
-    swap: int = 34_000  # how many tokens to replace
-    corpus: list[str] = field(default_factory=list)  # Cyrillic sources (see corpus.py); empty: the offline default
-    keep_corpus: list[str] = field(default_factory=list)  # keep mix besides the Cyrillic corpus; empty: DEFAULT_KEEP
-    cyrillic_keep_weight: float = 1.0  # weight of the Cyrillic corpus inside the keep mix
-    protect_ascii: bool = True  # never remove pure-ASCII tokens (English, code, digits unchanged)
-    candidate_factor: float = 2.5  # trainer vocabulary = byte alphabet + factor * swap
-    trainer_words: int = 4_000_000  # word occurrences fed to the BPE trainer (corpus weights scaled to this)
-    trainer_chunks: int = 300_000  # distinct chunks fed to the trainer (the most frequent; the rest add little)
-    max_passes: int = 12  # reachability passes per round
-    max_rounds: int = 8  # drop-and-refill rounds
+@dataclass(kw_only=True)
+class AdaptConfig(Config):
+    """``tpro tokenizer adapt``: the base tokenizer, how many tokens to swap, the corpora and the trainer budget."""
+
+    base: str = opt(help="Base tokenizer: tokenizer.json, a directory holding one, or a hub id.")
+    out: str = opt(help="Output directory (tokenizer.json, tokenizer_config.json, swap.json, report.json).")
+    swap: int = opt(34_000, "How many tokens to replace (T-pro 2.0: 34000 of Qwen3's ~151k).", min=1)
+    corpus: list[str] = opt(
+        [],
+        "Cyrillic source, repeatable: wordfreq:LANG[:N], hunspell:LANG, FILE.txt, FILE.jsonl:FIELD, "
+        "FILE.tsv (word<TAB>count), hf:NAME[:CONFIG]:SPLIT:FIELD; suffix @WEIGHT. Default (none given): wordfreq "
+        "ru/uk/bg/mk plus the installed hunspell ru/uk/be/bg/sr/kk.",
+    )
+    keep_corpus: list[str] = opt(
+        [],
+        "Keep-mix source (same forms, plus `code` and `math`), repeatable. Default (none given): "
+        + ", ".join(DEFAULT_KEEP)
+        + "; the Cyrillic corpus is always part of the keep mix.",
+    )
+    cyrillic_keep_weight: float = opt(1.0, "Weight of the Cyrillic corpus inside the keep mix.", min=0.0)
+    protect_ascii: bool = opt(True, "Never remove pure-ASCII tokens (English, code and digits tokenize as before).")
+    candidate_factor: float = opt(
+        2.5, "Trainer vocabulary = byte alphabet + the base's Cyrillic pieces + factor * swap.", min=0.0
+    )
+    trainer_words: int = opt(
+        4_000_000, "Word occurrences fed to the Cyrillic BPE trainer (corpus weights scaled to this).", min=1
+    )
+    trainer_chunks: int = opt(
+        300_000, "Distinct chunks fed to the trainer (the most frequent; the rest add little).", min=1
+    )
+    max_passes: int = opt(12, "Reachability passes per round.", min=1)
+    max_rounds: int = opt(8, "Drop-and-refill rounds.", min=1)
 
 
 # ---------------------------------------------------------------------------------------------- scoring
@@ -284,8 +303,6 @@ def adapt(cfg: AdaptConfig, show_progress: bool = True) -> dict:
     base = load_base(cfg.base)
     base_tok = base.build()
     pre = base_tok.pre_tokenizer.pre_tokenize_str
-    if cfg.swap < 1:
-        raise ValueError("--swap must be at least 1")
     corpus_specs = cfg.corpus or default_cyrillic_specs()
     keep_specs = cfg.keep_corpus or list(DEFAULT_KEEP)
     timings: dict[str, float] = {}
@@ -312,7 +329,7 @@ def adapt(cfg: AdaptConfig, show_progress: bool = True) -> dict:
         keep_domains = [(spec, load_corpus([spec], pre)) for spec in keep_specs]
         done(task, "corpora")
         if not cyr:
-            raise ValueError("the Cyrillic corpus is empty")
+            raise ConfigError("the Cyrillic corpus is empty. Fix: check the --corpus sources")
 
         domains = keep_domains + [("cyrillic", Counter({k: v * cfg.cyrillic_keep_weight for k, v in cyr.items()}))]
         task = stage("scoring base tokens on the keep mix", total=sum(len(c) for _, c in domains))
@@ -321,7 +338,9 @@ def adapt(cfg: AdaptConfig, show_progress: bool = True) -> dict:
         order, eff = removal_order(base, score, cfg.protect_ascii)
         done(task, "scoring")
         if len(order) < cfg.swap:
-            raise ValueError(f"only {len(order)} tokens are removable; lower --swap (or allow ASCII removal)")
+            raise ConfigError(
+                f"only {len(order)} tokens are removable; lower --swap (or allow ASCII removal: --no-protect-ascii)"
+            )
 
         task = stage("training the Cyrillic BPE")
         # The trainer relearns the Cyrillic pieces the base already has (Qwen: ~7k) before it finds new ones, so
@@ -418,7 +437,7 @@ def adapt(cfg: AdaptConfig, show_progress: bool = True) -> dict:
         tried_total = len(chosen) + len(set(dropped))
         report = {
             "base": cfg.base,
-            "config": asdict(cfg),
+            "config": cfg.to_dict(),
             "corpus": corpus_specs,
             "keep_corpus": keep_specs,
             "vocab_size": base.vocab_size,

@@ -55,12 +55,6 @@ def token_text(token: str) -> str | None:
         return None
 
 
-def text_token(text: str) -> str:
-    """Byte-level token string of ``text`` (inverse of ``token_text``)."""
-    enc = {b: c for c, b in byte_decoder().items()}
-    return "".join(enc[b] for b in text.encode("utf-8"))
-
-
 @dataclass
 class BaseBPE:
     """A byte-level BPE tokenizer.json, parsed: vocab (token -> id), merges in rank order, added tokens."""

@@ -13,7 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tpro.config import Config, opt
 from tpro.tokenizer.bpe import load_base, resolve_tokenizer_file, token_text
+
+
+@dataclass(kw_only=True)
+class CheckConfig(Config):
+    """``tpro tokenizer check``: the adapted tokenizer, its base, how many generated strings to round-trip."""
+
+    directory: str = opt(help="Adapted tokenizer directory (or its tokenizer.json).", positional=True)
+    base: str = opt(help="The base tokenizer it was adapted from (tokenizer.json, a directory or a hub id).")
+    examples: int = opt(300, "Hypothesis examples for the round-trip property.", min=1)
 
 
 @dataclass
@@ -71,7 +81,7 @@ def text_strategy():
     return st.lists(piece, max_size=40).map("".join)
 
 
-def check_round_trip(new, base, max_examples: int = 300) -> Check:
+def check_round_trip(new, base, max_examples: int) -> Check:
     from hypothesis import HealthCheck, given, settings
 
     failures: list[str] = []
@@ -106,7 +116,12 @@ def reachable_ids(tok, vocab: dict[str, int], added: set[str]) -> tuple[set[int]
     return ok, {i for _, i, _ in items}
 
 
-def run_checks(directory: str, base_spec: str, examples: int = 300) -> list[Check]:
+def check(cfg: CheckConfig) -> list[Check]:
+    """Every check of ``cfg.directory`` against ``cfg.base`` (a failed check is a ``Check`` with ``ok=False``)."""
+    return run_checks(cfg.directory, cfg.base, cfg.examples)
+
+
+def run_checks(directory: str, base_spec: str, examples: int) -> list[Check]:
     from tokenizers import Tokenizer
 
     checks: list[Check] = []

@@ -22,10 +22,11 @@ It knows nothing about BPE merges or vocabularies.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
 from pathlib import Path
+
+from tpro.io import JSONLError, read_jsonl
 
 # Word-list languages behind the default Cyrillic corpus. wordfreq ships ru/uk/bg/mk frequency lists; Debian's
 # hunspell packages add be/kk/sr (and more stems for ru/uk/bg) when installed; without them the default still
@@ -181,14 +182,14 @@ def read_source(spec: str, pre_tokenize) -> Counter:
     if path.suffix == ".jsonl":
         if not field:
             raise CorpusError(f"corpus {spec!r}: name the JSON field, e.g. {path}:text")
-        rows = []
-        for i, line in enumerate(path.open(encoding="utf-8"), 1):
-            if line.strip():
-                try:
-                    rows.append(str(json.loads(line)[field]))
-                except (json.JSONDecodeError, KeyError, TypeError) as e:
-                    raise CorpusError(f"{path}:{i}: no field {field!r} in a JSON object ({e})") from e
-        return text_chunks(rows, pre_tokenize)
+        try:
+            rows = read_jsonl(path)
+        except JSONLError as e:
+            raise CorpusError(str(e)) from e
+        missing = next((i for i, row in enumerate(rows, 1) if field not in row), None)
+        if missing is not None:
+            raise CorpusError(f"{path}: row {missing} has no field {field!r}. Fix: name a field every row has")
+        return text_chunks((str(row[field]) for row in rows), pre_tokenize)
     if path.suffix == ".tsv":
         words: dict[str, float] = {}
         for i, line in enumerate(path.open(encoding="utf-8"), 1):

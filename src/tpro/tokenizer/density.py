@@ -19,7 +19,27 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from tpro.config import Config, ConfigError, opt
+from tpro.io import atomic_path, atomic_write
+
 WORD = re.compile(r"[^\W_]+")
+
+
+@dataclass(kw_only=True)
+class ReportConfig(Config):
+    """``tpro tokenizer report``: tokenizers to compare, texts to measure them on, where to write the table."""
+
+    tokenizer: list[str] = opt(
+        [],
+        "Tokenizer (dir, tokenizer.json, hub id), repeatable, at least one; LABEL=SPEC to name it. The first is "
+        "the reference for the relative column.",
+    )
+    text: list[str] = opt(
+        [],
+        "Text file (one sentence or paragraph per line), repeatable, at least one; LABEL=FILE to name it "
+        "(e.g. ru=ud/ru_test.txt).",
+    )
+    out_dir: str | None = opt(None, "Write density.md, density.json and density.png here.")
 
 
 @dataclass
@@ -44,6 +64,38 @@ def load_tokenizer(spec: str):
 
     path, _ = resolve_tokenizer_file(spec)
     return Tokenizer.from_file(str(path))
+
+
+def labelled(specs: list[str]) -> dict[str, str]:
+    """``LABEL=SPEC`` (or a bare SPEC, named after its file or directory) -> {label: spec}."""
+    out = {}
+    for s in specs:
+        label, sep, rest = s.partition("=")
+        if sep and not Path(s).exists():
+            out[label] = rest
+        else:
+            out[Path(s).name if Path(s).name != "tokenizer.json" else Path(s).parent.name] = s
+    return out
+
+
+def report(cfg: ReportConfig) -> list[Density]:
+    """Measure every tokenizer on every text; with ``cfg.out_dir``, write density.md/.json/.png there."""
+    if not cfg.tokenizer or not cfg.text:
+        raise ConfigError("pass at least one --tokenizer and one --text")
+    toks = {name: load_tokenizer(spec) for name, spec in labelled(cfg.tokenizer).items()}
+    texts = {}
+    for name, f in labelled(cfg.text).items():
+        if not Path(f).is_file():
+            raise ConfigError(f"text file {f!r} does not exist. Fix: pass a UTF-8 text file, one line per sentence")
+        texts[name] = Path(f).read_text(encoding="utf-8").splitlines()
+    rows = density_table(toks, texts)
+    if cfg.out_dir is not None:
+        out = Path(cfg.out_dir)
+        atomic_write(out / "density.md", to_markdown(rows) + "\n")
+        atomic_write(out / "density.json", to_json(rows))
+        with atomic_path(out / "density.png") as tmp:
+            bar_chart(rows, tmp)
+    return rows
 
 
 def measure(tok, lines: list[str], tokenizer_name: str = "", text_name: str = "") -> Density:
@@ -128,5 +180,5 @@ def bar_chart(rows: list[Density], path: Path) -> None:
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")
     plt.close(fig)

@@ -24,27 +24,40 @@ import json
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
+from tpro.config import ConfigError, opt
 from tpro.io import replace_dir
+from tpro.options import DTYPES, ModelOptions
 from tpro.tokenizer.bpe import TOKENIZER_FILES, load_base, resolve_tokenizer_file, token_text
 
-METHODS = ("mean", "contextual")
+Method = Literal["mean", "contextual"]
 
 
-@dataclass
-class RemapConfig:
-    model: str  # model spec (tpro.models.load_model): default, a directory, a .gguf or a hub id
-    tokenizer: str  # the adapted tokenizer (directory or tokenizer.json)
-    out: str  # output checkpoint directory
-    method: str = "mean"  # mean | contextual
-    text: list[str] = field(default_factory=list)  # Cyrillic running text files for `contextual`
-    ridge: float = 1.0  # lam in the ridge fit (in logit^2 units; larger stays closer to the mean init)
-    max_contexts: int = 64  # occurrences used per token
-    omp_atoms: int = 8  # kept tokens per OMP combination
-    max_lines: int = 4000  # lines of --text used
-    batch_tokens: int = 2048  # padded tokens per forward while collecting contexts
+@dataclass(kw_only=True)
+class RemapConfig(ModelOptions):
+    """``tpro tokenizer remap-model``: the base model (``--model``), the adapted tokenizer, the init method."""
+
+    tokenizer: str = opt(help="The adapted tokenizer directory (from `tpro tokenizer adapt`) or its tokenizer.json.")
+    out: str = opt(help="Output checkpoint directory (safetensors + the adapted tokenizer).")
+    method: Method = opt(
+        "mean",
+        "mean (mean of the old pieces' rows) or contextual (lm_head rows fitted to the base model's log-probs of "
+        "the pieces on --text; untied input rows by OMP).",
+    )
+    text: list[str] = opt([], "Cyrillic running text (one sentence per line) for --method contextual, repeatable.")
+    ridge: float = opt(
+        1.0, "Ridge lambda of the contextual fit (logit^2 units; larger stays closer to the mean init).", min=0.0
+    )
+    max_contexts: int = opt(64, "Occurrences used per token (contextual).", min=1)
+    omp_atoms: int = opt(8, "Kept tokens per OMP combination (contextual, untied input rows).", min=1)
+    max_lines: int = opt(4000, "Lines of --text used (contextual).", min=1)
+    batch_tokens: int = opt(2048, "Padded tokens per forward while collecting contexts (contextual).", min=1)
+    # The rows are re-initialised and saved in fp32 unless asked otherwise: "auto" would pick bf16 on CPUs with
+    # native bf16 and round the kept rows of an fp32 checkpoint, which must stay bit-identical.
+    dtype: str = opt("float32", ModelOptions.__dataclass_fields__["dtype"].metadata["help"], choices=DTYPES)
 
 
 def swapped_ids(base_vocab: dict[str, int], new_vocab: dict[str, int]) -> dict[int, str]:
@@ -96,6 +109,21 @@ def omp(target, atoms, k: int, norms=None):
     return torch.tensor(support), coef
 
 
+def padded_batches(items: list, lengths: list[int], budget: int) -> list[list]:
+    """``items`` cut into consecutive batches whose padded size (rows x longest) stays within ``budget`` tokens;
+    a longer item goes alone."""
+    batches: list[list] = []
+    width = 0
+    for item, n in zip(items, lengths):
+        if batches and (len(batches[-1]) + 1) * max(width, n) <= budget:
+            batches[-1].append(item)
+            width = max(width, n)
+        else:
+            batches.append([item])
+            width = n
+    return batches
+
+
 def collect_contexts(model, base_tok, new_tok, swapped: dict[int, str], lines: list[str], cfg: RemapConfig, ctx: int):
     """For each swapped id seen in ``lines``: hidden states H [n, d] before its span and targets y [n]."""
     import torch
@@ -113,8 +141,7 @@ def collect_contexts(model, base_tok, new_tok, swapped: dict[int, str], lines: l
     need = sorted({li for occ in found.values() for li, _, _ in occ})
     hidden: dict[int, object] = {}
     logp_cache: dict[int, object] = {}
-    for k in range(0, len(need), 16):
-        batch = need[k : k + 16]
+    for k, batch in enumerate(padded_batches(need, [len(base_encs[li].ids) + 1 for li in need], cfg.batch_tokens)):
         seqs = [[ctx] + base_encs[li].ids for li in batch]
         width = max(map(len, seqs))
         ids = torch.zeros(len(seqs), width, dtype=torch.long)
@@ -154,18 +181,15 @@ def remap(cfg: RemapConfig, show_progress: bool = True) -> dict:
     import torch
     from tokenizers import Tokenizer
 
-    from tpro.models import load_model
     from tpro.models.bpc import context_token_id
 
-    if cfg.method not in METHODS:
-        raise ValueError(f"unknown method {cfg.method!r}; choose one of {', '.join(METHODS)}")
     if cfg.method == "contextual" and not cfg.text:
-        raise ValueError("--method contextual needs --text FILE (Cyrillic running text) to fit on")
+        raise ConfigError("--method contextual needs --text FILE (Cyrillic running text) to fit on")
     for f in cfg.text:
         if not Path(f).is_file():
-            raise ValueError(f"--text {f!r} does not exist. Fix: pass a UTF-8 text file, one sentence per line")
+            raise ConfigError(f"--text {f!r} does not exist. Fix: pass a UTF-8 text file, one sentence per line")
     t0 = time.perf_counter()
-    lm = load_model(cfg.model, dtype="float32", progress=show_progress)
+    lm = cfg.load_model(progress=show_progress)
     model = lm.model
     tok_path, tok_dir = resolve_tokenizer_file(cfg.tokenizer)
     new_b = load_base(str(tok_path))
@@ -175,12 +199,12 @@ def remap(cfg: RemapConfig, show_progress: bool = True) -> dict:
     head = model.get_output_embeddings().weight  # [V, d]
     tied = emb.data_ptr() == head.data_ptr()
     if swapped and max(swapped) >= emb.shape[0]:
-        raise ValueError(f"tokenizer id {max(swapped)} is outside the model's {emb.shape[0]} embedding rows")
+        raise ConfigError(f"tokenizer id {max(swapped)} is outside the model's {emb.shape[0]} embedding rows")
     base_tok = lm.tokenizer.backend_tokenizer
     pieces = {i: base_tok.encode(token_text(z), add_special_tokens=False).ids for i, z in swapped.items()}
     bad = [swapped[i] for i, p in pieces.items() if not p or any(j in swapped for j in p)]
     if bad:
-        raise ValueError(
+        raise ConfigError(
             f"{len(bad)} new tokens encode (in the base) to swapped ids, e.g. {bad[0]!r}: "
             "is --model the model the tokenizer was adapted from?"
         )
@@ -225,6 +249,6 @@ def remap(cfg: RemapConfig, show_progress: bool = True) -> dict:
         if src.is_file():
             shutil.copy2(src, tmp / (name if name != "report.json" else "tokenizer_report.json"))
     stats["seconds"] = round(time.perf_counter() - t0, 1)
-    (tmp / "tpro_remap.json").write_text(json.dumps({"config": asdict(cfg), **stats}, indent=1))
+    (tmp / "tpro_remap.json").write_text(json.dumps({"config": cfg.to_dict(), **stats}, indent=1))
     replace_dir(tmp, out)
     return stats

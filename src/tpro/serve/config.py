@@ -1,0 +1,57 @@
+"""``ServeConfig``: every setting of ``tpro serve``, declared once (the command's options, ``--config`` YAML keys and
+``build_app``'s Python settings). Importing it imports neither torch nor FastAPI, so ``tpro serve --help`` is
+instant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from tpro.config import opt
+from tpro.options import DRAFT_HELP, MODE_HELP, Mode, ModelOptions
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+@dataclass(kw_only=True)
+class ServeConfig(ModelOptions):
+    """How to serve: what to load (model, draft), where to listen, and the server's request policy.
+    ``build_app`` reads the policy fields (queue, timeout, budgets, mode, API key, name); the command the rest."""
+
+    draft: str = opt("none", DRAFT_HELP)
+    host: str = opt("127.0.0.1", "Interface to bind; 0.0.0.0 exposes the server to the network")
+    port: int = opt(8000, "TCP port (0: any free port)", min=0, max=65535)
+    api_key: str | None = opt(
+        None,
+        "Require 'Authorization: Bearer KEY' on every route but /health (prefer the env var)",
+        envvar="TPRO_API_KEY",
+        secret=True,
+    )
+    max_queue: int = opt(8, "Requests that may wait behind the running one; more get 429 + Retry-After", min=0)
+    timeout_s: float = opt(
+        300.0,
+        "Per-request timeout in seconds, queueing included; past it generation stops",
+        min=1.0,
+        aliases=("--timeout",),
+    )
+    max_new_tokens: int = opt(
+        512,
+        "Tokens a request may generate when it sends no max_tokens (capped by the context left)",
+        short="-n",
+        min=1,
+        aliases=("--default-max-tokens",),
+    )
+    max_tokens_limit: int | None = opt(
+        None, "Reject requests asking for more max_tokens (400); none: the context", min=1
+    )
+    mode: Mode = opt(
+        "direct",
+        f"{MODE_HELP}; for requests that send no chat_template_kwargs.enable_thinking",
+        flags={"--thinking": "reasoning", "--no-thinking": "direct"},
+    )
+    served_model_name: str | None = opt(None, "The model name clients send (default: the model's name)")
+    log_level: Literal["debug", "info", "warning", "error"] = opt("info", "uvicorn log level")
+
+    @property
+    def local_only(self) -> bool:
+        return self.host in LOCAL_HOSTS
