@@ -78,6 +78,16 @@ def opt(
     return field(default=default, metadata=meta)
 
 
+def like(cls: type, name: str, default: Any = MISSING, **changes) -> Any:
+    """The field ``name`` of ``cls`` as declared there (help, short name, bounds, old spellings), with ``changes``
+    and a new ``default`` when given: a stage overrides a shared field's default without copying its declaration
+    (``max_new_tokens: int = like(SamplingOptions, "max_new_tokens", 256)``)."""
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    if default is MISSING:
+        default = f.default if f.default_factory is MISSING else f.default_factory()
+    return opt(default, **{**f.metadata, **changes})
+
+
 @dataclass(kw_only=True)
 class Config:
     """Base of every stage config: validation on construction, YAML in and out."""

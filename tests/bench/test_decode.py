@@ -1,12 +1,13 @@
 """``tpro bench decode`` end to end on a tiny model: every method runs, ratios and files come out."""
 
 import json
+from pathlib import Path
 
 import torch
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from tpro.bench.cli import app
-from tpro.bench.decode import Run, markdown, summarize
+from tpro.bench.decode import BenchConfig, Run, markdown, summarize
 
 
 def test_summarize_ratios_and_acceptance():
@@ -36,30 +37,24 @@ def test_cli_runs_every_method_and_writes_outputs(tiny_qwen2_dir, tiny_qwen2, tm
             for i, (d, q) in enumerate([("chat", "Привет!"), ("math", "2+2=?"), ("math", "3*3=?")])
         )
     )
+    # a config file (configs/bench/decode.yaml's shape) with flags over it, old spellings among them
+    cfg = tmp_path / "decode.yaml"
+    cfg.write_text(
+        f"draft: {tmp_path / 'head'}\nprompts: {prompts}\nmax_new_tokens: 8\ntemperatures: [0.0, 0.8]\n"
+        f"per_domain: 1\nout: {tmp_path / 'out'}\n"
+    )
     r = CliRunner().invoke(
         app,
         [
             "decode",
+            "--config",
+            str(cfg),
             "--target",
             str(tiny_qwen2_dir),
-            "--draft",
-            str(tmp_path / "head"),
-            "--prompts",
-            str(prompts),
-            "-n",
-            "8",
-            "-t",
-            "0",
-            "-t",
-            "0.8",
-            "--per-domain",
-            "1",
             "--eagle-dtype",
             "float32",
             "--baseline-dtype",
             "float32",
-            "--out",
-            str(tmp_path / "out"),
             "--json",
         ],
     )
@@ -85,6 +80,19 @@ def test_cli_runs_every_method_and_writes_outputs(tiny_qwen2_dir, tiny_qwen2, tm
     assert "| T | domain |" in (tmp_path / "out" / "decode.md").read_text()
 
 
+def test_shipped_config_and_old_flags_resolve(tmp_path):
+    """configs/bench/decode.yaml is the recorded recipe; docs/benchmarks.md's flags (and old spellings) go over it."""
+    yaml = Path(__file__).parents[2] / "configs" / "bench" / "decode.yaml"
+    args = ["decode", "--config", str(yaml), "--generate-dtype", "bfloat16", "--methods", "generate,vanilla,eagle"]
+    r = CliRunner().invoke(app, [*args, "--reasoning", "-t", "0", "--print-config"])
+    assert r.exit_code == 0, r.output
+    (tmp_path / "back.yaml").write_text(r.output)
+    cfg = BenchConfig.from_yaml(tmp_path / "back.yaml")
+    assert cfg.max_new_tokens == 256 and cfg.draft == "default" and cfg.mode == "reasoning"
+    assert cfg.temperatures == [0.0] and cfg.generate_dtypes == ["bfloat16"]
+    assert cfg.methods == ["generate", "vanilla", "eagle"]
+
+
 def test_cli_bad_input_exits_2(tmp_path):
     r = CliRunner().invoke(app, ["decode", "--prompts", str(tmp_path / "missing.jsonl")])
     assert r.exit_code == 2 and "missing.jsonl" in r.output
@@ -92,3 +100,5 @@ def test_cli_bad_input_exits_2(tmp_path):
     assert r.exit_code == 2
     r = CliRunner().invoke(app, ["decode", "--generate-dtype", "float8"])  # refused before any model loads
     assert r.exit_code == 2 and "float8" in r.output
+    r = CliRunner().invoke(app, ["decode", "--methods", "generate,fast"])
+    assert r.exit_code == 2 and "fast" in r.output

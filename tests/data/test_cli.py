@@ -1,14 +1,16 @@
-"""The `tpro data` commands end to end, in process (typer's CliRunner): outputs, manifests, resume, errors."""
+"""The `tpro data` commands end to end, in process (click's CliRunner): outputs, manifests, resume, errors."""
 
 import json
+from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+from click.testing import CliRunner
 
 from tpro.data.cli import app
 from tpro.data.io import read_rows, write_rows
-from tpro.data.manifest import RowProgress, manifest_path
+from tpro.data.manifest import manifest_path
 from tpro.data.synth import plant
+from tpro.io import append_jsonl
 
 from .conftest import random_docs
 
@@ -59,16 +61,16 @@ def test_bad_input_exits_2_with_a_message(tmp_path):
 
 
 def test_reward_filter_resumes_from_progress(tmp_path, tiny_rm_dir):
-    from tpro.data.manifest import Manifest
+    from tpro.data.reward import RewardFilterConfig
+    from tpro.data.steps import start_manifest
 
     rows = [{"prompt": f"вопрос {i}", "completions": ["да", "нет", "может быть"]} for i in range(3)]
     src, out = tmp_path / "k.jsonl", tmp_path / "pairs.jsonl"
     write_rows(src, rows)
     # A killed run left row 0 scored: resuming must reuse that score rather than recompute it.
-    params = {"model": str(tiny_rm_dir), "select": "pairs", "threshold": None, "min_margin": 0.0}
-    prog = RowProgress(out, Manifest.start("reward-filter", params, [src]).key)
-    prog.add(0, [5.0, -5.0, 0.0])
-    prog.close()
+    key = start_manifest(RewardFilterConfig(source=str(src), out=str(out), model=str(tiny_rm_dir))).key
+    progress = tmp_path / f"pairs.jsonl.{key}.progress.jsonl"
+    append_jsonl(progress, [{"index": 0, "result": [5.0, -5.0, 0.0]}])
     code, stdout, _ = run("reward-filter", src, "-o", out, "--model", tiny_rm_dir, "--json")
     assert code == 0, stdout
     counts = json.loads(stdout)
@@ -76,7 +78,7 @@ def test_reward_filter_resumes_from_progress(tmp_path, tiny_rm_dir):
     pairs = read_rows(out)
     assert pairs[0]["chosen"][0]["content"] == "да" and pairs[0]["meta"]["margin"] == 10.0
     assert abs(pairs[1]["meta"]["margin"]) < 1.0  # scored by the tiny model, not the planted values
-    assert not prog.path.exists()  # the finished output replaces the progress file
+    assert not progress.exists()  # the finished output replaces the progress file
 
 
 def test_reward_filter_best_and_threshold_from_given_scores(tmp_path):
@@ -169,14 +171,18 @@ def test_difficulty_killed_mid_run_resumes_to_the_same_result(tmp_path, tiny_qwe
     killed = tmp_path / "killed.jsonl"
     cmd = [sys.executable, "-m", "tpro.data.cli", *args, "-o", str(killed)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    progress = tmp_path / "killed.jsonl.progress.jsonl"
+
+    def progress_lines():
+        files = list(tmp_path.glob("killed.jsonl.*.progress.jsonl"))
+        return len(files[0].read_text().splitlines()) if files else 0
+
     deadline = time.time() + 120
-    while time.time() < deadline and (not progress.exists() or len(progress.read_text().splitlines()) < 2):
+    while time.time() < deadline and progress_lines() < 2:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not killed.exists()  # nothing half-written
-    done_before = len(progress.read_text().splitlines())
+    done_before = progress_lines()
     assert 2 <= done_before < 20
     code, stdout, _ = run(*args, "-o", killed)
     assert code == 0 and json.loads(stdout)["resumed_rows"] >= 2
@@ -184,14 +190,52 @@ def test_difficulty_killed_mid_run_resumes_to_the_same_result(tmp_path, tiny_qwe
     assert read_rows(killed) == read_rows(tmp_path / "fresh.jsonl")  # seeded per problem: same samples
 
 
-def test_config_yaml_sets_defaults_and_flags_win(tmp_path):
+def test_step_config_file_and_flags_win(tmp_path):
+    """`tpro data dedup --config configs/data/dedup.yaml`: the shipped example, then a file of our own."""
+    src, out, cfg = tmp_path / "in.jsonl", tmp_path / "o.jsonl", tmp_path / "c.yaml"
+    write_rows(src, [{"text": t} for t in random_docs(10)])
+    example = Path(__file__).parents[2] / "configs" / "data" / "dedup.yaml"
+    code, stdout, err = run("dedup", src, "-o", out, "--config", example, "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["rows_out"] == 10
+    cfg.write_text("threshold: 0.55\nnum_perm: 64\nmethod: near\n")
+    code, _, err = run("dedup", src, "-o", out, "--config", cfg, "--method", "both")
+    assert code == 0, err
+    params = json.loads(manifest_path(out).read_text())["params"]
+    assert (params["threshold"], params["num_perm"], params["method"]) == (0.55, 64, "both")
+    cfg.write_text("treshold: 0.5\n")
+    code, _, err = run("dedup", src, "-o", out, "--config", cfg)
+    assert code == 2 and "unknown key 'treshold'" in err and "did you mean 'threshold'" in err
+
+
+def test_difficulty_example_config_prints(tmp_path):
+    example = Path(__file__).parents[2] / "configs" / "data" / "difficulty.yaml"
+    code, stdout, err = run("difficulty", "--config", example, "--print-config")
+    assert code == 0, err
+    assert "temperature: 0.7" in stdout and "samples: 8" in stdout
+
+
+def test_old_spellings_still_work(tmp_path):
+    """The sectioned `tpro data --config steps.yaml CMD` file and old flags (--mode on dedup) are kept."""
     src, out, cfg = tmp_path / "in.jsonl", tmp_path / "o.jsonl", tmp_path / "c.yaml"
     write_rows(src, [{"text": t} for t in random_docs(10)])
     cfg.write_text("dedup:\n  threshold: 0.55\n  num-perm: 64\n  mode: near\n")
     res = runner.invoke(app, ["--config", str(cfg), "dedup", str(src), "-o", str(out), "--mode", "both"])
     assert res.exit_code == 0, res.stderr
     params = json.loads(manifest_path(out).read_text())["params"]
-    assert (params["threshold"], params["num_perm"], params["mode"]) == (0.55, 64, "both")
+    assert (params["threshold"], params["num_perm"], params["method"]) == (0.55, 64, "both")
+    res = runner.invoke(app, ["--config", str(cfg), "dedup", str(src), "-o", str(out), "--force"])
+    assert res.exit_code == 0 and json.loads(manifest_path(out).read_text())["params"]["method"] == "near"
     cfg.write_text("dedupe:\n  threshold: 0.5\n")
     res = runner.invoke(app, ["--config", str(cfg), "dedup", str(src), "-o", str(out)])
     assert res.exit_code == 2 and "dedupe" in res.stderr
+    cfg.write_text("dedup:\n  threshold: 2\n")
+    res = runner.invoke(app, ["--config", str(cfg), "dedup", str(src), "-o", str(out)])
+    assert res.exit_code == 2 and "threshold" in res.stderr and str(cfg) in res.stderr
+
+
+def test_missing_out_exits_2(tmp_path):
+    src = tmp_path / "in.jsonl"
+    write_rows(src, [{"text": "x"}])
+    code, _, err = run("dedup", src)
+    assert code == 2 and "--out" in err

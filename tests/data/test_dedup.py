@@ -43,7 +43,7 @@ def test_planted_duplicates_are_found_and_originals_kept():
 
 def test_exact_mode_leaves_near_duplicates():
     rows = plant(random_docs(100), exact_frac=0.1, near_frac=0.1, edit_fracs=(0.03,), seed=2)
-    res = dedup(rows, DedupConfig(mode="exact"))
+    res = dedup(rows, DedupConfig(method="exact"))
     assert {rows[i]["plant"]["kind"] for i in range(len(rows)) if i not in set(res.kept)} == {"exact"}
     assert res.counts["removed"] == 10
 
@@ -75,7 +75,7 @@ def test_word_shingles_and_chat_fields():
 )
 def test_dedup_invariants(texts, mode):
     rows = [{"text": t} for t in texts]
-    res = dedup(rows, DedupConfig(mode=mode, threshold=0.6, num_perm=32))
+    res = dedup(rows, DedupConfig(method=mode, threshold=0.6, num_perm=32))
     assert res.kept == sorted(set(res.kept)) and set(res.kept) <= set(range(len(rows)))
     # every row is kept or sits in exactly one cluster with a kept row
     assert len(res.kept) + sum(c["size"] - 1 for c in res.clusters) == len(rows)

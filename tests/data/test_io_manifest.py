@@ -3,7 +3,7 @@ import json
 import pytest
 
 from tpro.data.io import DataError, fingerprint, read_rows, text_of, write_rows
-from tpro.data.manifest import Manifest, RowProgress, is_done, manifest_path
+from tpro.data.manifest import Manifest, is_done, manifest_path
 
 ROWS = [{"id": 1, "text": "привет"}, {"id": 2, "text": "мир", "extra": [1, 2]}]
 
@@ -61,17 +61,3 @@ def test_manifest_records_inputs_and_chains_history(tmp_path):
     assert "datasketch" in data["versions"]
     write_rows(mid, ROWS)  # the output changed after the manifest: no longer up to date
     assert not is_done(mid, Manifest.start("dedup", {"threshold": 0.7}, [src]))
-
-
-def test_row_progress_resumes_and_ignores_torn_lines_and_other_keys(tmp_path):
-    out = tmp_path / "out.jsonl"
-    p = RowProgress(out, "k1")
-    p.add(0, {"v": 1})
-    p.add(2, {"v": 3})
-    p.close()
-    with p.path.open("a") as f:
-        f.write('{"key": "k2", "i": 1, "result": 9}\n{"key": "k1", "i": 1, "res')  # another run; a torn line
-    again = RowProgress(out, "k1")
-    assert again.done == {0: {"v": 1}, 2: {"v": 3}}
-    again.close(remove=True)
-    assert not again.path.exists()

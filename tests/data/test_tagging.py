@@ -55,13 +55,13 @@ def test_lang_quota_respects_every_cap_and_keeps_what_it_can(available, caps):
 def test_balance_caps_tags_and_english_share():
     rows = [{"text": f"Вопрос номер {i}", "tags": ["math" if i % 2 else "code"]} for i in range(40)]
     rows += [{"text": f"Question number {i}", "tags": ["math"]} for i in range(40)]
-    kept, counts = balance(rows, BalanceConfig(max_per_tag=15, lang_caps={"en": 0.1}))
+    kept, counts = balance(rows, BalanceConfig(max_per_tag=15, lang_cap=["en=0.1"]))
     assert counts["per_tag_out"]["code"] == 15 and counts["per_tag_out"]["math"] <= 15
     assert counts["per_lang_out"].get("en", 0) <= 0.1 * len(kept)
     assert kept == sorted(kept) and kept[0] == 0  # earlier rows win, order kept
     assert counts["per_lang_in"] == {"en": 40, "ru": 40}
     with pytest.raises(DataError):
-        BalanceConfig(lang_caps={"en": 0.6, "ru": 0.5})
+        BalanceConfig(lang_cap=["en=0.6", "ru=0.5"])
 
 
 def test_semantic_duplicates_only_within_a_tag():

@@ -4,8 +4,8 @@ import json
 
 import pytest
 import torch
+from click.testing import CliRunner
 from safetensors.torch import load_file
-from typer.testing import CliRunner
 
 from tpro.eagle import tree
 from tpro.eagle.cli import app
@@ -19,9 +19,7 @@ from tpro.eagle.train import TrainConfig, eagle_loss, hot_vocabulary, train, unr
 def tiny_data(tiny_qwen2_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("eagle-data")
     build_data(
-        DataConfig(
-            target=str(tiny_qwen2_dir), out=str(out), limit=12, batch_size=6, max_new_tokens=40, dtype="float32"
-        ),
+        DataConfig(model=str(tiny_qwen2_dir), out=str(out), limit=12, batch_size=6, max_new_tokens=40, dtype="float32"),
         log=lambda s: None,
     )
     return out
@@ -41,7 +39,7 @@ def test_build_data_resumes_without_redoing_shards(tiny_data, tiny_qwen2_dir):
     logs = []
     build_data(
         DataConfig(
-            target=str(tiny_qwen2_dir), out=str(tiny_data), limit=12, batch_size=6, max_new_tokens=40, dtype="float32"
+            model=str(tiny_qwen2_dir), out=str(tiny_data), limit=12, batch_size=6, max_new_tokens=40, dtype="float32"
         ),
         log=logs.append,
     )
@@ -113,7 +111,7 @@ def test_train_lowers_loss_changes_weights_and_resumes(tiny_data, tiny_qwen2, tm
         mixed_precision="no",
     )
     # run to step 6, then "crash" (a new run with a larger budget resumes from the checkpoint)
-    train(TrainConfig(**{**cfg.__dict__, "steps": 6}), lm=tiny_qwen2, progress=False)
+    train(TrainConfig(**{**cfg.to_dict(), "steps": 6}), lm=tiny_qwen2, progress=False)
     first = load_file(str(out / "checkpoint" / "head.safetensors"))
     logs = []
     train(cfg, lm=tiny_qwen2, progress=False, log=logs.append)
@@ -168,3 +166,49 @@ def test_cli_errors_are_clear(tmp_path):
     assert r.exit_code == 2 and "head_config.json" in r.output
     r = CliRunner().invoke(app, ["export", str(tmp_path), "--out", str(tmp_path / "o"), "--format", "vllm"])
     assert r.exit_code == 2 and "sglang" in r.output
+
+
+def test_train_through_a_config_file_flags_win(tiny_data, tiny_qwen2_dir, tmp_path):
+    """`tpro eagle train --config FILE` on the tiny model: the file's settings, a flag over one, the old --target."""
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(
+        f"data: [{tiny_data}]\nout: {tmp_path / 'head'}\nsteps: 3\nbatch_size: 2\nhot_vocab: 64\n"
+        "mixed_precision: 'no'\nwarmup: 0\n"
+    )
+    r = CliRunner().invoke(
+        app, ["train", "--config", str(cfg), "--steps", "1", "--target", str(tiny_qwen2_dir), "--no-progress"]
+    )
+    assert r.exit_code == 0, r.output
+    meta = json.loads((tmp_path / "head" / "head_config.json").read_text())
+    assert meta["step"] == 1 and meta["head"]["hot_vocab_size"] == 64
+    assert meta["train"]["model"] == str(tiny_qwen2_dir) and meta["train"]["batch_size"] == 2
+
+
+def test_old_spellings_and_print_config():
+    r = CliRunner().invoke(
+        app, ["build-data", "-o", "d", "--modes", "direct", "--target", "m", "-n", "9", "--print-config"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "mode: direct" in r.output and "model: m" in r.output and "max_new_tokens: 9" in r.output
+    r = CliRunner().invoke(app, ["build-data", "-o", "d", "--mode", "sideways"])
+    assert r.exit_code == 2 and "sideways" in r.output
+
+
+def test_one_hot_vocab_default_and_the_shipped_recipe_agree():
+    """The shipped head was trained with configs/eagle/train-default-head.yaml: every recorded setting (but the
+    machine's threads and its paths) is in the file, and --hot-vocab's one default is the shipped head's."""
+    from pathlib import Path
+
+    from tpro.eagle import default_head_dir
+    from tpro.eagle.head import read_head_config
+
+    recipe = TrainConfig.from_yaml(Path(__file__).parents[2] / "configs" / "eagle" / "train-default-head.yaml")
+    assert TrainConfig(out="x").hot_vocab == recipe.hot_vocab == 16384
+    head = default_head_dir()
+    if head is None:
+        pytest.skip("no head shipped in this install")
+    meta = read_head_config(head)
+    assert meta["head"]["hot_vocab_size"] == recipe.hot_vocab
+    shipped = {k: v for k, v in meta["train"].items() if k not in ("data", "out", "threads", "target")}
+    mine = recipe.to_dict()
+    assert {k: mine[k] for k in shipped} == shipped

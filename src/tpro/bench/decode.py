@@ -1,47 +1,82 @@
-"""Decode benchmark: tokens/s per domain for ``model.generate`` (fp32 and bf16), ``model.generate``
-with prompt lookup (``pld``), our vanilla loop and EAGLE, side by side in one process (this CPU is shared, so only ratios measured together mean anything).
+"""Decode benchmark: tokens/s per domain for ``model.generate`` (fp32 and bf16), ``model.generate`` with prompt
+lookup (``pld``), our vanilla loop and EAGLE, side by side in one process (this CPU is shared, so only ratios
+measured together mean anything).
 
 Each (temperature, prompt) runs every method back to back; per domain we report total generated tokens / total
 wall time, the speedup of every method over ``model.generate`` and over our vanilla loop, EAGLE's mean acceptance
 length (accepted draft tokens per verify step + 1) and its draft / verify time split. ``model.generate`` runs in
 every dtype of ``generate_dtypes`` and "speedup vs generate" takes the fastest of them (which one wins on this CPU
-depends on the load: bf16 on a quiet machine); prompt lookup and our vanilla loop run in ``baseline_dtype``, EAGLE's
-target in ``eagle_dtype`` (both bf16 by default, so "vs vanilla" compares decoding methods at one dtype).
+depends on the load: bf16 on a quiet machine); prompt lookup and our vanilla loop run in ``dtype``, EAGLE's
+target in ``eagle_dtype`` (default: ``dtype``, bf16, so "vs vanilla" compares decoding methods at one dtype).
 Knows nothing about training heads.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from tpro.config import ConfigError, like, opt
+from tpro.eagle.options import target_model
+from tpro.io import atomic_path, atomic_write, write_json
+from tpro.options import DRAFT_HELP, DTYPES, MAX_TEMPERATURE, MODE_HELP, Mode, ModelOptions, SamplingOptions
+
 METHODS = ("generate", "pld", "vanilla", "eagle")  # generate runs once per dtype in generate_dtypes
 
 
-@dataclass
-class BenchConfig:
-    target: str = "default"
-    draft: str | None = None  # head dir or "default"; None = no EAGLE rows
-    prompts: str = ""  # JSONL with "prompt" and "domain" ("" = the shipped held-out prompts)
-    max_new_tokens: int = 256
-    temperatures: list[float] = field(default_factory=lambda: [0.0])
-    reasoning: bool = False
-    per_domain: int = 2  # prompts per domain (0 = all)
-    baseline_dtype: str = "bfloat16"  # pld and the vanilla loop
-    eagle_dtype: str = "bfloat16"
-    generate_dtypes: list[str] = field(default_factory=lambda: ["float32", "bfloat16"])
-    prompt_lookup: int = 10  # prompt_lookup_num_tokens for the pld row
-    methods: list[str] = field(default_factory=lambda: list(METHODS))  # which rows to run (a loaded CPU needs fewer)
-    depth: int | None = None  # EAGLE tree knobs (None = EagleConfig.for_model defaults)
-    top_k: int | None = None
-    total_tokens: int | None = None
-    seed: int = 0
-    threads: int = 0
+@dataclass(kw_only=True)
+class BenchConfig(ModelOptions):
+    """``tpro bench decode``: the target, the draft, the prompts and which rows to run."""
+
+    model: str = target_model("Target model")
+    draft: str = opt("none", DRAFT_HELP + "; none runs the baselines only", short="-d")
+    prompts: str | None = opt(
+        None, "JSONL with 'prompt' and 'domain' per row (default: the shipped held-out Russian prompts)"
+    )
+    # the benchmark's recipe (docs/benchmarks.md): 256 new tokens, not the shared 512, so a 2-core run takes minutes
+    max_new_tokens: int = like(SamplingOptions, "max_new_tokens", 256)
+    temperatures: list[float] = opt(
+        [0.0],
+        "Sampling temperature, repeatable: every value runs in this one process (0 = greedy)",
+        short="-t",
+        min=0.0,
+        max=MAX_TEMPERATURE,
+        aliases=("--temperature",),
+    )
+    mode: Mode = opt("direct", MODE_HELP, flags={"--reasoning": "reasoning"})
+    per_domain: int = opt(2, "Prompts per domain (0 = all)", min=0)
+    # bf16 on every machine: the recorded runs compare decoding methods at bf16 (docs/benchmarks.md)
+    dtype: str = opt(
+        "bfloat16",
+        "dtype of the prompt-lookup row, the vanilla loop and (unless --eagle-dtype) the target EAGLE verifies with",
+        choices=DTYPES,
+        aliases=("--baseline-dtype",),
+    )
+    eagle_dtype: str | None = opt(None, "dtype of the target EAGLE verifies with (default: --dtype)", choices=DTYPES)
+    generate_dtypes: list[str] = opt(
+        ["float32", "bfloat16"],
+        "model.generate runs in each (repeatable); speedups use the fastest",
+        choices=DTYPES,
+        aliases=("--generate-dtype",),
+    )
+    prompt_lookup: int = opt(10, "prompt_lookup_num_tokens of the pld row", min=1)
+    methods: list[str] = opt(list(METHODS), f"Rows to run (repeatable or comma-separated): {', '.join(METHODS)}")
+    depth: int | None = opt(None, "EAGLE tree depth (default: by the target's dtype)", min=1)
+    top_k: int | None = opt(None, "EAGLE children per node (default: by the target's dtype)", min=1)
+    total_tokens: int | None = opt(None, "EAGLE nodes verified per step (default: by the target's dtype)", min=1)
+    seed: int = like(SamplingOptions, "seed", 0)
+    out: str | None = opt(None, "Write decode.json (after every run), decode.md and decode.png here", short="-o")
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.methods = [m.strip() for x in self.methods for m in x.split(",") if m.strip()]
+        unknown = sorted(set(self.methods) - set(METHODS))
+        if unknown:
+            raise ConfigError(f"unknown methods {unknown}; choose from {', '.join(METHODS)}")
 
 
 @dataclass
@@ -175,25 +210,19 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_title("decode speed per domain (batch 1)")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
 
 
 def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
-    """Run every method on every picked prompt; ``on_result(result)`` after each run (partial results survive a kill)."""
-    from tpro.eagle import load_decoder
+    """Run every method on every picked prompt. After each run ``on_result(result)`` is called and, with
+    ``cfg.out``, decode.json rewritten (partial results survive a kill); decode.md and decode.png at the end."""
+    from tpro.eagle import resolve_draft
     from tpro.eagle.data import PROMPTS_DIR, read_prompts
     from tpro.engine import Engine
-    from tpro.models import build_prompt, load_model
+    from tpro.models import build_prompt
 
-    unknown = set(cfg.methods) - set(METHODS)
-    if unknown:
-        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
-    from tpro.models.loading import DTYPES
-
-    for d in [cfg.baseline_dtype, cfg.eagle_dtype, *cfg.generate_dtypes]:  # before loading anything
-        if d not in DTYPES:
-            raise ValueError(f"unknown dtype {d!r}; choose one of {', '.join(DTYPES)}")
     rows = read_prompts(cfg.prompts or PROMPTS_DIR / "heldout.jsonl")
     by_dom: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
@@ -203,18 +232,19 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
 
     def model_in(dtype):  # one copy of the target per dtype, shared by every row that runs in it
         if dtype not in loaded:
-            loaded[dtype] = load_model(cfg.target, dtype=dtype, threads=cfg.threads or None, progress=False)
+            loaded[dtype] = ModelOptions(model=cfg.model, dtype=dtype, threads=cfg.threads).load_model(progress=False)
         return loaded[dtype]
 
-    base = model_in(cfg.baseline_dtype)
+    base = model_in(cfg.dtype)
     base_engine = Engine.from_loaded(base)
     eagle_engine = decoder = None
     gen_models = {_short(d): model_in(d) for d in cfg.generate_dtypes} if "generate" in cfg.methods else {}
-    if cfg.draft:
-        elm = model_in(cfg.eagle_dtype)
-        decoder = load_decoder(cfg.draft, elm, depth=cfg.depth, top_k=cfg.top_k, total_tokens=cfg.total_tokens)
-        eagle_engine = Engine.from_loaded(elm, decoder=decoder)
-    mode = "reasoning" if cfg.reasoning else "direct"
+    if cfg.draft != "none" and "eagle" in cfg.methods:
+        elm = model_in(cfg.eagle_dtype or cfg.dtype)
+        decoder, line = resolve_draft(cfg.draft, elm, depth=cfg.depth, top_k=cfg.top_k, total_tokens=cfg.total_tokens)
+        log(line)
+        if decoder is not None:
+            eagle_engine = Engine.from_loaded(elm, decoder=decoder)
     runs: list[Run] = []
 
     def result(runs):
@@ -229,7 +259,7 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
 
     for temp in cfg.temperatures:
         for r in picked:
-            chat = build_prompt(base.tokenizer, r["prompt"], mode)
+            chat = build_prompt(base.tokenizer, r["prompt"], cfg.mode)
             dom, pid = r.get("domain", "all"), r.get("id", "")
 
             def add(method, run: Run):
@@ -238,8 +268,12 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
                 log(
                     f"T={temp} {dom} {pid} {method}: {run.tokens} tok in {run.seconds:.1f}s = {run.tokens / max(run.seconds, 1e-9):.2f} tok/s"
                 )
-                if on_result:
-                    on_result(result(runs))
+                if on_result or cfg.out:
+                    res = result(runs)
+                    if cfg.out:
+                        write_json(Path(cfg.out) / "decode.json", res)
+                    if on_result:
+                        on_result(res)
 
             for name, glm in gen_models.items():
                 k, dt = run_generate(glm, chat.input_ids, cfg.max_new_tokens, temp, cfg.seed)
@@ -249,15 +283,16 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
                 add("pld", Run("", "", "", temp, k, dt))
             if "vanilla" in cfg.methods:
                 add("vanilla", run_engine(base_engine, chat, cfg.max_new_tokens, temp, cfg.seed))
-            if eagle_engine is not None and "eagle" in cfg.methods:
+            if eagle_engine is not None:
                 add("eagle", run_engine(eagle_engine, chat, cfg.max_new_tokens, temp, cfg.seed))
-    return result(runs)
+    res = result(runs)
+    if cfg.out:
+        write_outputs(res, Path(cfg.out))
+    return res
 
 
 def write_outputs(result: dict, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "decode.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False))
-    tmp.replace(out / "decode.json")
-    (out / "decode.md").write_text(markdown(result["summary"]))
-    plot(result["summary"], out / "decode.png")
+    """decode.json, decode.md and decode.png in ``out``, each written atomically."""
+    write_json(Path(out) / "decode.json", result)
+    atomic_write(Path(out) / "decode.md", markdown(result["summary"]))
+    plot(result["summary"], Path(out) / "decode.png")

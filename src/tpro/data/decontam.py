@@ -14,30 +14,62 @@ This module does not decide what a benchmark is nor how answers are checked.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from dataclasses import field as dc_field
+from typing import ClassVar
 
+from tpro.config import opt
 from tpro.data.dedup import MinHasher, shingles
 from tpro.data.io import DataError, text_of
+from tpro.data.steps import StepConfig, StepRun
 
 
-@dataclass
-class DecontamConfig:
-    field: str = "text"  # the text field checked (chat messages are joined)
-    benchmarks: list[str] = dc_field(default_factory=lambda: ["t-math", "math-500"])  # name or name=path.jsonl
-    ngram: int = 13  # word n-gram length for the n-gram detector; 0 turns it off
-    containment: float = 0.8  # MinHash: share of a question's shingles found in a row to flag it; 0 = off
-    shingle: int = 5  # character shingles for MinHash
-    num_perm: int = 128
-    min_chars: int = 40  # questions shorter than this are too generic for MinHash containment
-    seed: int = 1
+@dataclass(kw_only=True)
+class DecontamConfig(StepConfig):
+    """``tpro data decontaminate``: which benchmarks, and the two detectors' settings."""
+
+    step: ClassVar[str] = "decontaminate"
+
+    field: str = opt("text", "Text field to check (chat messages are joined)")
+    benchmarks: list[str] = opt(
+        ["t-math", "math-500"],
+        "Benchmark spec name, or name=path.jsonl (repeatable); see `tpro eval list`",
+        aliases=("--bench",),
+    )
+    ngram: int = opt(13, "Word n-gram length for the n-gram detector (0 = off)", min=0)
+    containment: float = opt(
+        0.8, "MinHash: share of a question's shingles found in a row to flag it (0 = off)", min=0.0, max=1.0
+    )
+    shingle: int = opt(5, "Character shingle length for MinHash", min=1)
+    num_perm: int = opt(128, "MinHash permutations", min=16)
+    min_chars: int = opt(40, "Questions shorter than this are too generic for MinHash containment", min=0)
+    seed: int = opt(1, "MinHash permutation seed")
+    report: str | None = opt(None, "Removal report (default: OUT.removed.jsonl)")
 
     def __post_init__(self):
-        if self.ngram < 0 or not 0.0 <= self.containment <= 1.0:
-            raise DataError("ngram must be >= 0 and containment in [0, 1]")
+        super().__post_init__()
         if self.ngram == 0 and self.containment == 0:
             raise DataError("both detectors are off: set --ngram or --containment")
+
+    def inputs(self) -> list[str]:
+        return [self.source, *(b.partition("=")[2] for b in self.benchmarks if "=" in b)]
+
+    def execute(self, run: StepRun) -> list[dict]:
+        rows = run.rows()
+        items = load_items(self.benchmarks)
+        with run.bar("decontaminate", len(rows)) as tick:
+            kept, removed = decontaminate(rows, items, self, tick)
+        run.write_side(self.report or f"{self.out}.removed.jsonl", removed, "removed")
+        by_method = Counter(m for r in removed for m in {x["method"] for x in r["reasons"]})
+        run.counts.update(
+            rows_in=len(rows),
+            rows_out=len(kept),
+            removed=len(removed),
+            benchmark_items=len(items),
+            removed_by_method=dict(by_method),
+        )
+        return [rows[i] for i in kept]
 
 
 def load_items(specs: list[str]):

@@ -14,38 +14,70 @@ import hashlib
 import re
 import unicodedata
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import ClassVar, Literal
 
+from tpro.config import opt
 from tpro.data.io import DataError, text_of
+from tpro.data.steps import StepConfig, StepRun
 
 _SPACE = re.compile(r"\s+")
 
 
-@dataclass
-class DedupConfig:
-    field: str = "text"  # the text field compared (chat messages are joined)
-    mode: str = "both"  # exact | near | both
-    shingle: int = 5  # shingle length (characters or words, see `unit`)
-    unit: str = "char"  # char | word: char shingles suit short, inflected (Cyrillic) texts
-    num_perm: int = 128  # MinHash permutations (signature length)
-    threshold: float = 0.7  # Jaccard similarity at or above which two rows are near-duplicates
-    keep: str = "first"  # first | best (highest `score_field`) per cluster
-    score_field: str | None = None  # numeric field for keep=best
-    seed: int = 1  # MinHash permutation seed
+@dataclass(kw_only=True)
+class DedupConfig(StepConfig):
+    """``tpro data dedup``: how rows are compared and which row of a cluster stays."""
+
+    step: ClassVar[str] = "dedup"
+
+    field: str = opt("text", "Text field to compare (chat messages are joined)")
+    method: Literal["exact", "near", "both"] = opt(
+        "both", "exact (normalised hash) | near (MinHash + LSH) | both", aliases=("--mode",)
+    )
+    shingle: int = opt(5, "Shingle length (characters or words, see --unit)", min=1)
+    unit: Literal["char", "word"] = opt("char", "char | word shingles (char shingles suit short, inflected texts)")
+    num_perm: int = opt(128, "MinHash permutations (signature length)", min=16)
+    threshold: float = opt(0.7, "Jaccard similarity at which rows are near-duplicates, in (0, 1]", min=0.0, max=1.0)
+    keep: Literal["first", "best"] = opt("first", "first | best (highest --score-field) row per cluster")
+    score_field: str | None = opt(None, "Numeric field for --keep best (higher is better)")
+    seed: int = opt(1, "MinHash permutation seed")
+    engine: Literal["datasketch", "datatrove"] = opt(
+        "datasketch", "datasketch (in memory) | datatrove (its pipeline, local executor)"
+    )
+    workers: int = opt(1, "datatrove: parallel tasks", min=1)
+    report: str | None = opt(None, "Cluster report (default: OUT.clusters.jsonl)")
 
     def __post_init__(self):
-        if self.mode not in ("exact", "near", "both"):
-            raise DataError(f"mode must be exact, near or both, got {self.mode!r}")
-        if self.unit not in ("char", "word"):
-            raise DataError(f"unit must be char or word, got {self.unit!r}")
-        if not 0.0 < self.threshold <= 1.0:
-            raise DataError(f"threshold must be in (0, 1], got {self.threshold}")
-        if self.shingle < 1 or self.num_perm < 16:
-            raise DataError("shingle must be >= 1 and num_perm >= 16")
-        if self.keep not in ("first", "best"):
-            raise DataError(f"keep must be first or best, got {self.keep!r}")
+        super().__post_init__()
+        if self.threshold == 0:
+            raise DataError("threshold must be in (0, 1], got 0")
         if self.keep == "best" and not self.score_field:
             raise DataError("keep=best needs --score-field (a numeric field; higher is better)")
+
+    def execute(self, run: StepRun) -> list[dict] | None:
+        report = self.report or f"{self.out}.clusters.jsonl"
+        if self.engine == "datatrove":
+            import shutil
+
+            from tpro.data.dedup_datatrove import run_datatrove_dedup
+
+            # The work folder is keyed by inputs + parameters: a rerun after a kill resumes there (datatrove
+            # skips completed tasks), a run with other parameters starts clean.
+            work = run.out.with_name(f"{run.out.name}.datatrove-{run.manifest.key}")
+            with run.bar("datatrove minhash stages", 4) as tick:
+                counts = run_datatrove_dedup(
+                    self.source, run.out, self, workers=self.workers, report=report, work=work, tick=tick
+                )
+            shutil.rmtree(work, ignore_errors=True)
+            run.counts.update(counts)
+            run.record(report, counts["clusters"], "clusters")
+            return None  # datatrove wrote OUT
+        rows = run.rows()
+        with run.bar("dedup", len(rows)) as tick:
+            res = dedup(rows, self, tick)
+        run.write_side(report, res.clusters, "clusters")
+        run.counts.update(res.counts)
+        return [rows[i] for i in res.kept]
 
 
 def normalize(text: str) -> str:
@@ -121,12 +153,12 @@ def dedup(rows: list[dict], cfg: DedupConfig, tick: Callable[[int], None] | None
     texts = [text_of(r, cfg.field) for r in rows]
     uf = UnionFind(n)
     keys = [exact_key(t) for t in texts]
-    if cfg.mode in ("exact", "both"):
+    if cfg.method in ("exact", "both"):
         first: dict[str, int] = {}
         for i, k in enumerate(keys):
             uf.union(first.setdefault(k, i), i)
     hasher, sigs, near_pairs = None, [], 0
-    if cfg.mode in ("near", "both"):
+    if cfg.method in ("near", "both"):
         from datasketch import MinHashLSH
 
         hasher = MinHasher(cfg.num_perm, cfg.seed, cfg.shingle, cfg.unit)
@@ -140,7 +172,7 @@ def dedup(rows: list[dict], cfg: DedupConfig, tick: Callable[[int], None] | None
                 if m.jaccard(sigs[j]) >= cfg.threshold:
                     uf.union(j, i)
                     near_pairs += 1
-            if cfg.mode == "near" or uf.find(i) == i:  # an exact copy adds nothing to the index
+            if cfg.method == "near" or uf.find(i) == i:  # an exact copy adds nothing to the index
                 lsh.insert(i, m)
             if tick and (i + 1) % 256 == 0:
                 tick(256)
@@ -186,7 +218,3 @@ def _report(cid: int, idx: list[int], keep: int, texts: list[str], keys: list[st
             m["jaccard"] = round(float(sigs[i].jaccard(sigs[keep])), 3)
         out.append(m)
     return {"cluster": cid, "size": len(idx), "kept": keep, "members": out}
-
-
-def config_dict(cfg) -> dict:
-    return asdict(cfg)

@@ -19,13 +19,13 @@ datatrove starts processes with spawn/forkserver: a script calling this must gua
 
 from __future__ import annotations
 
-import json
 import shutil
 from functools import partial
 from pathlib import Path
 
 from tpro.data.dedup import DedupConfig
 from tpro.data.io import DataError, read_rows, text_of, write_rows
+from tpro.io import read_jsonl
 
 ROW = "_tpro_row"  # original row index, carried through datatrove as the document id
 
@@ -130,10 +130,10 @@ def run_datatrove_dedup(
     """Deduplicate ``source`` into ``out`` through datatrove; returns counts like ``dedup``'s."""
     if cfg.unit != "word":
         raise DataError("the datatrove engine shingles words: pass --unit word (and --shingle in words)")
-    if cfg.keep != "first" or cfg.mode == "exact":
+    if cfg.keep != "first" or cfg.method == "exact":
         raise DataError(
             "the datatrove engine runs near-duplicate MinHash with its own keep rule: "
-            "use --mode near/both and --keep first"
+            "use --method near/both and --keep first"
         )
     out = Path(out)
     work = Path(work) if work else out.with_name(out.name + ".datatrove")
@@ -186,10 +186,7 @@ def run_datatrove_dedup(
 
 
 def _read_dir(folder: Path) -> list[dict]:
-    rows = []
-    for p in sorted(folder.glob("*.jsonl")):
-        rows += [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return rows
+    return [row for p in sorted(folder.glob("*.jsonl")) for row in read_jsonl(p)]
 
 
 def _strip(row: dict) -> dict:

@@ -1,23 +1,24 @@
-"""Read rows from JSONL / Parquet / ``datasets`` and write them back atomically.
+"""What is data-specific about reading and writing rows: Parquet, ``datasets`` directories, hub sources, the
+text of a row and a source's fingerprint. JSONL and atomic writes are ``tpro.io``'s.
 
 A *source* is a ``.jsonl``/``.json`` file (one object per line), a ``.parquet`` file, a directory written
 by ``datasets.Dataset.save_to_disk``, or ``hf:<name>[:split]`` for a hub dataset (the users' path; it needs a
 network). Rows are plain dicts in memory: the steps here are laptop-scale; corpora beyond one machine go
-through the datatrove pipeline in ``tpro.data.dedup_datatrove``. Writes go to a temporary file that is
-renamed over the target, so a kill never leaves a half-written output.
+through the datatrove pipeline in ``tpro.data.dedup_datatrove``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from tpro.config import ConfigError
+from tpro.io import JSONLError, atomic_path, read_jsonl, write_jsonl
 
-class DataError(ValueError):
-    """Bad input data or arguments; the message names the problem and the fix."""
+
+class DataError(ConfigError):
+    """Bad input data or settings; the message names the problem and the fix (the CLI exits 2)."""
 
 
 def read_rows(source: str | Path, limit: int | None = None) -> list[dict]:
@@ -49,57 +50,27 @@ def read_rows(source: str | Path, limit: int | None = None) -> list[dict]:
         rows = pq.read_table(path).to_pylist()
         return rows[:limit] if limit else rows
     if path.suffix in (".jsonl", ".json", ".ndjson"):
-        rows = []
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{src}:{n}: not valid JSON ({e.msg}). Fix: one JSON object per line") from e
-                if not isinstance(row, dict):
-                    raise DataError(f"{src}:{n}: a row must be a JSON object, got {type(row).__name__}")
-                rows.append(row)
-                if limit and len(rows) >= limit:
-                    break
-        return rows
+        try:
+            return read_jsonl(path, limit=limit)
+        except JSONLError as e:
+            raise DataError(str(e)) from e
     raise DataError(f"don't know how to read {src!r}. Fix: use .jsonl, .parquet, a datasets directory or hf:<name>")
 
 
 def write_rows(path: str | Path, rows: Iterable[dict]) -> int:
     """Write rows to ``.jsonl`` or ``.parquet`` (by suffix) atomically; returns the row count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     rows = list(rows)
-    try:
-        if path.suffix == ".parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+    if Path(path).suffix != ".parquet":
+        return write_jsonl(path, rows)
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
-            # Parquet is columnar: every row gets every column (missing -> null); from_pylist alone would take
-            # the columns of the first row only and drop the rest silently.
-            keys = list(dict.fromkeys(k for r in rows for k in r))
-            pq.write_table(pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows]), tmp)
-        else:
-            with tmp.open("w", encoding="utf-8") as f:
-                for r in rows:
-                    f.write(json.dumps(r, ensure_ascii=False) + "\n")
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # Parquet is columnar: every row gets every column (missing -> null); from_pylist alone would take the
+    # columns of the first row only and drop the rest silently.
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows]), tmp)
     return len(rows)
-
-
-def write_json(path: str | Path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def text_of(row: dict, field: str) -> str:

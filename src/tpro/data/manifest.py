@@ -1,27 +1,27 @@
-"""Manifests (what made an output) and resumable per-row progress (for model-based steps).
+"""Manifests: what made an output, and whether it is still up to date.
 
 Every output ``X`` gets ``X.manifest.json``: the step, its inputs with sha256 and row counts, the parameters,
 counts in/out, the versions of the libraries that decided the result, the output's hash, and the history of
 the input's own manifest (if it had one), so a chain of steps reads as one table of counts in/out per step.
 
-Resume: a deterministic step whose output manifest already records the same inputs (by hash) and parameters is
-skipped. A model-based step appends each finished row to ``X.progress.jsonl`` (flushed per row, keyed by a
-hash of inputs + parameters) and, after a kill, redoes only the rows missing there. This module knows nothing
-about what the steps compute.
+A step whose output manifest already records the same inputs (by hash) and parameters is skipped (``is_done``);
+``Manifest.key`` (a hash of inputs + parameters) also names a step's progress file, so a resumed run never
+reuses rows computed with other settings (``tpro.data.steps``). This module knows nothing about what the steps
+compute.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
-from tpro.data.io import fingerprint, write_json
+from tpro.data.io import fingerprint
+from tpro.io import write_json
 
 VERSIONED = ("tpro", "datasketch", "datatrove", "transformers", "torch", "sentence-transformers", "datasets")
 
@@ -63,9 +63,8 @@ class Manifest:
         m = cls(step=step, params=params)
         for i, src in enumerate(inputs):
             m.inputs.append({"path": str(src), "sha256": fingerprint(src), "rows": None if rows is None else rows[i]})
-            prior = manifest_path(src)
-            if prior.is_file():
-                earlier = json.loads(prior.read_text())
+            earlier = read_manifest(src)
+            if earlier:
                 m.history += earlier.get("history", []) + [
                     {k: earlier.get(k) for k in ("step", "params", "counts", "inputs")}
                 ]
@@ -88,45 +87,16 @@ class Manifest:
         return path
 
 
+def read_manifest(output: str | Path) -> dict | None:
+    """The manifest written beside ``output``, or None."""
+    path = manifest_path(output)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
 def is_done(output: str | Path, manifest: Manifest) -> bool:
     """True when ``output`` exists, is unchanged, and was made from the same inputs with the same parameters."""
-    path = manifest_path(output)
-    if not (Path(output).exists() and path.is_file()):
+    old = read_manifest(output)
+    if old is None or not Path(output).exists():
         return False
-    old = json.loads(path.read_text())
     main = next((o for o in old.get("outputs", []) if o.get("role") == "main"), None)
     return old.get("key") == manifest.key and main is not None and main["sha256"] == fingerprint(output)
-
-
-class RowProgress:
-    """Append-only per-row results for a model-based step, resumable after a kill.
-
-    Lines are ``{"key": ..., "i": row_index, "result": ...}``; lines from a run with another key (other
-    inputs or parameters) are ignored, and a torn last line (killed mid-write) is dropped.
-    """
-
-    def __init__(self, output: str | Path, key: str):
-        self.path = Path(output).with_name(Path(output).name + ".progress.jsonl")
-        self.key = key
-        self.done: dict[int, object] = {}
-        if self.path.is_file():
-            for line in self.path.read_text(encoding="utf-8").splitlines():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                if rec.get("key") == key:
-                    self.done[int(rec["i"])] = rec["result"]
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = self.path.open("a", encoding="utf-8")
-
-    def add(self, i: int, result) -> None:
-        self._f.write(json.dumps({"key": self.key, "i": i, "result": result}, ensure_ascii=False) + "\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
-        self.done[i] = result
-
-    def close(self, remove: bool = False) -> None:
-        self._f.close()
-        if remove:
-            self.path.unlink(missing_ok=True)

@@ -7,15 +7,22 @@ conversational data), else prompt and completion are joined by a newline.
 
 Selection (pure functions over grouped rows ``{"prompt", "completions": [...], "scores": [...]}``):
 ``best_worst_pairs`` -> DPO pairs in TRL's conversational preference format, ``keep_best`` and
-``keep_above`` -> SFT rows ``{"messages": [...]}``. This module does not sample completions (the engine
-does) and does not train reward models (``tpro.train`` does).
+``keep_above`` -> SFT rows ``{"messages": [...]}``; ``RewardFilterConfig`` is the ``tpro data reward-filter``
+step over them. This module does not sample completions (the engine does) and does not train reward models
+(``tpro.train`` does).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from tpro.config import opt
+from tpro.data.io import DataError
+from tpro.data.steps import StepConfig, StepRun
+from tpro.options import ModelOptions
 
 Prompt = str | list[dict]
 
@@ -122,6 +129,63 @@ class RewardScorer:
                 logits = self.model(**enc.to(self.model.device)).logits  # [B, 1]
             out.extend(logits[:, 0].float().tolist())
         return out
+
+
+# --- the reward-filter step -------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class RewardFilterConfig(StepConfig, ModelOptions):
+    """``tpro data reward-filter``: the reward model and what to keep of each prompt's K completions."""
+
+    step: ClassVar[str] = "reward-filter"
+
+    # No default model: rows may carry their own scores, and the shared default (a chat model) scores nothing.
+    model: str | None = opt(
+        None,
+        "Reward model: a one-label sequence classifier (`tpro train rm` output, hub id); omit if rows carry scores",
+        short="-m",
+    )
+    select: Literal["pairs", "best", "threshold"] = opt(
+        "pairs", "pairs (best vs worst, DPO) | best (SFT) | threshold (SFT)"
+    )
+    threshold: float | None = opt(
+        None, "select=threshold: keep completions scoring >= this; select=best: drop prompts whose best is below it"
+    )
+    min_margin: float = opt(0.0, "select=pairs: drop pairs whose score gap is <= this")
+    batch_size: int = opt(8, "Reward model batch size", min=1)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.select == "threshold" and self.threshold is None:
+            raise DataError("--select threshold needs --threshold")
+
+    def execute(self, run: StepRun) -> list[dict]:
+        rows = group_completions(run.rows())
+        if self.model:
+            if self.threads:
+                import torch
+
+                torch.set_num_threads(self.threads)
+            scorer = RewardScorer(self.model, dtype=self.dtype, batch_size=self.batch_size)
+
+            def score(idx: list[int]) -> list[list[float]]:
+                return [
+                    scorer.score([rows[i]["prompt"]] * len(rows[i]["completions"]), rows[i]["completions"]) for i in idx
+                ]
+
+            scores = run.per_row(len(rows), score, "reward")
+            rows = [{**r, "scores": s} for r, s in zip(rows, scores)]
+        if self.select == "pairs":
+            kept = best_worst_pairs(rows, self.min_margin)
+        elif self.select == "best":
+            kept = keep_best(rows, self.threshold)
+        else:
+            kept = keep_above(rows, self.threshold)
+        run.counts.update(
+            prompts_in=len(rows), completions_in=sum(len(r["completions"]) for r in rows), rows_out=len(kept)
+        )
+        return kept
 
 
 # --- grouping and selection -------------------------------------------------------------------------------

@@ -11,7 +11,8 @@ Two taggers over the same label set (``{tag: description}``):
 
 ``balance`` caps rows per tag and the share of chosen languages (T-pro kept English near 10%);
 ``semantic_duplicates`` clusters rows of the same tag whose embeddings are nearly parallel (InsTag-style
-semantic dedup). The language of a row comes from a field or from ``detect_language``, a letter-set heuristic
+semantic dedup; ``semantic_dedup`` embeds the rows first). The ``tpro data tag`` and ``balance`` steps are
+``TagConfig`` and ``BalanceConfig`` (run by ``tpro.data.steps``); ``tag_rows`` tags rows in memory. The language of a row comes from a field or from ``detect_language``, a letter-set heuristic
 for the scripts this project cares about (no language-id model ships offline). This module does not
 generate text.
 """
@@ -19,14 +20,18 @@ generate text.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from dataclasses import field as dc_field
+from dataclasses import asdict, dataclass
+from typing import ClassVar, Literal
 
 import numpy as np
 
+from tpro.config import opt
 from tpro.data.dedup import UnionFind
-from tpro.data.io import DataError
+from tpro.data.io import DataError, text_of
+from tpro.data.steps import StepConfig, StepRun
+from tpro.options import ModelOptions
 
 # Descriptions are English because the embedding model is; the zero-shot tagger shows them to the model too.
 DEFAULT_LABELS: dict[str, str] = {
@@ -193,6 +198,86 @@ class ZeroShotTagger:
         return out
 
 
+# --- the tag step -------------------------------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class TagConfig(StepConfig, ModelOptions):
+    """``tpro data tag``: which tagger, which labels, and the fields written (``--model``: the zero-shot one)."""
+
+    step: ClassVar[str] = "tag"
+
+    field: str = opt("text", "Text field to tag (chat messages are joined)")
+    tagger: Literal["embedding", "zero-shot"] = opt(
+        "embedding", "embedding (all-MiniLM-L6-v2) | zero-shot (the chat model --model)"
+    )
+    labels: str | None = opt(None, "YAML/JSON {tag: description} (default: 8 built-in domains)")
+    embedder: str | None = opt(None, "embedding: sentence-transformers directory (default: the shipped MiniLM)")
+    top_k: int = opt(1, "Tags per row at most (best first)", min=1)
+    min_score: float | None = opt(None, "Extra tags need at least this score")
+    tag_field: str = opt("tags", "Field written with the tags")
+    lang_field: str = opt("lang", "Field written with the detected language ('' to skip)")
+    calibrate: bool = opt(True, "zero-shot: divide by the label distribution of a content-free input")
+
+    def params(self) -> dict:
+        unused = ("embedder",) if self.tagger == "zero-shot" else ("model", "dtype", "calibrate")
+        params = {k: v for k, v in super().params().items() if k not in unused}
+        return {**params, "labels": load_labels(self.labels)}  # the label set itself, built-in ones too
+
+    def inputs(self) -> list[str]:
+        return [self.source] + ([self.labels] if self.labels else [])
+
+    def make_tagger(self, progress: bool = True):
+        """-> (tagger, rows per batch)."""
+        labels = load_labels(self.labels)
+        if self.tagger == "embedding":
+            if self.threads:
+                import torch
+
+                torch.set_num_threads(self.threads)
+            return EmbeddingTagger(labels, Embedder(self.embedder), self.top_k, self.min_score), 64
+        from tpro.engine import Engine
+
+        engine = Engine.from_loaded(self.load_model(progress=progress))
+        return ZeroShotTagger(engine, labels, self.top_k, self.min_score, calibrate=self.calibrate), 1
+
+    def execute(self, run: StepRun) -> list[dict]:
+        rows = run.rows()
+        texts = [text_of(r, self.field) for r in rows]
+        tagger, batch = self.make_tagger(run.show_progress)
+        results = run.per_row(
+            len(rows),
+            lambda idx: [asdict(r) for r in tagger.tag([texts[i] for i in idx])],
+            f"tag ({self.tagger})",
+            batch,
+        )
+        tagged = add_tags(rows, [TagResult(**r) for r in results], self.tag_field, self.lang_field, texts)
+        per_tag = Counter(r[self.tag_field][0] for r in tagged)
+        run.counts.update(rows_in=len(rows), rows_out=len(tagged), per_tag=dict(sorted(per_tag.items())))
+        return tagged
+
+
+def tag_rows(rows: Sequence[dict], cfg: TagConfig, progress: bool = False) -> list[dict]:
+    """``rows`` tagged in memory (no files, no manifest): what the tag step writes."""
+    texts = [text_of(r, cfg.field) for r in rows]
+    tagger, _ = cfg.make_tagger(progress)
+    return add_tags(rows, tagger.tag(texts), cfg.tag_field, cfg.lang_field, texts)
+
+
+def add_tags(
+    rows: Sequence[dict], results: Sequence[TagResult], tag_field: str, lang_field: str, texts: Sequence[str]
+) -> list[dict]:
+    """Each row with ``tag_field`` (tags, best first), ``<tag_field>_scores`` and, unless ``lang_field`` is
+    empty, the language detected from its text."""
+    out = []
+    for row, res, text in zip(rows, results, texts):
+        new = {**row, tag_field: res.tags, f"{tag_field}_scores": res.scores}
+        if lang_field:
+            new[lang_field] = detect_language(text)
+        out.append(new)
+    return out
+
+
 # --- language ---------------------------------------------------------------------------------------------
 
 # Letters that only some Cyrillic alphabets use; checked in this order (the first language with a hit wins).
@@ -233,17 +318,55 @@ def detect_language(text: str) -> str:
 # --- balance -------------------------------------------------------------------------------------------------
 
 
-@dataclass
-class BalanceConfig:
-    field: str = "text"  # text field, for language detection
-    tag_field: str = "tags"  # list of tags (the first is the primary tag) or one tag string
-    max_per_tag: int | None = None  # rows kept per primary tag, at most
-    lang_field: str | None = None  # a language code field; None detects from the text
-    lang_caps: dict[str, float] = dc_field(default_factory=dict)  # {"en": 0.1}: share of the output at most
+@dataclass(kw_only=True)
+class BalanceConfig(StepConfig):
+    """``tpro data balance``: semantic near-duplicates, then caps per tag and per language share."""
+
+    step: ClassVar[str] = "balance"
+
+    field: str = opt("text", "Text field (language detection, semantic dedup)")
+    tag_field: str = opt("tags", "Tags field (`tpro data tag` writes it); the first tag counts")
+    max_per_tag: int | None = opt(None, "Rows kept per tag at most", min=0)
+    lang_cap: list[str] = opt([], "LANG=SHARE: the language's share of the output at most, e.g. en=0.1 (repeatable)")
+    lang_field: str | None = opt(None, "Language field (default: detect from the text)")
+    semantic_threshold: float = opt(
+        0.0,
+        "Drop rows with the same tag and embedding cosine >= this to an earlier row (0 = off; 0.9-0.95 typical)",
+        min=0.0,
+        max=1.0,
+    )
+    embedder: str | None = opt(None, "Sentence-transformers directory (default: the shipped MiniLM)")
+    report: str | None = opt(None, "Semantic-duplicate clusters (default: OUT.semantic.jsonl)")
 
     def __post_init__(self):
-        if sum(self.lang_caps.values()) >= 1.0 or any(not 0 <= v < 1 for v in self.lang_caps.values()):
-            raise DataError(f"language caps must each be in [0, 1) and sum below 1, got {self.lang_caps}")
+        super().__post_init__()
+        caps = self.lang_caps
+        if sum(caps.values()) >= 1.0 or any(not 0 <= v < 1 for v in caps.values()):
+            raise DataError(f"language caps must each be in [0, 1) and sum below 1, got {caps}")
+
+    @property
+    def lang_caps(self) -> dict[str, float]:
+        """``lang_cap`` as ``{"en": 0.1}``."""
+        caps = {}
+        for c in self.lang_cap:
+            lang, _, share = c.partition("=")
+            try:
+                caps[lang] = float(share)
+            except ValueError:
+                raise DataError(f"--lang-cap wants LANG=SHARE (e.g. en=0.1), got {c!r}") from None
+        return caps
+
+    def execute(self, run: StepRun) -> list[dict]:
+        rows = capped = run.rows()
+        if self.semantic_threshold:
+            with run.bar("embed", len(rows)) as tick:
+                kept, clusters = semantic_dedup(rows, self, tick)
+            run.write_side(self.report or f"{self.out}.semantic.jsonl", clusters, "semantic_clusters")
+            capped = [rows[i] for i in kept]
+        kept, counts = balance(capped, self)
+        # per_tag_in / per_lang_in count the rows that reached the caps (after semantic dedup)
+        run.counts.update(counts, rows_in=len(rows), semantic_removed=len(rows) - len(capped), rows_capped=len(capped))
+        return [capped[i] for i in kept]
 
 
 def primary_tag(row: dict, tag_field: str) -> str:
@@ -274,8 +397,6 @@ def lang_quota(available: dict[str, int], caps: dict[str, float]) -> dict[str, i
 
 def balance(rows: list[dict], cfg: BalanceConfig) -> tuple[list[int], dict]:
     """-> (kept indices in input order, counts per tag and language in and out). Earlier rows win."""
-    from tpro.data.io import text_of
-
     tags = [primary_tag(r, cfg.tag_field) for r in rows]
     langs = [str(r[cfg.lang_field]) if cfg.lang_field else detect_language(text_of(r, cfg.field)) for r in rows]
     per_tag: dict[str, int] = {}
@@ -359,3 +480,22 @@ def semantic_duplicates(
         for k, (root, m) in enumerate(sorted((r, m) for r, m in members.items() if len(m) > 1))
     ]
     return kept, clusters
+
+
+def embed(texts: Sequence[str], embedder: Embedder | str | None = None, batch: int = 256, tick=None) -> np.ndarray:
+    """Unit-norm embeddings of ``texts`` ([N, D]), ``batch`` at a time; ``tick(n)`` after each batch.
+    ``embedder``: an ``Embedder``, a sentence-transformers directory, or None (the shipped MiniLM)."""
+    emb = embedder if isinstance(embedder, Embedder) else Embedder(embedder)
+    vecs = []
+    for s in range(0, len(texts), batch):
+        vecs.append(emb(texts[s : s + batch]))
+        if tick:
+            tick(len(vecs[-1]))
+    return np.concatenate(vecs)
+
+
+def semantic_dedup(rows: Sequence[dict], cfg: BalanceConfig, tick=None) -> tuple[list[int], list[dict]]:
+    """Balance's semantic near-duplicates: rows embedded by ``cfg.embedder`` and grouped by primary tag
+    -> (kept indices, clusters), as ``semantic_duplicates``."""
+    vecs = embed([text_of(r, cfg.field) for r in rows], cfg.embedder, tick=tick)
+    return semantic_duplicates(vecs, [primary_tag(r, cfg.tag_field) for r in rows], cfg.semantic_threshold)

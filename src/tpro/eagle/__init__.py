@@ -45,10 +45,11 @@ class DraftUnavailable(RuntimeError):
     """A draft was asked for and cannot be used; the message says why and what to do."""
 
 
-def resolve_draft(spec: str | None, lm):
+def resolve_draft(spec: str | None, lm, **overrides):
     """The one reading of a ``--draft`` spec (serve, eval, bench, playground): -> (Decoder or None, a line saying
     what was chosen). ``spec``: None/"none" | "auto" | "default" | DIR. ``auto`` falls back to plain decoding (and
-    says why); an explicit draft that cannot be loaded raises ``DraftUnavailable``, never a silent fallback."""
+    says why); an explicit draft that cannot be loaded raises ``DraftUnavailable``, never a silent fallback.
+    ``overrides``: ``EagleConfig`` fields (depth, top_k, total_tokens; None = the default for the target)."""
     if spec in (None, "", "none"):
         return None, "draft: none (plain decoding)"
     if spec in ("auto", "default"):
@@ -65,7 +66,7 @@ def resolve_draft(spec: str | None, lm):
     else:
         head = spec
     try:
-        decoder = load_decoder(head, lm)
+        decoder = load_decoder(head, lm, **overrides)
     except Exception as e:  # noqa: BLE001 - any load failure is reported with the directory named
         raise DraftUnavailable(
             f"could not load the EAGLE draft from {head}: {e}. Fix: pass a directory written by "

@@ -15,61 +15,66 @@ skips the ones that exist, so a killed job resumes where it stopped. This module
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
+from tpro.config import like, opt
+from tpro.eagle.options import target_model
+from tpro.io import atomic_path, read_jsonl, write_json
+from tpro.options import DTYPES, MODE_HELP, ModelOptions, SamplingOptions, expand_modes
+
 PROMPTS_DIR = Path(__file__).parent / "prompts"
+DataMode = Literal["direct", "reasoning", "alternate", "both"]
 
 
-@dataclass
-class DataConfig:
-    target: str = "default"  # model spec of the target
-    prompts: str = str(PROMPTS_DIR / "train.jsonl")  # JSONL rows with "prompt" (and optional "reference", "domain")
-    out: str = "eagle-data"  # shard directory
-    source: str = "generate"  # generate (self-distillation) | reference (teacher-forced reference answers)
-    modes: str = "alternate"  # direct | reasoning | alternate (prompt i gets reasoning when i is odd) | both
-    batch_size: int = 16  # generate batch: bf16 on AMX costs about the same for 16 rows as for 1
-    max_new_tokens: int = 256
-    max_length: int = 768  # prompt + answer tokens kept per sequence
-    temperature: float = 0.0  # 0 = the target's greedy answers (what T=0 decoding will meet)
-    dtype: str = "bfloat16"  # target dtype for generation and features (the dtype the verifier runs in)
-    limit: int = 0  # use the first N prompts (0 = all)
-    seed: int = 0
-    threads: int = 0  # torch threads (0 = torch's choice)
+@dataclass(kw_only=True)
+class DataConfig(ModelOptions):
+    """``tpro eagle build-data``: which target answers which prompts, and how the shards are cut."""
+
+    model: str = target_model("Target model whose answers and features are cached")
+    out: str = opt(help="Shard directory (created; rerun to resume)", short="-o")
+    prompts: str | None = opt(
+        None, "Prompt JSONL: 'prompt' (and optional 'reference', 'domain') per row (default: the shipped train prompts)"
+    )
+    source: Literal["generate", "reference"] = opt(
+        "generate", "generate: self-distillation (the target answers); reference: teacher-forced reference answers"
+    )
+    mode: DataMode = opt(
+        "alternate",
+        f"{MODE_HELP}; alternate: prompt i in reasoning mode when i is odd; both: every prompt in each mode",
+        aliases=("--modes",),
+    )
+    batch_size: int = opt(16, "Generate batch (bf16 on AMX costs about the same for 16 rows as for 1)", min=1)
+    # the recipe's budget (RECIPE.md of the shipped head): 256 new tokens, not the shared 512
+    max_new_tokens: int = like(SamplingOptions, "max_new_tokens", 256)
+    max_length: int = opt(768, "Prompt + answer tokens kept per sequence", min=8)
+    temperature: float = like(SamplingOptions, "temperature")  # 0: the greedy answers T=0 decoding will meet
+    # the recipe's dtype on every machine: features are stored in bf16 and the verifier runs in bf16
+    dtype: str = like(ModelOptions, "dtype", "bfloat16", choices=DTYPES)
+    limit: int = opt(0, "First N prompts only (0 = all)", min=0)
+    seed: int = opt(0, "Seed of the prompt shuffle and of sampling")
 
 
 def read_prompts(path: str | Path, limit: int = 0) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not JSON ({e}); expected one object per line with a 'prompt'") from e
-            if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
-                raise ValueError(f'{path}:{n}: no \'prompt\' string; each line needs {{"prompt": "..."}}')
-            rows.append(row)
-    return rows[:limit] if limit else rows
+    """Prompt rows of a JSONL file (the first ``limit`` when > 0); each needs a non-empty 'prompt' string."""
+    rows = read_jsonl(path, limit=limit or None)
+    for n, row in enumerate(rows, 1):
+        if not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
+            raise ValueError(f'{path}: row {n} has no \'prompt\' string; each line needs {{"prompt": "..."}}')
+    return rows
 
 
-def jobs(rows: list[dict], modes: str) -> list[tuple[dict, str]]:
-    """(row, mode) pairs in prompt order."""
-    if modes in ("direct", "reasoning"):
-        return [(r, modes) for r in rows]
-    if modes == "alternate":
+def jobs(rows: list[dict], mode: str) -> list[tuple[dict, str]]:
+    """(row, chat mode) pairs in prompt order for a ``DataConfig.mode``."""
+    if mode == "alternate":
         return [(r, "reasoning" if i % 2 else "direct") for i, r in enumerate(rows)]
-    if modes == "both":
-        return [(r, m) for r in rows for m in ("direct", "reasoning")]
-    raise ValueError(f"unknown modes {modes!r}; choose direct, reasoning, alternate or both")
+    return [(r, m) for r in rows for m in expand_modes(mode)]
 
 
 def save_shard(path: Path, seqs: list[tuple[list[int], list[bool]]], hidden: list[torch.Tensor]) -> None:
@@ -85,9 +90,8 @@ def save_shard(path: Path, seqs: list[tuple[list[int], list[bool]]], hidden: lis
         mask_t[i, : len(ids)] = torch.tensor(mask)
         hid_t[i, : len(ids)] = h.to(torch.bfloat16)
     lengths = torch.tensor([len(ids) for ids, _ in seqs], dtype=torch.int32)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    save_file({"input_ids": ids_t, "loss_mask": mask_t, "hidden": hid_t, "lengths": lengths}, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({"input_ids": ids_t, "loss_mask": mask_t, "hidden": hid_t, "lengths": lengths}, str(tmp))
 
 
 def list_shards(data_dir: str | Path) -> list[Path]:
@@ -164,19 +168,19 @@ def generate_answers(lm, prompts: list[list[int]], cfg: DataConfig) -> list[list
 
 def build_data(cfg: DataConfig, log=print) -> Path:
     """Write shards for ``cfg``; resumable (existing shards are skipped). Returns the shard directory."""
-    from tpro.models import build_prompt, load_model
+    from tpro.models import build_prompt
 
     torch.manual_seed(cfg.seed)
-    rows = read_prompts(cfg.prompts, cfg.limit)
+    rows = read_prompts(cfg.prompts or PROMPTS_DIR / "train.jsonl", cfg.limit)
     if cfg.source == "reference":
         rows = [r for r in rows if (r.get("reference") or "").strip()]
-    todo = jobs(rows, cfg.modes)
+    todo = jobs(rows, cfg.mode)
     # shuffled (seeded, so a resumed run rebuilds the same batches): early shards then cover every domain
     random.Random(cfg.seed).shuffle(todo)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "data_config.json").write_text(json.dumps(cfg.__dict__, indent=2, ensure_ascii=False))
-    lm = load_model(cfg.target, dtype=cfg.dtype, threads=cfg.threads or None, progress=False)
+    write_json(out / "data_config.json", cfg.to_dict())
+    lm = cfg.load_model(progress=False)
     n_batches = (len(todo) + cfg.batch_size - 1) // cfg.batch_size
     t_start, n_tok = time.perf_counter(), 0
     for b in range(n_batches):
@@ -187,13 +191,11 @@ def build_data(cfg: DataConfig, log=print) -> Path:
         prompts = [build_prompt(lm.tokenizer, r["prompt"], mode).input_ids for r, mode in batch]
         if cfg.source == "generate":
             answers = generate_answers(lm, prompts, cfg)
-        elif cfg.source == "reference":
+        else:  # reference
             eos = lm.tokenizer.eos_token_id
             answers = [
                 lm.tokenizer(r.get("reference") or "", add_special_tokens=False)["input_ids"] + [eos] for r, _ in batch
             ]
-        else:
-            raise ValueError(f"unknown source {cfg.source!r}; choose generate or reference")
         seqs = []
         for p, a in zip(prompts, answers):
             ids = (p + a)[: cfg.max_length]

@@ -15,19 +15,32 @@ The hidden states SGLang hands an EAGLE draft are the target's final (post-norm)
 
 from __future__ import annotations
 
-import json
-import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 
+from tpro.config import Config, opt
 from tpro.eagle.head import HeadConfig, read_head_config
+from tpro.eagle.options import target_model
+from tpro.io import atomic_path, atomic_write, write_json
 
 SGLANG_SERVE = (
     "python -m sglang.launch_server --model-path {target} --speculative-algorithm EAGLE "
     "--speculative-draft-model-path {out} --speculative-token-map {out}/hot_token_map.pt "
     "--speculative-num-steps 6 --speculative-eagle-topk 8 --speculative-num-draft-tokens 32"
 )
+
+
+@dataclass(kw_only=True)
+class ExportConfig(Config):
+    """``tpro eagle export``: which head, where, in which format."""
+
+    head_dir: str = opt(help="Head directory (head.safetensors + head_config.json)", positional=True)
+    out: str = opt(help="Output directory", short="-o")
+    format: Literal["sglang"] = opt("sglang", "sglang: a LlamaForCausalLMEagle checkpoint + the FR-Spec token map")
+    model: str = target_model("Target model, named in the export's README when the head does not record it")
 
 
 def sglang_config(cfg: HeadConfig, torch_dtype: str = "bfloat16") -> dict:
@@ -65,6 +78,8 @@ def sglang_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 def export_sglang(
     head_dir: str | Path, out: str | Path, target: str = "default", dtype: torch.dtype = torch.bfloat16
 ) -> Path:
+    """Write ``out``: model.safetensors, config.json, hot_token_map.pt (FR-Spec heads) and a README with the
+    SGLang command. Returns ``out``."""
     from safetensors.torch import load_file, save_file
 
     meta = read_head_config(head_dir)
@@ -73,12 +88,12 @@ def export_sglang(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.to(dtype).contiguous() for k, v in sglang_state_dict(state).items()}
-    tmp = out / f".model.safetensors.tmp{os.getpid()}"
-    save_file(tensors, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, out / "model.safetensors")
-    (out / "config.json").write_text(json.dumps(sglang_config(cfg, str(dtype).removeprefix("torch.")), indent=2))
+    with atomic_path(out / "model.safetensors") as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt"})
+    write_json(out / "config.json", sglang_config(cfg, str(dtype).removeprefix("torch.")))
     if cfg.hot_vocab_size < cfg.vocab_size:
-        torch.save(state["hot_ids"].long(), out / "hot_token_map.pt")
+        with atomic_path(out / "hot_token_map.pt") as tmp:
+            torch.save(state["hot_ids"].long(), tmp)
     target_path = cfg.target or target
     readme = (
         f"EAGLE draft head for {target_path}, exported by `tpro eagle export`.\n\nServe with SGLang:\n\n"
@@ -87,5 +102,5 @@ def export_sglang(
     )
     if cfg.hot_vocab_size >= cfg.vocab_size:
         readme = readme.replace(f" --speculative-token-map {out}/hot_token_map.pt", "")
-    (out / "README.md").write_text(readme)
+    atomic_write(out / "README.md", readme)
     return out

@@ -16,12 +16,13 @@ What this module does not know: trees, verification, sampling.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from tpro.io import atomic_path, write_json
 
 
 @dataclass
@@ -137,13 +138,9 @@ def save_head(head: DraftHead, out: str | Path, extra: dict | None = None, dtype
     state = {k: v.detach().contiguous().cpu() for k, v in head.state_dict().items()}
     if dtype is not None:
         state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
-    tmp = out / f".head.safetensors.tmp{os.getpid()}"
-    save_file(state, str(tmp))
-    os.replace(tmp, out / "head.safetensors")
-    meta = {"head": asdict(head.cfg), **(extra or {})}
-    tmp = out / f".head_config.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False))
-    os.replace(tmp, out / "head_config.json")
+    with atomic_path(out / "head.safetensors") as tmp:
+        save_file(state, str(tmp))
+    write_json(out / "head_config.json", {"head": asdict(head.cfg), **(extra or {})})
     return out
 
 

@@ -12,45 +12,56 @@ What this module does not know: trees and decoding.
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import random
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
+from tpro.config import like, opt
 from tpro.eagle.data import iter_sequences, list_shards
-from tpro.eagle.head import DraftHead, HeadConfig, init_head, save_head
+from tpro.eagle.head import DraftHead, HeadConfig, init_head, read_head_config, save_head
+from tpro.eagle.options import target_model
+from tpro.io import append_jsonl, atomic_path
+from tpro.options import DTYPES, ModelOptions
 
 
-@dataclass
-class TrainConfig:
-    target: str = "default"  # target model spec (must be the one the features came from)
-    data: list[str] = field(default_factory=list)  # shard directories from `tpro eagle build-data`
-    out: str = "eagle-head"  # head directory (checkpoints inside)
-    hot_vocab: int = 32768  # FR-Spec draft vocabulary size (0 = the full vocabulary)
-    epochs: float = 2.0  # passes over the data (fractional allowed); `steps` overrides when > 0
-    steps: int = 0
-    batch_size: int = 2  # sequences per step
-    max_length: int = 768
-    window: int = 384  # train on a random window of this many tokens per sequence, covering answer tokens (0 = all)
-    lr: float = 5e-4
-    warmup: int = 30  # steps
-    weight_decay: float = 0.0
-    w_cls: float = 0.1  # weight of the token-distribution term (EAGLE uses 0.1)
-    cls_fraction: float = 0.25  # share of answer positions the distribution term is computed on (cost, see eagle_loss)
-    unroll: int = 1  # train depths 1..unroll on the head's own features (training-time test); cost ~x unroll
-    noise: float = 0.1  # uniform noise on input features, U(-noise, noise) * feature std
-    grad_clip: float = 0.5
-    mixed_precision: str = "bf16"  # accelerate mixed precision: bf16 uses AMX on this CPU, "no" for fp32
-    save_every: int = 100
-    seed: int = 0
-    threads: int = 0
+@dataclass(kw_only=True)
+class TrainConfig(ModelOptions):
+    """``tpro eagle train``: the data, the head's vocabulary and the optimisation (the shipped head's recipe is
+    configs/eagle/train-default-head.yaml)."""
+
+    model: str = target_model("Target model (the one the data came from)")
+    # fp32: the frozen embeddings and lm_head rows the head trains against (autocast runs the head in bf16)
+    dtype: str = like(ModelOptions, "dtype", "float32", choices=DTYPES)
+    data: list[str] = opt([], "Shard directory from `tpro eagle build-data` (repeatable; at least one)", short="-d")
+    out: str = opt(help="Head directory (checkpoints inside; rerun to resume from the last one)", short="-o")
+    hot_vocab: int = opt(16384, "FR-Spec draft vocabulary size (0 = the full vocabulary)", min=0)
+    epochs: float = opt(2.0, "Passes over the data (fractional allowed); --steps overrides when > 0", min=0.0)
+    steps: int = opt(0, "Total optimizer steps (0 = from --epochs)", min=0)
+    batch_size: int = opt(2, "Sequences per step", min=1)
+    max_length: int = opt(768, "Tokens kept per sequence", min=8)
+    window: int = opt(
+        384, "Random window of tokens per sequence per step, covering answer tokens (0 = whole sequence)", min=0
+    )
+    lr: float = opt(5e-4, "AdamW learning rate (linear warm-up, then cosine decay)", min=0.0)
+    warmup: int = opt(30, "Warm-up steps", min=0)
+    weight_decay: float = opt(0.0, "AdamW weight decay", min=0.0)
+    w_cls: float = opt(0.1, "Weight of the distribution (CE to the target) term (EAGLE uses 0.1)", min=0.0)
+    cls_fraction: float = opt(0.25, "Share of answer positions the CE term is computed on", min=0.0, max=1.0)
+    unroll: int = opt(
+        1, "Train draft depths 1..N on the head's own features (training-time test; cost ~N x)", min=1, max=8
+    )
+    noise: float = opt(0.1, "Uniform noise on input features, U(-noise, noise) x feature std", min=0.0)
+    grad_clip: float = opt(0.5, "Gradient norm clip", min=0.0)
+    mixed_precision: Literal["bf16", "fp16", "no"] = opt("bf16", "accelerate mixed precision (no = fp32)")
+    save_every: int = opt(100, "Checkpoint every N steps", min=1)
+    seed: int = opt(0, "Seed of the init, batch order, windows and noise")
 
 
 def hot_vocabulary(seqs: list[torch.Tensor], vocab_size: int, n: int) -> torch.Tensor:
@@ -196,8 +207,6 @@ def train(cfg: TrainConfig, lm=None, progress: bool = True, log=print) -> Path:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
     from safetensors.torch import load_file
 
-    from tpro.models import load_model
-
     if not cfg.data:
         raise ValueError("no --data directories given; make shards with `tpro eagle build-data --out DIR` first")
     for d in cfg.data:
@@ -207,7 +216,7 @@ def train(cfg: TrainConfig, lm=None, progress: bool = True, log=print) -> Path:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    lm = lm or load_model(cfg.target, dtype="float32", progress=False)
+    lm = lm or cfg.load_model(progress=False)
     target = lm.model
     for p in target.parameters():
         p.requires_grad_(False)
@@ -221,7 +230,7 @@ def train(cfg: TrainConfig, lm=None, progress: bool = True, log=print) -> Path:
         )
     ckpt = out / "checkpoint"
     if (ckpt / "head.safetensors").is_file():
-        meta = json.loads((ckpt / "head_config.json").read_text())
+        meta = read_head_config(ckpt)
         head = DraftHead(HeadConfig(**meta["head"]))
         head.load_state_dict(load_file(str(ckpt / "head.safetensors")))
         head.attach(target)
@@ -233,16 +242,16 @@ def train(cfg: TrainConfig, lm=None, progress: bool = True, log=print) -> Path:
     head.train()
     per_epoch = math.ceil(len(seqs) / cfg.batch_size)
     total = cfg.steps or max(1, int(cfg.epochs * per_epoch))
-    opt = torch.optim.AdamW([p for n, p in head.named_parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optim = torch.optim.AdamW([p for n, p in head.named_parameters()], lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
+        optim, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup)) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))
     )
     if step0:
         state = torch.load(ckpt / "optimizer.pt", weights_only=True)
-        opt.load_state_dict(state["opt"])
+        optim.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
     acc_ = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
-    head, opt = acc_.prepare(head, opt)
+    head, optim = acc_.prepare(head, optim)
     embed = target.get_input_embeddings()
     history = []
     cols = [
@@ -276,9 +285,9 @@ def train(cfg: TrainConfig, lm=None, progress: bool = True, log=print) -> Path:
                 )
             acc_.backward(loss)
             acc_.clip_grad_norm_(head.parameters(), cfg.grad_clip)
-            opt.step()
+            optim.step()
             sched.step()
-            opt.zero_grad()
+            optim.zero_grad()
             history.append({"step": step + 1, "loss": loss.item(), **stats, "lr": sched.get_last_lr()[0]})
             bar.update(task, advance=1, loss=loss.item(), acc=stats["acc"])
             if not progress and (step + 1) % 10 == 0:
@@ -288,26 +297,18 @@ def train(cfg: TrainConfig, lm=None, progress: bool = True, log=print) -> Path:
                     f"acc {stats['acc']:.3f} {deeper} {time.perf_counter() - t0:.0f}s"
                 )
             if (step + 1) % cfg.save_every == 0 or step + 1 == total:
-                _checkpoint(acc_.unwrap_model(head), opt, sched, step + 1, ckpt, cfg)
-                _append_history(out, history)
+                _checkpoint(acc_.unwrap_model(head), optim, sched, step + 1, ckpt, cfg)
+                append_jsonl(out / "train_log.jsonl", history)
                 history = []
     final = acc_.unwrap_model(head)
     # the final head in bf16 (half the size; a draft loses nothing measurable), checkpoints stay fp32 for resuming
-    save_head(final, out, extra={"train": asdict(cfg), "step": total}, dtype=torch.bfloat16)
+    save_head(final, out, extra={"train": cfg.to_dict(), "step": total}, dtype=torch.bfloat16)
     return out
 
 
-def _checkpoint(head, opt, sched, step, ckpt: Path, cfg: TrainConfig) -> None:
-    ckpt.mkdir(parents=True, exist_ok=True)
-    tmp = ckpt / f".optimizer.pt.tmp{os.getpid()}"
-    torch.save({"opt": opt.state_dict(), "sched": sched.state_dict()}, tmp)
-    os.replace(tmp, ckpt / "optimizer.pt")
-    save_head(head, ckpt, extra={"train": asdict(cfg), "step": step})
+def _checkpoint(head, optim, sched, step, ckpt: Path, cfg: TrainConfig) -> None:
+    with atomic_path(ckpt / "optimizer.pt") as tmp:
+        torch.save({"opt": optim.state_dict(), "sched": sched.state_dict()}, tmp)
+    save_head(head, ckpt, extra={"train": cfg.to_dict(), "step": step})
     # the step is recorded in head_config.json, written last by save_head: a kill between the two files resumes
     # from the older step with the newer optimizer state, which only costs a few steps of momentum
-
-
-def _append_history(out: Path, rows: list[dict]) -> None:
-    with open(out / "train_log.jsonl", "a", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
