@@ -36,48 +36,50 @@ step "remap model"
 
 # 3. Midtraining, two phases: embeddings + lm_head only (re-align the new rows with the frozen body), then all
 #    weights. Real scale: ~40B tokens of instruction-formatted text, about half Russian, reasoning-heavy, 32K
-#    context, full fine-tuning under ZeRO-3: configs/midtrain-qwen3-32b.yaml (optimiser settings ours).
+#    context, full fine-tuning under ZeRO-3: configs/train/midtrain-qwen3-32b.yaml (optimiser settings ours).
 step "midtrain: embeddings + lm_head"
-tpro train midtrain --config configs/midtrain.yaml --model "$W/remapped" --data "$D/instructions.jsonl" \
-  --out "$W/midtrain-emb" --max_steps 6 --max_length 64 --gradient_accumulation_steps 1 --learning_rate 1e-2 \
-  --warmup_steps 0 --save_steps 3 --logging_steps 1 --threads "$THREADS"
+tpro train midtrain --config configs/train/midtrain.yaml --model "$W/remapped" --data "$D/instructions.jsonl" \
+  --out "$W/midtrain-emb" --max-steps 6 --max-length 64 --gradient-accumulation-steps 1 --learning-rate 1e-2 \
+  --warmup-steps 0 --save-steps 3 --logging-steps 1 --threads "$THREADS"
 step "midtrain: all weights"
-tpro train midtrain --config configs/midtrain.yaml --model "$W/midtrain-emb/final" --data "$D/instructions.jsonl" \
-  --out "$W/midtrain" --train_only all --max_steps 6 --max_length 64 --gradient_accumulation_steps 1 \
-  --learning_rate 3e-3 --warmup_steps 0 --save_steps 3 --logging_steps 1 --threads "$THREADS"
+tpro train midtrain --config configs/train/midtrain.yaml --model "$W/midtrain-emb/final" \
+  --data "$D/instructions.jsonl" --out "$W/midtrain" --train-only all --max-steps 6 --max-length 64 \
+  --gradient-accumulation-steps 1 --learning-rate 3e-3 --warmup-steps 0 --save-steps 3 --logging-steps 1 \
+  --threads "$THREADS"
 
 # 4. SFT in both modes (rows with a <think> trace train reasoning, the rest direct), loss on assistant turns, run
 #    through `accelerate launch` exactly as on a cluster (here one CPU process).
 #    Real scale: 468k general instructions (8 completions each, the best kept by the reward model) plus a
 #    reasoning set with traces: accelerate launch --config_file configs/accelerate/zero3.yaml -m tpro.train.sft
-#    --config configs/sft-qwen3-32b.yaml
+#    --config configs/train/sft-qwen3-32b.yaml
 step "SFT (accelerate launch, 1 CPU process)"
 accelerate launch --cpu --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
-  -m tpro.train.sft --config configs/sft.yaml --model "$W/midtrain/final" --data "$D/instructions.jsonl" \
-  --out "$W/sft" --lora false --max_steps 8 --gradient_accumulation_steps 1 --per_device_train_batch_size 4 \
-  --learning_rate 3e-3 --eval_fraction 0 --save_steps 4 --logging_steps 1 --threads "$THREADS"
+  -m tpro.train.sft --config configs/train/sft.yaml --model "$W/midtrain/final" --data "$D/instructions.jsonl" \
+  --out "$W/sft" --lora false --max-steps 8 --gradient-accumulation-steps 1 --per-device-train-batch-size 4 \
+  --learning-rate 3e-3 --eval-fraction 0 --save-steps 4 --logging-steps 1 --threads "$THREADS"
 
 # 5. Reward model: Bradley-Terry on chosen/rejected pairs, accuracy on held-out pairs in summary.json.
-#    Real scale: Qwen3-32B reward model: configs/rm-qwen3-32b.yaml under ZeRO-3.
+#    Real scale: Qwen3-32B reward model: configs/train/rm-qwen3-32b.yaml under ZeRO-3.
 step "reward model"
-tpro train rm --config configs/rm.yaml --model "$W/sft/final" --data "$D/preferences.jsonl" --out "$W/rm" \
-  --lora false --max_steps 8 --gradient_accumulation_steps 1 --per_device_train_batch_size 4 --learning_rate 3e-3 \
-  --eval_fraction 0.25 --save_steps 4 --logging_steps 1 --threads "$THREADS"
+tpro train rm --config configs/train/rm.yaml --model "$W/sft/final" --data "$D/preferences.jsonl" --out "$W/rm" \
+  --lora false --max-steps 8 --gradient-accumulation-steps 1 --per-device-train-batch-size 4 --learning-rate 3e-3 \
+  --eval-fraction 0.25 --save-steps 4 --logging-steps 1 --threads "$THREADS"
 
 # 6. On-policy pairs: K seeded samples per prompt from the SFT policy through the engine, scored by the reward
-#    model, best vs worst. Real scale: --k 16 with the Qwen3-32B reward model (configs/pairs.yaml documents it).
+#    model, best vs worst (sample j of prompt i seeded with seed + 1000*i + j). Real scale: --k 16 with the
+#    Qwen3-32B reward model (configs/train/pairs.yaml documents it).
 step "build on-policy pairs"
-tpro train build-pairs --config configs/pairs.yaml --policy "$W/sft/final" --prompts "$D/prompts.jsonl" \
-  --reward_model "$W/rm/final" --out "$W/pairs.jsonl" --k 4 --temperature 1.0 --max_new_tokens 16 --threads "$THREADS"
+tpro train build-pairs --config configs/train/pairs.yaml --model "$W/sft/final" --prompts "$D/prompts.jsonl" \
+  --reward-model "$W/rm/final" --out "$W/pairs.jsonl" --k 4 --temperature 1.0 --max-new-tokens 16 --threads "$THREADS"
 
 # 7. DPO on the on-policy pairs plus playground votes (the same JSONL preference format; runs/data/preferences.jsonl
 #    stands in for `tpro playground export`). Real scale: beta 0.5, LR 1e-7, full fine-tuning with a frozen
-#    reference: configs/dpo-qwen3-32b.yaml under ZeRO-3.
+#    reference: configs/train/dpo-qwen3-32b.yaml under ZeRO-3.
 step "DPO"
 cat "$W/pairs.jsonl" "$D/preferences.jsonl" > "$W/dpo-data.jsonl"
-tpro train dpo --config configs/dpo.yaml --model "$W/sft/final" --data "$W/dpo-data.jsonl" --out "$W/dpo" \
-  --lora false --max_steps 6 --gradient_accumulation_steps 1 --per_device_train_batch_size 4 --learning_rate 1e-3 \
-  --save_steps 3 --logging_steps 1 --threads "$THREADS"
+tpro train dpo --config configs/train/dpo.yaml --model "$W/sft/final" --data "$W/dpo-data.jsonl" --out "$W/dpo" \
+  --lora false --max-steps 6 --gradient-accumulation-steps 1 --per-device-train-batch-size 4 --learning-rate 1e-3 \
+  --save-steps 3 --logging-steps 1 --threads "$THREADS"
 
 # 8. EAGLE draft head for the final model: self-distilled features, then a few training steps.
 #    Real scale: T-pro 2.0 ships an EAGLE head for T-pro-it-2.0 served by SGLang (`tpro eagle export`).

@@ -42,7 +42,9 @@ def test_pipeline_runs_end_to_end(tmp_path):
     assert final == swapped
     assert json.loads((work / "rm" / "summary.json").read_text())["eval_pairs"] == 3
     samples = [json.loads(x) for x in (work / "pairs.jsonl.samples.jsonl").read_text().splitlines()]
-    assert len(samples) == 6 and all(len(r["completions"]) == 4 for r in samples)
+    assert len(samples) == 6 and all(len(r["samples"]) == 4 for r in samples)
+    scored = [json.loads(x) for x in (work / "pairs.jsonl.scored.jsonl").read_text().splitlines()]
+    assert [len(r["scores"]) for r in scored] == [4] * 6
     for line in (work / "pairs.jsonl").read_text().splitlines():
         p = json.loads(line)
         assert p["meta"]["chosen_score"] > p["meta"]["rejected_score"]

@@ -1,5 +1,6 @@
-"""On-policy pair building with the real engine on a tiny policy: K seeded samples per prompt, reward-model or
-verifier scores, best vs worst in the project's preference format; reruns resume and reproduce."""
+"""On-policy pair building with the real engine on a tiny policy: K seeded samples per prompt (the one seed rule of
+``tpro.engine.samples``), reward-model or verifier scores, best vs worst in the project's preference format; reruns
+resume and reproduce."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from tests.train.data import write_jsonl
 from tpro.train import pairs
 from tpro.train.common import ConfigError
+from tpro.train.pairs import PairsConfig
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def test_reward_pairs_resume_and_reproduce(tiny_qwen2_dir, reward_dir, tmp_path)
         ],
     )
     args = [
-        "--policy",
+        "--policy",  # the old spelling of --model
         str(tiny_qwen2_dir),
         "--prompts",
         str(prompts),
@@ -65,7 +67,10 @@ def test_reward_pairs_resume_and_reproduce(tiny_qwen2_dir, reward_dir, tmp_path)
     s2 = pairs.main([*args, "--out", str(out)])  # resumes: only prompt 3 is sampled
     rows = _rows(samples)
     assert rows[:2] == first and [r["index"] for r in rows] == [0, 1, 2]
-    for r in rows:
+    scored = _rows(out.with_name("pairs.jsonl.scored.jsonl"))
+    assert len(scored) == 3
+    for r in scored:
+        assert len(r["completions"]) == len(r["scores"]) == 3
         assert len(set(r["completions"])) > 1  # T > 0 with distinct seeds: different samples
     got = _rows(out)
     assert len(got) == s2["pairs"] >= 1
@@ -73,14 +78,51 @@ def test_reward_pairs_resume_and_reproduce(tiny_qwen2_dir, reward_dir, tmp_path)
         assert set(p) == {"prompt", "chosen", "rejected", "meta"}
         assert p["prompt"][0]["role"] == "user" and p["chosen"][0]["role"] == "assistant"
         assert p["meta"]["chosen_score"] > p["meta"]["rejected_score"] and p["meta"]["mode"] == "direct"
-        row = next(r for r in rows if r["prompt"] in (p["prompt"][0]["content"], p["prompt"]))
+        row = next(r for r in scored if r["prompt"] in (p["prompt"][0]["content"], p["prompt"]))
         assert p["meta"]["chosen_score"] == max(row["scores"]) and p["meta"]["rejected_score"] == min(row["scores"])
-    # Same seed, fresh directory: the same samples.
+    # Same seed, fresh directory, through the Python API: the same samples.
     out2 = tmp_path / "b" / "pairs.jsonl"
-    pairs.main([*args, "--out", str(out2)])
-    assert [r["completions"] for r in _rows(out2.with_name("pairs.jsonl.samples.jsonl"))] == [
-        r["completions"] for r in rows
-    ]
+    cfg = PairsConfig(
+        model=str(tiny_qwen2_dir),
+        prompts=str(prompts),
+        out=str(out2),
+        k=3,
+        max_new_tokens=8,
+        temperature=1.0,
+        reward_model=str(reward_dir),
+        threads=2,
+    )
+    pairs.run(cfg)
+    assert _rows(out2.with_name("pairs.jsonl.samples.jsonl")) == rows
+
+
+def test_seed_rule(tiny_qwen2_dir, tmp_path):
+    """Sample j of prompt i is seeded with seed + 1000*i + j (``tpro.engine.samples.sample_seed``)."""
+    from dataclasses import replace
+
+    from tpro.engine import Engine
+    from tpro.models import load_model
+
+    prompts = write_jsonl(
+        tmp_path / "p.jsonl", [{"prompt": "Привет!", "answer": "x"}, {"prompt": "Как дела?", "answer": "y"}]
+    )
+    out = tmp_path / "pairs.jsonl"
+    cfg = PairsConfig(
+        model=str(tiny_qwen2_dir),
+        prompts=str(prompts),
+        out=str(out),
+        k=2,
+        max_new_tokens=6,
+        temperature=1.0,
+        seed=5,
+        scorer="verifier",
+        threads=2,
+    )
+    pairs.run(cfg)
+    got = _rows(out.with_name("pairs.jsonl.samples.jsonl"))[1]["samples"][1]["text"]
+    engine = Engine.from_loaded(load_model(str(tiny_qwen2_dir), progress=False))
+    want = engine.complete("Как дела?", replace(cfg.sampling(), seed=5 + 1000 + 1), mode="direct").text
+    assert got == want
 
 
 def test_verifier_reasoning_mode(tiny_qwen2_dir, tmp_path):
@@ -88,7 +130,7 @@ def test_verifier_reasoning_mode(tiny_qwen2_dir, tmp_path):
     out = tmp_path / "pairs.jsonl"
     s = pairs.main(
         [
-            "--policy",
+            "--model",
             str(tiny_qwen2_dir),
             "--prompts",
             str(prompts),
@@ -106,14 +148,17 @@ def test_verifier_reasoning_mode(tiny_qwen2_dir, tmp_path):
             "2",
         ]
     )
-    (row,) = _rows(out.with_name("pairs.jsonl.samples.jsonl"))
+    (row,) = _rows(out.with_name("pairs.jsonl.scored.jsonl"))
     assert set(row["scores"]) <= {0.0, 1.0} and row["meta"]["mode"] == "reasoning"
     assert all(c.startswith("<think>\n") and "\n</think>\n\n" in c for c in row["completions"])
     assert s["pairs"] == (1 if len(set(row["scores"])) == 2 else 0)  # all-equal scores teach nothing: dropped
 
 
-def test_bad_settings(tmp_path):
+def test_bad_settings(tmp_path, capsys):
     with pytest.raises(ConfigError, match="temperature"):
-        pairs.main(["--prompts", "x", "--out", "y", "--temperature", "0", "--reward_model", "r"])
-    with pytest.raises(ConfigError, match="reward_model"):
+        pairs.run(PairsConfig(prompts="x", out="y", temperature=0, reward_model="r"))
+    with pytest.raises(ConfigError, match="reward-model"):
+        pairs.run(PairsConfig(prompts="x", out="y"))
+    with pytest.raises(SystemExit) as e:  # the command line: the reason on stderr, exit 2
         pairs.main(["--prompts", "x", "--out", "y"])
+    assert e.value.code == 2 and "error: --scorer reward needs --reward-model" in capsys.readouterr().err

@@ -77,7 +77,7 @@ def test_kill_then_resume(tiny_qwen2_dir, train_data, tmp_path):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     assert not (out / "final").exists()
-    ckpt = resume_checkpoint(TrainConfig(out=str(out)))
+    ckpt = resume_checkpoint(TrainConfig(data=str(train_data["sft"]), out=str(out)))
     step = int(ckpt.rsplit("-", 1)[1])
     assert step >= 6
     # The same command again (with a reachable max_steps): it must pick the checkpoint up and run only the rest.
@@ -98,9 +98,9 @@ def test_incomplete_checkpoint_is_skipped(tmp_path, capsys):
     (tmp_path / "checkpoint-3").mkdir()
     (tmp_path / "checkpoint-3" / "trainer_state.json").write_text("{}")
     (tmp_path / "checkpoint-9").mkdir()  # killed mid-save: no trainer_state.json
-    assert resume_checkpoint(TrainConfig(out=str(tmp_path))) == str(tmp_path / "checkpoint-3")
+    assert resume_checkpoint(TrainConfig(data="d", out=str(tmp_path))) == str(tmp_path / "checkpoint-3")
     assert "checkpoint-9 is incomplete" in capsys.readouterr().err
-    assert resume_checkpoint(TrainConfig(out=str(tmp_path), resume=False)) is None
+    assert resume_checkpoint(TrainConfig(data="d", out=str(tmp_path), resume=False)) is None
     (tmp_path / "checkpoint-3" / "trainer_state.json").write_text("{trunc")
     with pytest.raises(ValueError, match="corrupt trainer_state.json"):
-        resume_checkpoint(TrainConfig(out=str(tmp_path)))
+        resume_checkpoint(TrainConfig(data="d", out=str(tmp_path)))

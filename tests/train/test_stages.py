@@ -200,10 +200,10 @@ def test_dpo_lora(tiny_qwen2_dir, train_data, tmp_path):
 @pytest.mark.embedded
 @pytest.mark.slow
 def test_sft_lora_on_embedded_default(train_data, tmp_path):
-    # The shipped CPU recipe (configs/sft.yaml: LoRA on the embedded Qwen2.5-Coder-0.5B), two steps.
+    # The shipped CPU recipe (configs/train/sft.yaml: LoRA on the embedded Qwen2.5-Coder-0.5B), two steps.
     from pathlib import Path
 
-    cfg = Path(__file__).resolve().parents[2] / "configs" / "sft.yaml"
+    cfg = Path(__file__).resolve().parents[2] / "configs" / "train" / "sft.yaml"
     s = sft.main(
         [
             "--config",

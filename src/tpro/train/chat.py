@@ -23,12 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tpro.config import ConfigError
+from tpro.io import JSONLError, read_jsonl
 from tpro.models.chat import build_prompt
 from tpro.models.reasoning import split_reasoning
 
 
-class DataError(ValueError):
-    """A data file or row cannot be used; the message names the file/row and the fix."""
+class DataError(ConfigError):
+    """A data file or row cannot be used; the message names the file/row and the fix (the CLI exits 2)."""
 
 
 @dataclass
@@ -46,20 +48,19 @@ def read_rows(path: str | Path, limit: int | None = None) -> list[dict]:
     p = Path(path)
     if not p.is_file():
         raise DataError(f"data file {str(p)!r} does not exist. Fix: pass an existing .jsonl, .json or .txt file")
-    rows: list[dict] = []
     if p.suffix == ".txt":
         rows = [{"text": line.rstrip("\n")} for line in p.open(encoding="utf-8") if line.strip()]
     elif p.suffix == ".json":
-        data = json.loads(p.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            raise DataError(f"{p} is not valid JSON ({e.msg}, line {e.lineno}). Fix: a list of row objects") from e
         rows = data if isinstance(data, list) else [data]
     else:
-        for n, line in enumerate(p.open(encoding="utf-8"), 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise DataError(f"{p}:{n} is not valid JSON ({e.msg}). Fix: one JSON object per line") from e
+        try:
+            rows = read_jsonl(p)
+        except JSONLError as e:
+            raise DataError(str(e)) from e
     bad = next((i for i, r in enumerate(rows) if not isinstance(r, dict)), None)
     if bad is not None:
         raise DataError(f"{p}: row {bad + 1} is a {type(rows[bad]).__name__}, not a JSON object")

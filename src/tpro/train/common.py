@@ -1,146 +1,124 @@
-"""What every training stage shares: the common config fields, reading a config (YAML + CLI flags), loading the
-model to train, LoRA, finding a checkpoint to resume from, and the run summary.
+"""What every training stage shares: the common recipe fields (``TrainConfig``), the model to train (checkpoint,
+tokenizer, LoRA), the data split, TRL's shared arguments, and ``train_and_save`` (resume from the newest complete
+checkpoint, train, evaluate, write ``final/`` and ``summary.json``), plus ``run_command``: each stage module's
+``main(argv)``, which runs the stage's ``tpro train`` command.
 
-Config reading is TRL's ``TrlParser`` (``--config file.yaml``; flags override the file), so a stage's dataclass
-is the single definition of its settings, its ``--help`` and its YAML. Nothing here trains: each stage builds
-its TRL trainer from these pieces.
+Settings are ``tpro.config`` dataclasses: one declaration gives the flags, ``--config FILE.yaml`` and the Python API
+(``sft.run(SFTRecipe(data=..., out=...))``). Nothing here trains: each stage builds its TRL trainer from these
+pieces.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 import re
 import sys
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal
 
-T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A setting or an input is wrong; the message says which and how to fix it (the CLI exits 2)."""
+from tpro.config import Config, ConfigError, opt  # ConfigError: the one error class (stages use common.ConfigError)
+from tpro.io import replace_dir, write_json
+from tpro.options import MODE_HELP, Mode
 
 
-@dataclass
-class TrainConfig:
+@dataclass(kw_only=True)
+class TrainConfig(Config):
     """Fields every stage has. Stages subclass this and add their own."""
 
-    model: str = field(
-        default="default", metadata={"help": "Model to train: 'default' (embedded), a local checkpoint or a hub id."}
+    model: str = opt(
+        "default", "Model to train: default (the embedded model) | checkpoint dir | hub id | .gguf file", short="-m"
     )
-    data: str = field(
-        default="", metadata={"help": "Training data: .jsonl / .json / .txt (see tpro.train.chat for row formats)."}
+    data: str = opt(help="Training data: .jsonl / .json / .txt (see tpro.train.chat for row formats)")
+    eval_data: str = opt("", "Held-out data in the same format; empty = split eval_fraction off data")
+    eval_fraction: float = opt(0.0, "Fraction of data held out for evaluation when eval_data is empty", min=0, max=1)
+    out: str = opt(help="Output directory: checkpoints (checkpoint-N), the final model (final/), summary.json")
+    max_steps: int = opt(-1, "Optimizer steps; -1 = run num_train_epochs", min=-1)
+    num_train_epochs: float = opt(1.0, "Epochs over the data when max_steps is -1", min=0)
+    learning_rate: float = opt(2e-5, "Peak learning rate (AdamW)", min=0)
+    lr_scheduler_type: str = opt("cosine", "transformers scheduler name: cosine, linear, constant, ...")
+    warmup_steps: int = opt(0, "Linear warm-up steps", min=0)
+    weight_decay: float = opt(0.0, "AdamW weight decay", min=0)
+    per_device_train_batch_size: int = opt(1, "Sequences per device per micro-step", min=1)
+    gradient_accumulation_steps: int = opt(1, "Micro-steps per optimizer step", min=1)
+    max_length: int = opt(1024, "Tokens per sequence (longer ones are truncated)", min=1)
+    gradient_checkpointing: bool = opt(False, "Recompute activations in backward (less memory, ~30% slower)")
+    bf16: bool = opt(False, "bf16 weights and mixed precision (on for GPUs; fp32 is faster on this CPU)")
+    lora: bool = opt(False, "Train LoRA adapters (peft) instead of all weights")
+    lora_r: int = opt(16, "LoRA rank", min=1)
+    lora_alpha: int = opt(32, "LoRA alpha (scale = alpha / r)", min=1)
+    lora_dropout: float = opt(0.0, "LoRA dropout", min=0, max=1)
+    lora_target_modules: str = opt("all-linear", "Modules that get adapters: all-linear or comma-separated names")
+    lora_modules_to_save: str = opt(
+        "", "Comma-separated modules trained in full beside LoRA (e.g. embed_tokens,lm_head)"
     )
-    eval_data: str = field(
-        default="", metadata={"help": "Held-out data in the same format; empty = split eval_fraction off data."}
+    merge_lora: bool = opt(
+        True,
+        "Merge LoRA into the weights for final/ (so the next stage loads a plain model); the adapter is also kept "
+        "in final/adapter",
     )
-    eval_fraction: float = field(
-        default=0.0, metadata={"help": "Fraction of data held out for evaluation when eval_data is empty."}
-    )
-    out: str = field(
-        default="",
-        metadata={"help": "Output directory: checkpoints (checkpoint-N), the final model (final/), summary.json."},
-    )
-    max_steps: int = field(default=-1, metadata={"help": "Optimizer steps; -1 = run num_train_epochs."})
-    num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs over the data when max_steps is -1."})
-    learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate (AdamW)."})
-    lr_scheduler_type: str = field(
-        default="cosine", metadata={"help": "transformers scheduler name: cosine, linear, constant, ..."}
-    )
-    warmup_steps: int = field(default=0, metadata={"help": "Linear warm-up steps."})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
-    per_device_train_batch_size: int = field(default=1, metadata={"help": "Sequences per device per micro-step."})
-    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Micro-steps per optimizer step."})
-    max_length: int = field(default=1024, metadata={"help": "Tokens per sequence (longer ones are truncated)."})
-    gradient_checkpointing: bool = field(
-        default=False, metadata={"help": "Recompute activations in backward (less memory, ~30% slower)."}
-    )
-    bf16: bool = field(
-        default=False, metadata={"help": "bf16 mixed precision (on for GPUs; fp32 is faster on this CPU)."}
-    )
-    lora: bool = field(default=False, metadata={"help": "Train LoRA adapters (peft) instead of all weights."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)."})
-    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
-    lora_target_modules: str = field(
-        default="all-linear", metadata={"help": "Modules that get adapters: 'all-linear' or comma-separated names."}
-    )
-    merge_lora: bool = field(
-        default=True,
-        metadata={
-            "help": "Merge LoRA into the weights for final/ (so the next stage loads a plain model); the adapter is also kept in final/adapter."
-        },
-    )
-    logging_steps: int = field(default=1, metadata={"help": "Log the loss every N steps."})
-    save_steps: int = field(default=500, metadata={"help": "Write a resumable checkpoint every N steps."})
-    save_total_limit: int = field(default=2, metadata={"help": "Keep at most N checkpoints."})
-    resume: bool = field(
-        default=True, metadata={"help": "Resume from the newest complete checkpoint in out/ when there is one."}
-    )
-    seed: int = field(default=0, metadata={"help": "Seed for data order and init."})
-    threads: int = field(default=0, metadata={"help": "torch CPU threads; 0 = leave torch's default."})
-    limit: int = field(default=0, metadata={"help": "Use only the first N rows of data (0 = all); for smoke runs."})
-    report_to: str = field(
-        default="none", metadata={"help": "Trackers for transformers (none, tensorboard, wandb, ...)."}
-    )
+    logging_steps: int = opt(1, "Log the loss every N steps", min=1)
+    save_steps: int = opt(500, "Write a resumable checkpoint every N steps", min=1)
+    save_total_limit: int = opt(2, "Keep at most N checkpoints", min=1)
+    resume: bool = opt(True, "Resume from the newest complete checkpoint in out/ when there is one")
+    seed: int = opt(0, "Seed for data order and init")
+    threads: int = opt(0, "torch CPU threads (0 = torch's default)", min=0)
+    limit: int = opt(0, "Use only the first N rows of data (0 = all); for smoke runs", min=0)
+    report_to: str = opt("none", "Trackers for transformers (none, tensorboard, wandb, ...)")
+
+    def weights_dtype(self):
+        import torch
+
+        return torch.bfloat16 if self.bf16 else torch.float32
 
 
-def parse_config(cls: type[T], argv: list[str] | None) -> T:
-    """``--config file.yaml`` then flags -> ``cls``. Bad flags exit 2 through argparse with its message."""
-    from trl import TrlParser
+@dataclass(kw_only=True)
+class ChatMode(Config):
+    """The chat mode a stage trains in (SFT, DPO): T-pro's two modes, or each row's own."""
 
-    args = list(sys.argv[1:] if argv is None else argv)
-    if "--config" in args:
-        i = args.index("--config")
-        if i + 1 >= len(args) or not Path(args[i + 1]).is_file():
-            raise ConfigError(
-                f"--config needs an existing YAML file; got {args[i + 1] if i + 1 < len(args) else 'nothing'!r}"
-            )
-    doc = (sys.modules[cls.__module__].__doc__ or "").strip().split("\n\n")[0]
-    parser = TrlParser(
-        dataclass_types=[cls],
-        prog=f"tpro train {cls.__module__.rsplit('.', 1)[-1]}",
-        description=doc + "\n\nSettings come from --config FILE.yaml (the same field names) and these "
-        "flags, which override the file.",
+    # Training data mixes both modes, so "auto" (per row) is this stage's default on top of the shared Mode.
+    mode: Literal["auto", Mode] = opt(
+        "auto",
+        "auto = each row's own (its mode / meta.mode, else reasoning when an assistant turn has a <think> trace or "
+        "reasoning_content); " + MODE_HELP,
     )
+
+    def chat_mode(self) -> str | None:
+        return None if self.mode == "auto" else self.mode
+
+
+# --- the command line ---------------------------------------------------------------------------------------
+
+
+def run_command(verb: str, argv: list[str] | None = None) -> Any:
+    """``tpro train VERB`` with ``argv`` (``sys.argv[1:]`` when None): a stage module's ``main``, so that
+    ``python -m tpro.train.sft`` and ``accelerate launch -m tpro.train.sft`` parse exactly as the CLI does.
+    Returns the run's summary; bad input prints the reason and exits 2 (``SystemExit``)."""
+    import click
+
+    from tpro.train.cli import app
+
     try:
-        (config,) = parser.parse_args_and_config(args)
-    except ValueError as e:  # unknown keys in the YAML file
-        raise ConfigError(f"{e}. Fix: remove them or check their spelling against --help") from e
-    return config
+        result = app.commands[verb].main(args=argv, prog_name=f"tpro train {verb}", standalone_mode=False)
+    except click.ClickException as e:  # a bad flag: click's usage message
+        e.show()
+        raise SystemExit(e.exit_code) from e
+    if isinstance(result, int):  # --help, or an error already printed
+        raise SystemExit(result)
+    return result
 
 
-def to_yaml(config: Any) -> str:
-    """The config as YAML that ``--config`` reads back to an equal config."""
-    import yaml
-
-    return yaml.safe_dump(dataclasses.asdict(config), sort_keys=False, allow_unicode=True)
-
-
-def require(config: TrainConfig, *names: str) -> None:
-    missing = [n for n in names if not getattr(config, n)]
-    if missing:
-        raise ConfigError(
-            "missing setting(s): " + ", ".join(f"--{n}" for n in missing) + ". Fix: pass them as flags or in --config"
-        )
-
-
-# --- model, tokenizer, LoRA ---------------------------------------------------------------------------------
+# --- model, tokenizer, data, LoRA ---------------------------------------------------------------------------
 
 
 def model_path(spec: str) -> str:
-    """A spec to something ``from_pretrained`` takes: ``default`` -> the embedded model's converted checkpoint."""
-    if spec in ("", "default"):
-        from tpro.models import load_model
+    """A model spec -> what ``from_pretrained`` takes; ``default`` and GGUF files -> their converted checkpoint
+    (converted once and cached; no weights are loaded here)."""
+    from tpro.models.loading import checkpoint_source
 
-        # load_model converts the embedded GGUF once and caches a safetensors checkpoint; training reloads that
-        # directory through transformers (with the head class the stage needs).
-        return load_model("default", progress=False).source
-    return spec
+    return checkpoint_source(spec, progress=False)
 
 
 def load_tokenizer(path: str):
@@ -152,10 +130,41 @@ def load_tokenizer(path: str):
     return tok
 
 
-def peft_config(config: TrainConfig, task_type: str = "CAUSAL_LM", modules_to_save: list[str] | None = None):
+def base_model(config: TrainConfig) -> tuple[str, Any]:
+    """(checkpoint path, tokenizer) of the model to train; sets torch's CPU threads first (0 = its default)."""
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    path = model_path(config.model)
+    return path, load_tokenizer(path)
+
+
+def load_rows(config: TrainConfig) -> tuple[list, list]:
+    """(train, eval) rows: the first ``limit`` rows of ``data``; eval is ``eval_data`` when given, else a seeded
+    ``eval_fraction`` of the rows, else empty."""
+    import random
+
+    from tpro.train.chat import read_rows
+
+    rows = read_rows(config.data, config.limit or None)
+    if config.eval_data:
+        return rows, read_rows(config.eval_data)
+    if config.eval_fraction <= 0:
+        return rows, []
+    idx = list(range(len(rows)))
+    random.Random(config.seed).shuffle(idx)
+    held = set(idx[: max(1, int(len(rows) * config.eval_fraction))])
+    return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]
+
+
+def peft_config(config: TrainConfig, task_type: str = "CAUSAL_LM"):
     if not config.lora:
         return None
     from peft import LoraConfig
+
+    def names(s: str) -> list[str]:
+        return [t.strip() for t in s.split(",") if t.strip()]
 
     targets = config.lora_target_modules
     return LoraConfig(
@@ -163,8 +172,8 @@ def peft_config(config: TrainConfig, task_type: str = "CAUSAL_LM", modules_to_sa
         lora_alpha=config.lora_alpha,
         lora_dropout=config.lora_dropout,
         task_type=task_type,
-        target_modules=targets if targets == "all-linear" else [t.strip() for t in targets.split(",") if t.strip()],
-        modules_to_save=modules_to_save,
+        target_modules=targets if targets == "all-linear" else names(targets),
+        modules_to_save=names(config.lora_modules_to_save) or None,
     )
 
 
@@ -201,14 +210,7 @@ def trainer_kwargs(config: TrainConfig) -> dict:
     )
 
 
-def set_threads(config: TrainConfig) -> None:
-    if config.threads:
-        import torch
-
-        torch.set_num_threads(config.threads)
-
-
-# --- checkpoints --------------------------------------------------------------------------------------------
+# --- checkpoints, the final model, the summary --------------------------------------------------------------
 
 _CKPT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -241,7 +243,7 @@ def resume_checkpoint(config: TrainConfig) -> str | None:
 
 
 def save_final(trainer: Any, tokenizer: Any, config: TrainConfig) -> Path:
-    """Write the trained model to ``out/final`` atomically (tmp dir + rename): the next stage loads it as a plain
+    """Write the trained model to ``out/final`` atomically (tmp dir + swap): the next stage loads it as a plain
     checkpoint. ``trainer.save_model`` gathers ZeRO-3 / FSDP shards (every process must call it). LoRA: the
     adapter goes to ``final/adapter`` and, with ``merge_lora`` on an unsharded run, merged weights to ``final``;
     on a sharded run ``final`` holds the adapter (merge it after training, on one device)."""
@@ -265,23 +267,45 @@ def save_final(trainer: Any, tokenizer: Any, config: TrainConfig) -> Path:
         trainer.save_model(str(tmp))
     if acc.is_main_process:
         tokenizer.save_pretrained(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        replace_dir(tmp, final)
     acc.wait_for_everyone()
     return final
 
 
-def loss_history(trainer: Any, key: str = "loss") -> list[tuple[int, float]]:
+def logged(trainer: Any, key: str = "loss") -> list[tuple[int, float]]:
+    """(step, value) of every logged ``key`` (the loss, DPO's reward margins ...)."""
     return [(h["step"], h[key]) for h in trainer.state.log_history if key in h]
 
 
-def write_summary(config: Any, trainer: Any, started: float, extra: dict | None = None) -> dict:
+def train_and_save(
+    config: TrainConfig,
+    trainer: Any,
+    tokenizer: Any,
+    started: float,
+    details: Callable[[dict], dict] | None = None,
+) -> dict:
+    """Train (resuming from the newest complete checkpoint in ``out``), evaluate when there is eval data, save
+    ``final/`` and write ``summary.json``. ``details(eval_metrics)`` adds the stage's own figures to the summary
+    (called before the final save, which merges LoRA)."""
+    resumed = resume_checkpoint(config)
+    trainer.train(resume_from_checkpoint=resumed)
+    metrics = trainer.evaluate() if trainer.eval_dataset is not None else {}
+    extra = {
+        "resumed_from": resumed,
+        "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        **(details(metrics) if details else {}),
+        "eval": metrics,
+    }
+    final = save_final(trainer, tokenizer, config)
+    return write_summary(config, trainer, started, {**extra, "final_dir": str(final)})
+
+
+def write_summary(config: TrainConfig, trainer: Any, started: float, extra: dict | None = None) -> dict:
     """``out/summary.json``: settings, losses, steps, tokens, wall time (atomic write)."""
-    losses = loss_history(trainer)
+    losses = logged(trainer)
     summary = {
         "stage": type(config).__name__,
-        "config": dataclasses.asdict(config),
+        "config": config.to_dict(),
         "global_step": trainer.state.global_step,
         "tokens_seen": int(trainer.state.num_input_tokens_seen or 0),
         "wall_s": round(time.time() - started, 2),
@@ -291,25 +315,5 @@ def write_summary(config: Any, trainer: Any, started: float, extra: dict | None 
         "final_dir": str(Path(config.out) / "final"),
         **(extra or {}),
     }
-    path = Path(config.out) / "summary.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, ensure_ascii=False, indent=1))
-    os.replace(tmp, path)
+    write_json(Path(config.out) / "summary.json", summary, indent=1)
     return summary
-
-
-def split_eval(rows: list, config: TrainConfig) -> tuple[list, list]:
-    """(train, eval): eval_data when given, else a seeded eval_fraction of rows, else no eval."""
-    from tpro.train.chat import read_rows
-
-    if config.eval_data:
-        return rows, read_rows(config.eval_data)
-    if config.eval_fraction <= 0:
-        return rows, []
-    import random
-
-    idx = list(range(len(rows)))
-    random.Random(config.seed).shuffle(idx)
-    n_eval = max(1, int(len(rows) * config.eval_fraction))
-    held = set(idx[:n_eval])
-    return [r for i, r in enumerate(rows) if i not in held], [rows[i] for i in sorted(held)]

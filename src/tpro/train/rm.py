@@ -7,40 +7,26 @@ conversational preference rows (the project's format: playground votes, ``tpro d
 them when it scores, so the trained model can be handed straight to the scorer. The held-out accuracy
 (fraction of pairs where ``r(chosen) > r(rejected)``) goes into ``summary.json``.
 
-Run: ``tpro train rm --config configs/rm.yaml``.
+Run: ``tpro train rm --config configs/train/rm.yaml --data PAIRS.jsonl``.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from tpro.train.common import (
-    TrainConfig,
-    load_tokenizer,
-    model_path,
-    parse_config,
-    peft_config,
-    require,
-    resume_checkpoint,
-    save_final,
-    set_threads,
-    split_eval,
-    trainer_kwargs,
-    write_summary,
-)
+from tpro.config import like, opt
+from tpro.train import common
 
 
-@dataclass
-class RMRecipe(TrainConfig):
-    eval_fraction: float = field(
-        default=0.1, metadata={"help": "Fraction of pairs held out for accuracy when eval_data is empty."}
-    )
-    learning_rate: float = field(default=1e-5, metadata={"help": "Peak learning rate (AdamW)."})
-    center_rewards_coefficient: float = field(
-        default=0.0,
-        metadata={"help": "Weight of the (r_chosen + r_rejected)^2 penalty that keeps rewards centred on 0 (0 = off)."},
+@dataclass(kw_only=True)
+class RMRecipe(common.TrainConfig):
+    # The held-out accuracy is this stage's result, so some pairs are held out by default; a lower rate than SFT's.
+    eval_fraction: float = like(common.TrainConfig, "eval_fraction", 0.1)
+    learning_rate: float = like(common.TrainConfig, "learning_rate", 1e-5)
+    center_rewards_coefficient: float = opt(
+        0.0, "Weight of the (r_chosen + r_rejected)^2 penalty that keeps rewards centred on 0 (0 = off)", min=0
     )
 
 
@@ -61,56 +47,42 @@ def _pairs(rows: list[dict]) -> list[dict]:
 
 
 def run(config: RMRecipe) -> dict:
-    import torch
     from datasets import Dataset
     from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
-    from tpro.train.chat import read_rows
-
-    require(config, "data", "out")
     started = time.time()
-    set_threads(config)
-    rows = read_rows(config.data, config.limit or None)
-    train_rows, eval_rows = split_eval(rows, config)
-    path = model_path(config.model)
-    tokenizer = load_tokenizer(path)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=1, dtype=torch.bfloat16 if config.bf16 else torch.float32
-    )
+    train_rows, eval_rows = common.load_rows(config)
+    path, tokenizer = common.base_model(config)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=config.weights_dtype())
     model.config.pad_token_id = tokenizer.pad_token_id  # the head reads the last non-pad token
-    train_ds = Dataset.from_list(_pairs(train_rows))
-    eval_ds = Dataset.from_list(_pairs(eval_rows)) if eval_rows else None
-    args = RewardConfig(**trainer_kwargs(config), center_rewards_coefficient=config.center_rewards_coefficient or None)
+    args = RewardConfig(
+        **common.trainer_kwargs(config), center_rewards_coefficient=config.center_rewards_coefficient or None
+    )
     trainer = RewardTrainer(
         model=model,
         args=args,
-        train_dataset=train_ds,
-        eval_dataset=eval_ds,
+        train_dataset=Dataset.from_list(_pairs(train_rows)),
+        eval_dataset=Dataset.from_list(_pairs(eval_rows)) if eval_rows else None,
         processing_class=tokenizer,
-        peft_config=peft_config(config, task_type="SEQ_CLS"),
+        peft_config=common.peft_config(config, task_type="SEQ_CLS"),
     )
-    resumed = resume_checkpoint(config)
-    trainer.train(resume_from_checkpoint=resumed)
-    metrics = trainer.evaluate() if eval_ds is not None else {}
-    final = save_final(trainer, tokenizer, config)
-    return write_summary(
+    return common.train_and_save(
         config,
         trainer,
+        tokenizer,
         started,
-        {
-            "resumed_from": resumed,
-            "train_pairs": len(train_ds),
-            "eval_pairs": len(eval_ds) if eval_ds else 0,
+        lambda metrics: {
+            "train_pairs": len(train_rows),
+            "eval_pairs": len(eval_rows),
             "eval_accuracy": metrics.get("eval_accuracy"),
-            "eval": metrics,
-            "final_dir": str(final),
         },
     )
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return run(parse_config(RMRecipe, argv))
+    """``tpro train rm`` (``python -m tpro.train.rm``, ``accelerate launch -m tpro.train.rm``)."""
+    return common.run_command("rm", argv)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ builds the labels, truncates and batches. Rows with a reasoning trace train the 
 the direct mode (or force one with ``--mode``), so one data set mixes T-pro's general and reasoning SFT sets.
 ``fit`` is the causal-LM training loop shared with midtraining.
 
-Run: ``tpro train sft --config configs/sft.yaml`` (multi-GPU: ``accelerate launch --config_file
-configs/accelerate/zero3.yaml -m tpro.train.sft --config configs/sft.yaml``).
+Run: ``tpro train sft --config configs/train/sft.yaml --data SFT.jsonl`` (multi-GPU: ``accelerate launch
+--config_file configs/accelerate/zero3.yaml -m tpro.train.sft --config configs/train/sft-qwen3-32b.yaml``).
 """
 
 from __future__ import annotations
@@ -15,131 +15,69 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Any
 
-from tpro.train.common import (
-    ConfigError,
-    TrainConfig,
-    load_tokenizer,
-    model_path,
-    parse_config,
-    peft_config,
-    require,
-    resume_checkpoint,
-    save_final,
-    set_threads,
-    split_eval,
-    trainer_kwargs,
-    write_summary,
-)
+from tpro.config import opt
+from tpro.train import common
 
 
-@dataclass
-class SFTRecipe(TrainConfig):
-    mode: Literal["auto", "direct", "reasoning"] = field(
-        default="auto",
-        metadata={
-            "help": "Chat mode: auto = per row (reasoning when the assistant turn has a <think> trace or reasoning_content)."
-        },
-    )
-    packing: bool = field(default=False, metadata={"help": "Pack several conversations into one max_length sequence."})
-    lora_modules_to_save: str = field(
-        default="",
-        metadata={"help": "Comma-separated modules trained in full beside LoRA (e.g. embed_tokens,lm_head)."},
-    )
+@dataclass(kw_only=True)
+class SFTRecipe(common.TrainConfig, common.ChatMode):
+    packing: bool = opt(False, "Pack sequences into max_length blocks (concatenated, then cut)")
 
 
 def fit(
-    config: TrainConfig,
-    encode: Callable[[Any, dict], list],
-    rows: list[dict],
-    eval_rows: list[dict],
-    *,
-    packing: bool = False,
-    packing_strategy: str = "bfd",
-    freeze: Callable[[Any], None] | None = None,
-    modules_to_save: str = "",
+    config: common.TrainConfig, encode: Callable[[Any, dict], list], freeze: Callable[[Any], None] | None = None
 ) -> dict:
-    """Train a causal LM on ``encode(tokenizer, row) -> [Encoded]`` sequences with SFTTrainer; save, summarise."""
-    import torch
+    """Train a causal LM on ``encode(tokenizer, row) -> [Encoded]`` sequences of ``config.data`` with
+    SFTTrainer (``freeze(model)`` before training when given); save, summarise. ``config``: a recipe with
+    ``packing`` (SFT, midtraining)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
     started = time.time()
-    set_threads(config)
-    path = model_path(config.model)
-    tokenizer = load_tokenizer(path)
+    rows, eval_rows = common.load_rows(config)
+    path, tokenizer = common.base_model(config)
 
     def to_dataset(rs: list[dict]) -> Dataset:
         encs = [e for r in rs for e in encode(tokenizer, r)]
         if not encs:
-            raise ConfigError(f"no trainable sequences in {config.data!r} (every row lacked an assistant turn)")
+            raise common.ConfigError(f"no trainable sequences in {config.data!r} (every row lacked an assistant turn)")
         return Dataset.from_dict(
             {"input_ids": [e.input_ids for e in encs], "assistant_masks": [e.assistant_masks for e in encs]}
         )
 
     train_ds = to_dataset(rows)
-    eval_ds = to_dataset(eval_rows) if eval_rows else None
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.bfloat16 if config.bf16 else torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=config.weights_dtype())
     if freeze is not None:
         freeze(model)
+    # bfd packing would switch to padding-free batches, which need FlashAttention; wrapped does not.
     args = SFTConfig(
-        **trainer_kwargs(config),
-        packing=packing,
-        packing_strategy=packing_strategy,
-        # bfd packing would switch to padding-free batches, which need FlashAttention; wrapped does not.
-        padding_free=False,
+        **common.trainer_kwargs(config), packing=config.packing, packing_strategy="wrapped", padding_free=False
     )
-    mts = [m.strip() for m in modules_to_save.split(",") if m.strip()] or None
     trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=train_ds,
-        eval_dataset=eval_ds,
+        eval_dataset=to_dataset(eval_rows) if eval_rows else None,
         processing_class=tokenizer,
-        peft_config=peft_config(config, modules_to_save=mts),
+        peft_config=common.peft_config(config),
     )
-    resumed = resume_checkpoint(config)
-    trainer.train(resume_from_checkpoint=resumed)
-    metrics = trainer.evaluate() if eval_ds is not None else {}
-    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    final = save_final(trainer, tokenizer, config)
-    return write_summary(
-        config,
-        trainer,
-        started,
-        {
-            "resumed_from": resumed,
-            "train_sequences": len(train_ds),
-            "trainable_params": trainable,
-            "eval": metrics,
-            "final_dir": str(final),
-        },
-    )
+    return common.train_and_save(config, trainer, tokenizer, started, lambda _: {"train_sequences": len(train_ds)})
 
 
 def run(config: SFTRecipe) -> dict:
-    from tpro.train.chat import encode_row, read_rows
+    from tpro.train.chat import encode_row
 
-    require(config, "data", "out")
-    rows = read_rows(config.data, config.limit or None)
-    train_rows, eval_rows = split_eval(rows, config)
-    mode = None if config.mode == "auto" else config.mode
-    return fit(
-        config,
-        lambda tok, r: encode_row(tok, r, mode=mode, loss_on="assistant"),
-        train_rows,
-        eval_rows,
-        packing=config.packing,
-        packing_strategy="wrapped",
-        modules_to_save=config.lora_modules_to_save,
-    )
+    mode = config.chat_mode()
+    return fit(config, lambda tok, r: encode_row(tok, r, mode=mode, loss_on="assistant"))
 
 
 def main(argv: list[str] | None = None) -> dict:
-    return run(parse_config(SFTRecipe, argv))
+    """``tpro train sft`` (``python -m tpro.train.sft``, ``accelerate launch -m tpro.train.sft``)."""
+    return common.run_command("sft", argv)
 
 
 if __name__ == "__main__":
