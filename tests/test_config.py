@@ -130,8 +130,8 @@ def test_help_lists_main_spelling_only():
 
 
 def all_commands():
-    for stage, (module, attr, _) in COMMANDS.items():
-        obj = getattr(importlib.import_module(module), attr)
+    for stage, (module, _) in COMMANDS.items():
+        obj = importlib.import_module(module).app
         if isinstance(obj, ConfigCommand) or not isinstance(obj, click.Group):
             yield stage, obj  # a command (also one that has verbs, like `tpro playground`)
         if isinstance(obj, click.Group):

@@ -12,26 +12,18 @@ import importlib
 
 import click
 
-# name -> (module, attribute holding the click command or group, one-line help shown by `tpro --help` without importing the module)
-COMMANDS: dict[str, tuple[str, str, str]] = {
-    "model": ("tpro.models.cli", "app", "Inspect the embedded default model; convert GGUF files."),
-    "generate": ("tpro.engine.cli", "app", "Generate an answer (direct or reasoning), streamed, with telemetry."),
-    "tokenizer": (
-        "tpro.tokenizer.cli",
-        "app",
-        "Cyrillic-dense tokenizer: adapt, check, report density, remap a model.",
-    ),
-    "eagle": ("tpro.eagle.cli", "app", "EAGLE draft heads: build data, train, export for SGLang."),
-    "bench": ("tpro.bench.cli", "app", "Decode benchmarks: EAGLE vs vanilla vs model.generate, per domain."),
-    "eval": ("tpro.eval.cli", "app", "Math benchmarks (T-Math, MGSM, MATH-500, AIME, GSM8K), direct vs reasoning."),
-    "serve": ("tpro.serve.cli", "app", "OpenAI-compatible server on the engine (EAGLE optional)."),
-    "playground": ("tpro.playground.cli", "app", "Side-by-side web playground; export votes as DPO pairs."),
-    "data": (
-        "tpro.data.cli",
-        "app",
-        "Data curation: dedup, decontaminate, tag and balance, reward and difficulty filters.",
-    ),
-    "train": ("tpro.train.cli", "app", "Training recipes over TRL: midtrain, SFT, reward model, DPO."),
+# name -> (module whose `app` is the click command or group, one-line help shown without importing the module)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "model": ("tpro.models.cli", "Inspect the embedded default model; convert GGUF files."),
+    "generate": ("tpro.engine.cli", "Generate an answer (direct or reasoning), streamed, with telemetry."),
+    "tokenizer": ("tpro.tokenizer.cli", "Cyrillic-dense tokenizer: adapt, check, report density, remap a model."),
+    "eagle": ("tpro.eagle.cli", "EAGLE draft heads: build data, train, export for SGLang."),
+    "bench": ("tpro.bench.cli", "Decode benchmarks: EAGLE vs vanilla vs model.generate, per domain."),
+    "eval": ("tpro.eval.cli", "Math benchmarks (T-Math, MGSM, MATH-500, AIME, GSM8K), direct vs reasoning."),
+    "serve": ("tpro.serve.cli", "OpenAI-compatible server on the engine (EAGLE optional)."),
+    "playground": ("tpro.playground.cli", "Side-by-side web playground; export votes as DPO pairs."),
+    "data": ("tpro.data.cli", "Data curation: dedup, decontamination, tags and balance, reward and difficulty."),
+    "train": ("tpro.train.cli", "Training recipes over TRL: midtrain, SFT, reward model, DPO."),
 }
 
 HELP = """tpro: make and serve a fast Russian reasoning LLM (the T-pro 2.0 system as a toolkit).
@@ -48,19 +40,14 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         if name not in COMMANDS:
             return None
-        module, attr, _ = COMMANDS[name]
-        cmd = getattr(importlib.import_module(module), attr)
-        if not isinstance(cmd, click.Command):  # a stage not yet generated from its config (typer app)
-            import typer
-
-            cmd = typer.main.get_command(cmd)
+        cmd = importlib.import_module(COMMANDS[name][0]).app
         cmd.name = name
         return cmd
 
     def format_commands(self, ctx, formatter):
         # Help text from COMMANDS: reading it from the stages would import them all (torch included).
         with formatter.section("Commands"):
-            formatter.write_dl([(name, helptext) for name, (_, _, helptext) in COMMANDS.items()])
+            formatter.write_dl([(name, helptext) for name, (_, helptext) in COMMANDS.items()])
 
 
 def main():

@@ -60,19 +60,8 @@ def opt(
     (``{"--reasoning": "reasoning"}``); ``positional``: a command-line argument instead of an option;
     ``cli=False``: settable from YAML and Python only; ``secret``: never written out by ``to_yaml`` /
     ``--print-config`` (an API key belongs in the environment). A list default is copied per instance."""
-    meta = dict(
-        help=help,
-        short=short,
-        min=min,
-        max=max,
-        choices=choices,
-        aliases=tuple(aliases),
-        flags=dict(flags or {}),
-        positional=positional,
-        envvar=envvar,
-        cli=cli,
-        secret=secret,
-    )
+    meta = dict(locals(), aliases=tuple(aliases), flags=dict(flags or {}))  # every argument but the default
+    del meta["default"]
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)

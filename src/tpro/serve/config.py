@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from tpro.config import opt
-from tpro.options import DRAFT_HELP, MODE_HELP, Mode, ModelOptions
+from tpro.config import like, opt
+from tpro.options import DRAFT_HELP, MODE_HELP, Mode, ModelOptions, SamplingOptions
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -34,12 +34,11 @@ class ServeConfig(ModelOptions):
         min=1.0,
         aliases=("--timeout",),
     )
-    max_new_tokens: int = opt(
-        512,
-        "Tokens a request may generate when it sends no max_tokens (capped by the context left)",
-        short="-n",
-        min=1,
-        aliases=("--default-max-tokens",),
+    max_new_tokens: int = like(
+        SamplingOptions,
+        "max_new_tokens",
+        help="Tokens a request may generate when it sends no max_tokens (capped by the context left)",
+        aliases=("--max-tokens", "--default-max-tokens"),
     )
     max_tokens_limit: int | None = opt(
         None, "Reject requests asking for more max_tokens (400); none: the context", min=1
