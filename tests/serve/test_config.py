@@ -26,13 +26,15 @@ def resolved(*args: str, env: dict | None = None) -> dict:
 
 def test_default_yaml_is_the_commands_defaults():
     assert ServeConfig.from_yaml(CONFIGS / "default.yaml") == ServeConfig()
-    assert resolved("--config", str(CONFIGS / "default.yaml")) == resolved() == ServeConfig().to_dict()
+    defaults = {k: v for k, v in ServeConfig().to_dict().items() if k != "api_key"}  # a secret is never printed
+    assert resolved("--config", str(CONFIGS / "default.yaml")) == resolved() == defaults
 
 
 @pytest.mark.parametrize("path", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_serve_config_reads_and_names_its_command(path):
     assert path.read_text().startswith(f"# tpro serve --config configs/serve/{path.name}\n")
-    assert resolved("--config", str(path)) == ServeConfig.from_yaml(path).to_dict()
+    want = {k: v for k, v in ServeConfig.from_yaml(path).to_dict().items() if k != "api_key"}
+    assert resolved("--config", str(path)) == want
 
 
 @pytest.mark.parametrize(
@@ -64,7 +66,9 @@ def test_help_shows_one_spelling_and_api_key_from_env():
     r = CliRunner().invoke(app, ["--help"], terminal_width=200)
     assert "--mode" in r.output and "--max-new-tokens" in r.output and "TPRO_API_KEY" in r.output
     assert "--thinking" not in r.output and "--default-max-tokens" not in r.output
-    assert resolved(env={"TPRO_API_KEY": "k"})["api_key"] == "k"
+    # the key is read from the environment but never printed (a copied --print-config must not leak it)
+    assert "api_key" not in resolved(env={"TPRO_API_KEY": "k"})
+    assert "api_key" not in CliRunner().invoke(app, ["--print-config"], env={"TPRO_API_KEY": "s3cret"}).output
     assert resolved()["host"] == "127.0.0.1"
 
 

@@ -31,7 +31,7 @@ class PlaygroundConfig(ModelOptions):
     left_model: str = opt("", "Left pane model name (default: the endpoint's first model)")
     right_url: str | None = opt(None, "Right pane endpoint; default: the local server")
     right_model: str = opt("", "Right pane model name")
-    api_key: str | None = opt(None, "Bearer key for the endpoints given by URL", envvar="TPRO_API_KEY")
+    api_key: str | None = opt(None, "Bearer key for the endpoints given by URL", envvar="TPRO_API_KEY", secret=True)
     draft: str = opt("auto", f"Local server's draft (left pane). {DRAFT_HELP}")
     # the page's initial budget: a side-by-side reading length, not the shared 512 (changeable on the page)
     max_new_tokens: int = opt(
