@@ -1,6 +1,7 @@
 """Settings that several stages share, declared once: one name, one default and one meaning across the toolkit.
 
-- ``ModelOptions``: ``--model`` (``-m``), ``--dtype``, ``--threads`` (0 = torch's default, everywhere);
+- ``ModelOptions``: ``--model`` (``-m``), ``--dtype``, ``--weights``, ``--threads`` (0 = torch's default,
+  everywhere);
 - ``SamplingOptions``: ``--max-new-tokens`` (``-n``, always this budget), ``--temperature`` (``-t``), ``--top-p``,
   ``--top-k``, ``--seed``, ``--stop``;
 - ``Mode`` / ``ModeOrBoth`` and ``--mode``: ``direct`` or ``reasoning`` (``both`` where a stage runs each);
@@ -49,7 +50,17 @@ class ModelOptions(Config):
         short="-m",
     )
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = opt(
-        "auto", "auto = bf16 on GPUs and on CPUs with native bf16 (AVX512-BF16/AMX), else fp32"
+        "auto",
+        "auto = bf16 on GPUs, on CPUs with native bf16 (AVX512-BF16/AMX) and with int4/int8 weights, else fp32",
+    )
+    # bf16 by default: stages that read, copy or change weights (eval figures, EAGLE data and training, tokenizer
+    # remap, data tagging) keep the checkpoint's own weights; the decoding stages (serve, playground, generate)
+    # override the default with `like(ModelOptions, "weights", "auto")`.
+    weights: Literal["bf16", "int8", "int4", "auto"] = opt(
+        "bf16",
+        "Linear-layer weights: bf16 (the checkpoint's, in --dtype) | int8 | int4 (weight-only, PyTorch's CPU "
+        "kernels; a GGUF's Q4_K tensors keep their grid) | auto (the fastest measured for decoding: int4 on a "
+        "CPU, bf16 on a GPU)",
     )
     threads: int = opt(0, "torch CPU threads (0 = torch's default)", min=0)
 
@@ -57,7 +68,14 @@ class ModelOptions(Config):
         """The loaded model (``tpro.models.LoadedModel``) these options describe."""
         from tpro.models import load_model
 
-        return load_model(self.model, dtype=self.dtype, threads=self.threads or None, progress=progress, **kw)
+        return load_model(
+            self.model,
+            dtype=self.dtype,
+            weights=self.weights,
+            threads=self.threads or None,
+            progress=progress,
+            **kw,
+        )
 
 
 @dataclass(kw_only=True)

@@ -16,8 +16,8 @@ class OracleDecoder(EagleDecoder):
 
     name = "eagle-oracle"
 
-    def __init__(self, head, depth=4, width=3):
-        super().__init__(head, EagleConfig(depth=depth, top_k=width, total_tokens=depth * width))
+    def __init__(self, head, depth=4, width=3, suffix=False):
+        super().__init__(head, EagleConfig(depth=depth, top_k=width, total_tokens=depth * width, suffix=suffix))
         self.depth, self.width = depth, width
 
     def decode(self, model, input_ids, params, generator):

@@ -5,7 +5,7 @@ import torch
 
 from tests.eagle.conftest import OracleDecoder
 from tests.eagle.test_tree import chi_square_p
-from tpro.eagle import tree
+from tpro.eagle import policy, tree
 from tpro.eagle.decoder import EagleConfig, EagleDecoder
 from tpro.engine import Engine, SamplingParams
 from tpro.engine.sampling import logits_to_probs
@@ -107,6 +107,89 @@ def test_sampling_first_two_tokens_follow_the_target(tiny_qwen2, qwen2_head):
     assert chi_square_p(counts, torch.tensor([joint[k] for k in keys])) > 1e-3
 
 
+REPETITIVE = [
+    "раз два три четыре раз два три четыре раз два три четыре раз два три четыре раз два три",
+    "def f(x): return x + 1\ndef g(x): return x + 1\ndef h(x): return x + 1\ndef k(x): return",
+]
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "qwen3"])
+def test_greedy_hybrid_is_token_identical_and_the_suffix_drafter_fires(arch, request):
+    """A random head accepts almost nothing, so what is accepted here is the suffix drafter's: tiny random models
+    loop in greedy decoding, and the loops and the repeated prompts are drafted from the text."""
+    lm = request.getfixturevalue(f"tiny_{arch}")
+    eng = Engine.from_loaded(lm)
+    p = SamplingParams(max_new_tokens=48)
+    dec = EagleDecoder(request.getfixturevalue(f"{arch}_head"), EagleConfig(depth=3, top_k=4, total_tokens=10))
+    assert dec.cfg.suffix  # the default
+    accepted = 0
+    for prompt in REPETITIVE + PROMPTS[:1]:
+        ref = eng.complete(prompt, p)
+        got = eng.complete(prompt, p, decoder=dec)
+        assert got.token_ids == ref.token_ids
+        accepted += got.telemetry.draft_accepted
+    assert accepted >= 20
+
+
+def test_earlier_answers_draft_a_repeated_request(tiny_qwen2, qwen2_head):
+    """The decoder keeps its answers: the same request again is drafted from the first answer (greedy: the same
+    text), so it takes fewer steps, with the same tokens; with the cache off it does not."""
+    eng = Engine.from_loaded(tiny_qwen2)
+    p = SamplingParams(max_new_tokens=40)
+    for answers, faster in ((8, True), (0, False)):
+        dec = EagleDecoder(qwen2_head, EagleConfig(depth=2, top_k=2, total_tokens=4, suffix_answers=answers))
+        a = eng.complete(PROMPTS[1], p, decoder=dec)
+        b = eng.complete(PROMPTS[1], p, decoder=dec)
+        assert a.token_ids == b.token_ids == eng.complete(PROMPTS[1], p).token_ids
+        assert (b.telemetry.steps < a.telemetry.steps) == faster
+        if faster:
+            assert b.telemetry.acceptance_length > 4.0
+            dec.forget()
+            assert eng.complete(PROMPTS[1], p, decoder=dec).telemetry.steps == a.telemetry.steps
+
+
+def test_suffix_off_is_the_eagle_tree_alone(tiny_qwen2, qwen2_head):
+    eng = Engine.from_loaded(tiny_qwen2)
+    dec = EagleDecoder(qwen2_head, EagleConfig(depth=3, top_k=4, total_tokens=10, suffix=False))
+    got = eng.complete(REPETITIVE[0], SamplingParams(max_new_tokens=24), decoder=dec)
+    assert got.token_ids == eng.complete(REPETITIVE[0], SamplingParams(max_new_tokens=24)).token_ids
+    assert got.telemetry.draft_proposed == 10 * (got.telemetry.steps - 1)  # every step: the full EAGLE tree
+    assert not dec.suffix.seqs  # nothing cached
+
+
+def test_sampling_merged_tree_first_two_tokens_follow_the_target(tiny_qwen2, qwen2_head, monkeypatch):
+    """As above, with the suffix drafter's chains merged into the oracle's tree at every step (the head is forced
+    to run so both drafters propose): a prompt of one repeated phrase makes the suffix drafter fire."""
+    monkeypatch.setattr(policy, "run_eagle", lambda *a: True)
+    model = tiny_qwen2.model
+    chat = Engine.from_loaded(tiny_qwen2).prompt(REPETITIVE[0])
+    ids = torch.tensor([chat.input_ids])
+    params = SamplingParams(max_new_tokens=2, temperature=1.3, top_k=3)
+    with torch.no_grad():
+        p1 = logits_to_probs(model(input_ids=ids).logits[0, -1], 1.3, 3)
+        joint = {}
+        for a in p1.nonzero().flatten().tolist():
+            p2 = logits_to_probs(model(input_ids=torch.cat([ids, torch.tensor([[a]])], 1)).logits[0, -1], 1.3, 3)
+            for b in p2.nonzero().flatten().tolist():
+                joint[(a, b)] = float(p1[a] * p2[b])
+    keys = sorted(joint)
+    counts = torch.zeros(len(keys))
+    dec = OracleDecoder(qwen2_head, depth=2, width=2, suffix=True)
+    g = torch.Generator().manual_seed(0)
+    merged = n_accepts = 0
+    for _ in range(700):
+        steps = dec.decode(model, ids, params, g)
+        first = next(steps)
+        second = next(steps)
+        steps.close()
+        n_accepts += second.accepted > 0
+        merged += second.proposed > 4  # the oracle's 4 nodes plus suffix nodes
+        counts[keys.index((first.tokens[0], second.tokens[0]))] += 1
+    assert merged > 100, "the test must see merged trees"
+    assert 50 < n_accepts < 650, "the test must see both accepted and rejected drafts"
+    assert chi_square_p(counts, torch.tensor([joint[k] for k in keys])) > 1e-3
+
+
 def test_sampling_random_head_runs_and_respects_top_k(tiny_qwen3, qwen3_head):
     eng = Engine.from_loaded(tiny_qwen3)
     dec = EagleDecoder(qwen3_head, EagleConfig(depth=3, top_k=3, total_tokens=8))
@@ -145,7 +228,8 @@ def test_load_decoder_rejects_a_head_for_another_target(tiny_qwen2, tmp_path):
 
 @pytest.mark.embedded
 def test_embedded_greedy_is_token_identical(embedded):
-    """The real model (fp32) with the shipped head if there is one, else an untrained head on a 16k FR-Spec vocab."""
+    """The real model (fp32) with the shipped head if there is one, else an untrained head on a 16k FR-Spec vocab;
+    the hybrid default (head + suffix drafter), on plain prompts and one that asks for repetition."""
     from tpro.eagle import default_head_dir, load_decoder
     from tpro.eagle.head import init_head
 
@@ -156,6 +240,7 @@ def test_embedded_greedy_is_token_identical(embedded):
         dec = load_decoder("default", embedded)
     else:
         dec = EagleDecoder(init_head(embedded.model, torch.arange(16384)), EagleConfig.for_model(embedded.model))
+    assert dec.cfg.suffix and dec.cfg.verify_ms == policy.VERIFY_MS["fp32"]
     p = SamplingParams(max_new_tokens=32)
     for q in (
         "Сколько будет 17 умножить на 23? Ответь кратко.",
@@ -167,3 +252,9 @@ def test_embedded_greedy_is_token_identical(embedded):
     if shipped:
         # the shipped head drafts the target: 1.94 measured on this prompt (an untrained head gets ~1.0)
         assert got.telemetry.acceptance_length >= 1.5
+    # copying: the answer repeats the prompt's list, which the suffix drafter proposes whatever the head
+    q = "Перепиши этот список без изменений: яблоко, груша, слива, вишня, персик, абрикос, виноград, малина."
+    ref = eng.complete(q, p)
+    got = eng.complete(q, p, decoder=dec)
+    assert got.token_ids == ref.token_ids
+    assert got.telemetry.acceptance_length >= 2.0

@@ -193,3 +193,76 @@ def test_reject_candidates_edge_probabilities(p_c):
         assert i == 0
     else:
         assert i == -1 and resid[3] == 0 and resid[0] == 1
+
+
+# ---- merging a second drafter's trie, sizing the tree -----------------------------------------------------------
+
+
+def test_merge_branches_shares_prefixes_and_stays_a_tree():
+    # the EAGLE tree of PARENTS with tokens 9 (root), 10..15; the suffix trie: chain 11 -> 14 -> 30 (shares nodes
+    # 2 and 5) and a sibling branch 11 -> 31, plus a new depth-1 token 32
+    tokens = torch.tensor([9, 10, 11, 12, 13, 14, 15])
+    values = torch.tensor([1.0, 0.5, 0.4, 0.3, 0.2, 0.3, 0.1])
+    t, p, v, added = tree.merge_branches(
+        tokens, PARENTS, values, [11, 14, 30, 31, 32], [-1, 0, 1, 0, -1], [0.8, 0.7, 0.6, 0.05, 0.1]
+    )
+    assert t.tolist() == [9, 10, 11, 12, 13, 14, 15, 30, 31, 32]
+    assert p.tolist() == [-1, 0, 0, 1, 1, 2, 5, 5, 2, 0]
+    assert added.tolist() == [False] * 7 + [True] * 3
+    assert torch.allclose(v, torch.tensor([1.0, 0.5, 0.8, 0.3, 0.2, 0.7, 0.1, 0.6, 0.05, 0.1]))
+    assert (p[1:] < torch.arange(1, 10)).all()  # topological
+    for node in range(1, 10):  # siblings distinct, values never rise along a path
+        sib = [i for i in range(1, 10) if p[i] == p[node] and i != node]
+        assert all(t[i] != t[node] for i in sib)
+        assert v[node] <= v[p[node]]
+
+
+def test_merge_into_a_bare_root_and_subtree_renumbering():
+    t, p, v, added = tree.merge_branches(
+        torch.tensor([5]), torch.tensor([-1]), torch.ones(1), [1, 2, 3], [-1, 0, 1], [0.9, 0.8, 0.7]
+    )
+    assert t.tolist() == [5, 1, 2, 3] and p.tolist() == [-1, 0, 1, 2] and added.tolist() == [False, True, True, True]
+    keep = torch.tensor([0, 2, 5, 6])  # root, node 2, node 5 (child of 2), node 6 (child of 5)
+    assert tree.subtree(PARENTS, keep).tolist() == [-1, 0, 1, 2]
+    assert tree.subtree(PARENTS, torch.tensor([0, 1, 4])).tolist() == [-1, 0, 1]
+
+
+def test_best_size_follows_the_cost_curve():
+    values = torch.tensor([0.9, 0.8, 0.5, 0.1, 0.05])
+    flat = torch.tensor([50.0, 50.5, 51.0, 51.5, 52.0, 52.5])  # bf16-like: extra rows nearly free
+    steep = torch.tensor([30.0, 40.0, 50.0, 60.0, 70.0, 80.0])  # int4-like: every row costs
+    assert tree.best_size(values, flat) == 5
+    assert tree.best_size(values, steep) == 2  # (1 + 1.7) / 50 beats 1/30, 1.9/40 and 3.2/60
+    assert tree.best_size(torch.zeros(5), flat) == 0
+    assert tree.best_size(values[:0], flat[:1]) == 0
+    # a big fixed draft cost makes extra nodes relatively cheaper
+    assert tree.best_size(values, steep, fixed_ms=1000.0) == 5
+
+
+def test_sample_accept_on_a_merged_tree_is_exact():
+    """EAGLE children {0, 2} (node 2 with child 1) merged with a suffix chain 2 -> 3 -> 4 and a suffix-only depth-1
+    token 5: every child is a deterministic proposal (q one-hot), so the first token must follow p(root) and the
+    second, given the first was 2, p(node 2), whether 2 came from EAGLE, the chain or both."""
+    tokens, parents, _, added = tree.merge_branches(
+        torch.tensor([9, 0, 2, 1]),
+        torch.tensor([-1, 0, 0, 2]),
+        torch.ones(4),
+        [2, 3, 4, 5],
+        [-1, 0, 1, -1],
+        [0.5, 0.4, 0.3, 0.2],
+    )
+    assert tokens.tolist() == [9, 0, 2, 1, 3, 4, 5] and parents.tolist() == [-1, 0, 0, 2, 2, 4, 0]
+    p_node2 = torch.tensor([0.1, 0.3, 0.05, 0.4, 0.1, 0.05])
+    probs = torch.stack([P, P.flip(0), p_node2, P, P.flip(0), P, P])
+    g = torch.Generator().manual_seed(3)
+    first, second_after_2, deep = torch.zeros(V), torch.zeros(V), 0
+    for _ in range(N_SAMPLES):
+        path, bonus = tree.sample_accept(tokens, parents, probs, g)
+        seq = [int(tokens[i]) for i in path[1:]] + [bonus]
+        first[seq[0]] += 1
+        if seq[0] == 2:
+            second_after_2[seq[1]] += 1
+        deep += len(path) > 2
+    assert deep > 100, "the test must see paths through the merged chain"
+    assert chi_square_p(first, P) > 1e-3
+    assert chi_square_p(second_after_2, p_node2) > 1e-3

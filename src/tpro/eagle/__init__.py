@@ -23,7 +23,9 @@ def load_decoder(draft_dir, lm, **overrides):
     """An EAGLE ``Decoder`` for the loaded target ``lm`` (a ``tpro.models.LoadedModel``) from a head directory.
 
     ``draft_dir``: a directory written by ``tpro eagle train`` (``head.safetensors`` + ``head_config.json``), or
-    "default" for ``default_head_dir()``. ``overrides``: ``EagleConfig`` fields (depth, top_k, total_tokens).
+    "default" for ``default_head_dir()``. ``overrides``: ``EagleConfig`` fields (depth, top_k, total_tokens,
+    suffix, ...; None = the default). The decoder also drafts model-free from the text and its earlier answers
+    (``tpro.eagle.suffix``) unless ``suffix=False``.
     """
     from tpro.eagle.decoder import EagleConfig, EagleDecoder
     from tpro.eagle.head import load_head
@@ -38,7 +40,8 @@ def load_decoder(draft_dir, lm, **overrides):
     # the head runs in the target's dtype: drafting a level is memory-bound at batch 1 (the layer plus the hot
     # lm_head rows are read once per level), so a bf16 head drafts about twice as fast as an fp32 one on a CPU
     head = load_head(draft_dir, lm.model, dtype=lm.model.dtype)
-    return EagleDecoder(head, EagleConfig.for_model(lm.model, **overrides))
+    # the weight format (bf16 | int8 | int4, tpro.models.load_model's info) picks the verify-cost curve
+    return EagleDecoder(head, EagleConfig.for_model(lm.model, weights=lm.info.get("weights"), **overrides))
 
 
 class DraftUnavailable(RuntimeError):

@@ -1,11 +1,19 @@
-"""The EAGLE decoder: draft an EAGLE-2 dynamic tree with the head, verify it in one target forward, accept a path.
+"""The EAGLE decoder: draft an EAGLE-2 dynamic tree with the head and model-free chains from the text, verify
+the merged tree in one target forward, accept a path.
 
 One step, with n committed tokens of which the target's cache holds the first n - 1 (the last, the "root", was
 sampled but not yet fed):
-  1. catch-up: the head reads the pairs (x_{t+1}, f_t) it has not seen (target features of the newly accepted
-     tokens) into its own one-layer cache and predicts the root's feature and next-token log-probs;
+  0. suffix draft (``EagleConfig.suffix``, the default): chains continuing the longest earlier occurrence of the
+     text's end in the prompt, the answer so far or this decoder's earlier answers (``tpro.eagle.suffix``), and
+     ``policy.run_eagle``: whether the head's tree is worth its draft time next to them (a long, confident chain
+     is verified alone; no chain: the head runs if its expected gain pays for it);
+  1. catch-up: the head reads the pairs (x_{t+1}, f_t) it has not seen (target features of the tokens accepted
+     since it last ran) into its own one-layer cache and predicts the root's feature and next-token log-probs;
   2. draft: expand the top_k best nodes per depth (``tree.expand_frontier``) for ``depth`` levels, each level one
      head forward over top_k nodes under a tree mask; rerank all drafted nodes to ``total_tokens`` (``tree.rerank``);
+  2b. merge the suffix chains into the tree (``tree.merge_branches``, shared prefixes once) and cut the union, best
+     estimated nodes first, to the size that maximises expected tokens per ms under the measured verify-cost
+     curve of the target's weight format (``tree.best_size``, ``EagleConfig.verify_ms``);
   3. verify: one target forward over [root, nodes] with a 4-D tree mask and positions n - 1 + depth (transformers'
      public inputs: ``attention_mask``, ``position_ids``, ``cache``);
   4. accept: greedy, the longest path matching the target's argmax; sampling, recursive rejection sampling
@@ -23,7 +31,8 @@ from dataclasses import dataclass
 import torch
 from transformers import DynamicCache
 
-from tpro.eagle import tree
+from tpro.eagle import policy, tree
+from tpro.eagle.suffix import SuffixCache
 from tpro.engine.decoder import Step
 from tpro.engine.sampling import logits_to_probs, next_token
 
@@ -33,20 +42,37 @@ class EagleConfig:
     depth: int = 4  # tree depth (draft head forwards per step, the catch-up included)
     top_k: int = 6  # children per expanded node and nodes expanded per depth
     total_tokens: int = 16  # draft nodes verified per step (the root comes on top)
+    # the model-free suffix drafter (``tpro.eagle.suffix``) merged into the tree, with the per-step choice of running
+    # the head and of the tree's size (``tpro.eagle.policy``); False = the EAGLE-2 tree alone, as before issue 17
+    suffix: bool = True
+    suffix_tokens: int = 16  # suffix-draft nodes per step, at most
+    suffix_answers: int = 32  # earlier answers this decoder keeps for matching (0 = the current request only)
+    # target forward cost by tree tokens, (N, ms), and one head level in ms: the policy's cost model
+    verify_ms: tuple[tuple[int, float], ...] = policy.VERIFY_MS["bf16"]
+    level_ms: float = policy.LEVEL_MS["bf16"]
 
     @classmethod
-    def for_model(cls, model, **overrides) -> EagleConfig:
+    def for_model(cls, model, weights: str | None = None, **overrides) -> EagleConfig:
         """CPU defaults by the target's dtype, chosen by measurement (``bench/eagle_tune.py``, docs/benchmarks.md,
         EAGLE section): with the shipped head and a bf16 target, depth 4 / top-k 6 / 16 nodes was the fastest of
         seven trees from 3x4x8 to 7x10x48 (a bf16 forward over 16 new tokens costs ~1.5x one token, 32 tokens ~1.8x,
         and deeper trees buy little acceptance at this head's depth-2+ accuracy); in fp32, 8 tokens already
-        cost ~1.7x one token, so the tree stays at 8 nodes (not tuned: fp32 decoding is slower here anyway)."""
-        base = cls() if model.dtype in (torch.bfloat16, torch.float16) else cls(depth=4, top_k=4, total_tokens=8)
+        cost ~1.7x one token, so the tree stays at 8 nodes (not tuned: fp32 decoding is slower here anyway).
+        ``weights``: the target's weight format ("bf16", "int4", ...; default: from its dtype), which picks the
+        verify-cost curve the policy sizes trees with."""
+        half = model.dtype in (torch.bfloat16, torch.float16)
+        base = cls() if half else cls(depth=4, top_k=4, total_tokens=8)
+        if weights in (None, "bf16"):  # the checkpoint's weights, in the model's dtype
+            weights = "bf16" if half else "fp32"
+        base.verify_ms = policy.verify_curve(weights)
+        base.level_ms = policy.LEVEL_MS["bf16" if half else "fp32"]
         for k, v in overrides.items():
             if v is not None:
                 setattr(base, k, v)
         if min(base.depth, base.top_k, base.total_tokens) < 1:
             raise ValueError(f"depth, top_k and total_tokens must be >= 1, got {base}")
+        if base.suffix_tokens < 0 or base.suffix_answers < 0:
+            raise ValueError(f"suffix_tokens and suffix_answers must be >= 0, got {base}")
         return base
 
 
@@ -55,6 +81,7 @@ class Draft:
     tokens: torch.Tensor  # [N] node tokens (node 0 = root)
     parents: torch.Tensor  # [N]
     depth: torch.Tensor  # [N]
+    value: torch.Tensor | None = None  # [N] estimated chance each node is accepted (root 1); None: all 1
 
 
 class EagleDecoder:
@@ -63,15 +90,22 @@ class EagleDecoder:
     def __init__(self, head, config: EagleConfig | None = None):
         self.head = head
         self.cfg = config or EagleConfig()
+        # owned by the decoder, so a server's earlier answers (one engine, one decoder) help later requests
+        self.suffix = SuffixCache(max_answers=self.cfg.suffix_answers)
+
+    def forget(self) -> None:
+        """Drop the earlier answers (a benchmark that repeats a prompt wants each run drafted afresh)."""
+        self.suffix = SuffixCache(max_answers=self.cfg.suffix_answers)
 
     # -- the head ---------------------------------------------------------------------------------------------
 
-    def _head_forward(self, model, ids, feats, pos, mask, cache):
-        """ids [T], feats [T, H], pos [T], mask [1, 1, T, P+T] -> (hidden [T, H], log-probs over the hot vocab [T, N])."""
+    def _head_forward(self, model, ids, feats, pos, mask, cache, last_only=False):
+        """ids [T], feats [T, H], pos [T], mask [1, 1, T, P+T] -> (hidden [T, H], log-probs over the hot vocab
+        [T, N], or [1, N] for the last row with ``last_only``: a catch-up over many pending tokens needs one)."""
         w = self.head.fc.weight
         emb = model.get_input_embeddings()(ids).to(w.dtype)  # the target's embedding, shared
         h = self.head(emb[None], feats.to(w.dtype)[None], pos[None], mask.to(w.dtype), cache)[0]
-        return h, torch.log_softmax(self.head.logits(h).float(), dim=-1)
+        return h, torch.log_softmax(self.head.logits(h[-1:] if last_only else h).float(), dim=-1)
 
     def draft(self, model, hcache, pend_ids, pend_feats, n_head: int, root: int) -> Draft:
         """Catch the head up on pending pairs, then grow and rerank the EAGLE-2 tree.
@@ -83,7 +117,7 @@ class EagleDecoder:
         T = pend_ids.shape[0]
         pos = torch.arange(n_head, n_head + T, device=dev)
         h, logp = self._head_forward(
-            model, pend_ids, pend_feats, pos, tree.causal_mask(T, n_head, torch.float32, dev), hcache
+            model, pend_ids, pend_feats, pos, tree.causal_mask(T, n_head, torch.float32, dev), hcache, last_only=True
         )
         committed = n_head + T  # head cache length after the catch-up
         hot = self.head.hot_ids
@@ -135,52 +169,111 @@ class EagleDecoder:
         parents = torch.cat([torch.tensor([-1], device=dev), new_index[torch.cat(pars)[keep]]])
         tokens = torch.cat([torch.tensor([root], device=dev), all_toks[keep]])
         depth = torch.cat([torch.zeros(1, dtype=torch.long, device=dev), torch.cat(deps)[keep]])
-        return Draft(tokens, parents, depth)
+        value = torch.cat([torch.ones(1, device=dev), policy.EAGLE_SCALE * torch.cat(scores)[keep].float().exp()])
+        return Draft(tokens, parents, depth, value)
 
     # -- the loop ---------------------------------------------------------------------------------------------
+
+    def plan(self, root: int, dr_eagle: Draft | None, sd, vals: list[float]) -> tuple[Draft, torch.Tensor]:
+        """Merge the head's tree (None: the head did not run) with the suffix draft ``sd`` (node values ``vals``)
+        and cut the union to the size ``tree.best_size`` picks from the nodes' values and the verify-cost curve.
+        -> (the tree to verify, added [N] bool: nodes only the suffix drafter proposed)."""
+        cfg, dev = self.cfg, self.head.fc.weight.device
+        if dr_eagle is None:
+            dr_eagle = Draft(
+                torch.tensor([root], device=dev),
+                torch.tensor([-1], device=dev),
+                torch.zeros(1, dtype=torch.long, device=dev),
+            )
+        value = dr_eagle.value if dr_eagle.value is not None else torch.ones(dr_eagle.tokens.shape[0], device=dev)
+        tokens, parents, value, added = tree.merge_branches(
+            dr_eagle.tokens, dr_eagle.parents, value, sd.tokens, sd.parents, vals
+        )
+        depth = tree.depths(parents)
+        order = tree.rank(value[1:], depth[1:]).cpu()  # [M] best first, every prefix a tree
+        levels = cfg.depth if dr_eagle.tokens.numel() > 1 else 0
+        cost = policy.cost_ms(cfg.verify_ms, 1 + torch.arange(order.numel() + 1))
+        n = tree.best_size(value[1:].cpu()[order], cost, levels * cfg.level_ms)
+        keep = torch.cat([torch.zeros(1, dtype=torch.long), 1 + order[:n].sort().values]).to(dev)
+        return Draft(tokens[keep], tree.subtree(parents, keep), depth[keep], value[keep]), added[keep]
 
     @torch.inference_mode()
     def decode(self, model, input_ids, params, generator):
         base, lm_head = model.get_decoder(), model.get_output_embeddings()
-        dev = input_ids.device
+        cfg, dev = self.cfg, input_ids.device
         cache, hcache = DynamicCache(config=model.config), DynamicCache()
         t0 = time.perf_counter()
         hid = base(input_ids=input_ids, cache=cache, use_cache=True).last_hidden_state[0]  # [S, H]
         tok = int(next_token(lm_head(hid[-1:])[0], params, generator))
         yield Step([tok], verify_s=time.perf_counter() - t0)
         n = input_ids.shape[1]  # target cache length; the root `tok` is committed but not in it
-        pend_ids = torch.cat([input_ids[0, 1:], torch.tensor([tok], device=dev)])  # x_{t+1} for t = 0..n-1
+        # the head's pending pairs (x_{t+1}, f_t) from position n_head on: caught up whenever the head next runs
+        pend_ids = torch.cat([input_ids[0, 1:], torch.tensor([tok], device=dev)])
         pend_feats, n_head = hid, 0
-        while True:
-            t0 = time.perf_counter()
-            dr = self.draft(model, hcache, pend_ids, pend_feats, n_head, tok)
-            n_head += pend_ids.shape[0]
-            t1 = time.perf_counter()
-            anc = tree.ancestors(dr.parents)
-            mask = tree.tree_attention_mask(anc, n, model.dtype)
-            out = base(
-                input_ids=dr.tokens[None],
-                attention_mask=mask,
-                position_ids=(n + dr.depth)[None],
-                cache=cache,
-                use_cache=True,
-            ).last_hidden_state[0]  # [N, H]
-            logits = lm_head(out).float()  # [N, V]
-            if params.greedy:
-                path = tree.greedy_accept(dr.tokens, dr.parents, anc, logits.argmax(-1))
-                bonus = int(logits[path[-1]].argmax())
-            else:
-                probs = logits_to_probs(logits, params.temperature, params.top_k, params.top_p)
-                path, bonus = tree.sample_accept(dr.tokens, dr.parents, probs, generator)
-            path_t = torch.tensor(path, device=dev)
-            tree.keep_cache_positions(cache, torch.cat([torch.arange(n, device=dev), n + path_t]))
-            new = dr.tokens[path_t[1:]].tolist() + [bonus]
-            n += len(path)
-            pend_ids, pend_feats, tok = torch.tensor(new, device=dev), out[path_t], bonus
-            yield Step(
-                new,
-                proposed=dr.tokens.numel() - 1,
-                accepted=len(path) - 1,
-                draft_s=t1 - t0,
-                verify_s=time.perf_counter() - t1,
-            )
+        live = None
+        if cfg.suffix:
+            live = self.suffix.begin(input_ids[0].tolist())
+            self.suffix.extend([tok])
+        gain = policy.EAGLE_GAIN  # tokens the head adds per step, re-estimated over this request
+        # the suffix table's calibration on this request: (predicted, right) over tested draft nodes, a prior of 2
+        pred, real = 2.0, 2.0
+        try:
+            while True:
+                t0 = time.perf_counter()
+                if cfg.suffix:
+                    sd = self.suffix.draft(cfg.suffix_tokens)
+                    raw = policy.suffix_values(sd.support, sd.parents, sd.match_len)
+                    vals = [min(1.0, v * real / pred) for v in raw]
+                    use_head = policy.run_eagle(vals, gain, cfg.total_tokens, cfg.depth * cfg.level_ms, cfg.verify_ms)
+                else:
+                    use_head = True
+                dr = None
+                if use_head:
+                    dr = self.draft(model, hcache, pend_ids, pend_feats, n_head, tok)
+                    n_head += pend_ids.shape[0]
+                    pend_ids, pend_feats = pend_ids[:0], pend_feats[:0]
+                added = None
+                if cfg.suffix:
+                    dr, added = self.plan(tok, dr, sd, vals)
+                t1 = time.perf_counter()
+                anc = tree.ancestors(dr.parents)
+                mask = tree.tree_attention_mask(anc, n, model.dtype)
+                out = base(
+                    input_ids=dr.tokens[None],
+                    attention_mask=mask,
+                    position_ids=(n + dr.depth)[None],
+                    cache=cache,
+                    use_cache=True,
+                ).last_hidden_state[0]  # [N, H]
+                logits = lm_head(out).float()  # [N, V]
+                if params.greedy:
+                    path = tree.greedy_accept(dr.tokens, dr.parents, anc, logits.argmax(-1))
+                    bonus = int(logits[path[-1]].argmax())
+                else:
+                    # every child was chosen deterministically from the committed text, by the head's top-k or by
+                    # suffix matching alike (the draft's q is a point mass on it), so tree.sample_accept's one-hot
+                    # rejection sampling is exact for the merged tree: it samples each next token from p
+                    probs = logits_to_probs(logits, params.temperature, params.top_k, params.top_p)
+                    path, bonus = tree.sample_accept(dr.tokens, dr.parents, probs, generator)
+                path_t = torch.tensor(path, device=dev)
+                tree.keep_cache_positions(cache, torch.cat([torch.arange(n, device=dev), n + path_t]))
+                new = dr.tokens[path_t[1:]].tolist() + [bonus]
+                n += len(path)
+                pend_ids = torch.cat([pend_ids, torch.tensor(new, device=dev)])
+                pend_feats, tok = torch.cat([pend_feats, out[path_t]]), bonus
+                if cfg.suffix:
+                    self.suffix.extend(new)
+                    p_step, r_step = policy.realized(sd.tokens, sd.parents, raw, new)
+                    pred, real = pred + p_step, real + r_step
+                    if use_head:  # the head's share of the accepted path: an exponential average over steps
+                        gain += 0.2 * (int((~added[path_t[1:]]).sum()) - gain)
+                yield Step(
+                    new,
+                    proposed=dr.tokens.numel() - 1,
+                    accepted=len(path) - 1,
+                    draft_s=t1 - t0,
+                    verify_s=time.perf_counter() - t1,
+                )
+        finally:
+            if live is not None:
+                self.suffix.end(live)

@@ -64,9 +64,14 @@ def rerank(scores: torch.Tensor, depth: torch.Tensor, total: int) -> torch.Tenso
     (so still topological). A child's score never exceeds its parent's (log-probs <= 0); ties go to the shallower
     node, so a kept node's parent is always kept and the result is a tree.
     """
+    return rank(scores, depth)[:total].sort().values
+
+
+def rank(scores: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    """scores, depth [M] -> order [M]: best score first, shallower first among equal scores (``rerank``'s order;
+    every prefix of it is a tree when scores never increase from parent to child)."""
     order = torch.sort(depth, stable=True).indices  # shallow first ...
-    order = order[torch.sort(scores[order], descending=True, stable=True).indices]  # ... within equal scores
-    return order[:total].sort().values
+    return order[torch.sort(scores[order], descending=True, stable=True).indices]  # ... within equal scores
 
 
 def greedy_accept(
@@ -129,6 +134,15 @@ def sample_accept(
     """Walk the tree from the root with ``reject_candidates`` (one-hot q: children are chosen deterministically).
 
     -> (path of accepted node indices from the root, bonus token sampled from the last node's residual).
+
+    The rule holds for any tree whose nodes are functions of the committed text alone, whoever proposed them: the
+    head's top-k children and a model-free drafter's chains (suffix matching) merged into one tree
+    (``merge_branches``, distinct sibling tokens). Such a proposal has q = one-hot(c): the child c is accepted
+    with probability min(1, p(c) / 1) = p(c); on rejection the residual norm(max(p - one-hot(c), 0)) is p with c
+    removed, renormalised; so trying distinct children c_1, c_2, ... in any order and sampling the residual when
+    all fail draws the next token from p exactly (sampling without replacement, stopped at the first hit), and
+    the walk continues below the accepted child with that child's p. Hence the output law equals the target's,
+    token by token, for the merged tree as for either drafter's tree alone (tests: chi-square over merged trees).
     """
     children: list[list[int]] = [[] for _ in range(tokens.shape[0])]
     for i in range(1, tokens.shape[0]):
@@ -157,3 +171,67 @@ def keep_cache_positions(cache, keep: torch.Tensor) -> None:
     for layer in cache.layers:
         layer.keys = layer.keys.index_select(-2, keep)  # [B, H, S, D] -> [B, H, L, D]
         layer.values = layer.values.index_select(-2, keep)
+
+
+# ---- merging drafters and sizing the tree ----------------------------------------------------------------------
+
+
+def merge_branches(
+    tokens: torch.Tensor,  # [N] verification tree (node 0 = root)
+    parents: torch.Tensor,  # [N]
+    values: torch.Tensor,  # [N] estimated probability that each node is accepted (root 1)
+    add_tokens: list[int],  # [M] another drafter's trie below the root, topological
+    add_parents: list[int],  # [M] parent within the trie, -1 = the root
+    add_values: list[float],  # [M]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Graft a second draft (e.g. the suffix drafter's chains) onto a tree, sharing common prefixes.
+
+    A grafted node whose parent already has a child with its token becomes that child (value: the larger of the
+    two estimates), otherwise it is appended as a new node, so the result is still topological and siblings
+    still carry distinct tokens (which greedy acceptance assumes for a single good path and sampling for not
+    trying a token twice). -> (tokens [N'], parents [N'], values [N'], added [N'] bool: nodes only the second
+    draft proposed). Values stay non-increasing along every path if both inputs' are.
+    """
+    toks, pars, vals = tokens.tolist(), parents.tolist(), values.tolist()
+    added = [False] * len(toks)
+    child = {(p, t): i for i, (p, t) in enumerate(zip(pars, toks)) if i > 0}  # (parent, token) -> node
+    where = []  # trie node -> tree node
+    for t, p, v in zip(add_tokens, add_parents, add_values):
+        par = 0 if p < 0 else where[p]
+        node = child.get((par, t))
+        if node is None:
+            node = len(toks)
+            toks.append(t), pars.append(par), vals.append(v), added.append(True)
+            child[(par, t)] = node
+        else:
+            vals[node] = max(vals[node], v)
+        where.append(node)
+    dev = tokens.device
+    return (
+        torch.tensor(toks, device=dev),
+        torch.tensor(pars, device=dev),
+        torch.tensor(vals, dtype=torch.float32, device=dev),
+        torch.tensor(added, device=dev),
+    )
+
+
+def subtree(parents: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Renumber a kept subset: keep [K] ascending node indices including the root 0 and every kept node's parent
+    -> parents [K] of the kept tree (indices into keep)."""
+    new = torch.full((parents.shape[0],), -1, dtype=torch.long, device=parents.device)
+    new[keep] = torch.arange(keep.numel(), device=parents.device)
+    out = new[parents[keep].clamp_min(0)]
+    out[0] = -1
+    return out
+
+
+def best_size(values: torch.Tensor, cost_ms: torch.Tensor, fixed_ms: float = 0.0) -> int:
+    """How many draft nodes to verify: values [M] the estimated acceptance probabilities of the candidates, best
+    first; cost_ms [M + 1] the target forward's cost over 1 + n tree tokens (n = 0..M).
+
+    The expected number of tokens a step commits is 1 + the sum of its nodes' acceptance probabilities (a node
+    is on the accepted path with exactly that probability, and the path plus the bonus token is what commits), so
+    -> the n that maximises (1 + sum(values[:n])) / (fixed_ms + cost_ms[n]): tokens per millisecond of the step.
+    """
+    gain = 1 + torch.cat([values.new_zeros(1), values.cumsum(0)])  # [M + 1]
+    return int((gain / (fixed_ms + cost_ms)).argmax())

@@ -7,6 +7,10 @@ A spec is one of:
   - a local directory holding a transformers checkpoint;
   - a Hugging Face hub id (``Qwen/Qwen3-0.6B``, ``t-tech/T-pro-it-2.0``), the path real users take.
 
+``weights`` picks the linear layers' format: ``bf16`` (the checkpoint's weights as loaded, in ``dtype``), ``int8``
+or ``int4`` (weight-only, PyTorch's CPU kernels, ``tpro.models.quant``; a GGUF's Q4_K tensors keep their own grid),
+``auto`` (the fastest measured for decoding: int4 on a CPU with the kernel, bf16 on a GPU).
+
 ``trust_remote_code`` stays off unless the caller asks. This module does no decoding.
 """
 
@@ -61,8 +65,10 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
-def resolve_dtype(dtype: str, device: str = "cpu"):
-    """Map a dtype name to a torch dtype. ``auto``: bfloat16 on CUDA and on CPUs with native bf16, else float32.
+def resolve_dtype(dtype: str, device: str = "cpu", weights: str = "bf16"):
+    """Map a dtype name to a torch dtype. ``auto``: bfloat16 on CUDA, on CPUs with native bf16 and with int4/int8
+    weights (the CPU weight-only kernels are only fast with bf16 activations: on a 2-core AVX2 EPYC one layer's
+    int4 matmuls took ~2 ms with bf16 and ~120 ms with fp32 activations), else float32.
 
     Why bf16 on such CPUs: one-token decode steps of the 0.5B default cost ~46 ms in bf16 and ~120 ms in fp32 on
     this 2-core AVX512-BF16/AMX machine when it is quiet (bench/eagle_tree_cost.py, docs/benchmarks.md), and
@@ -74,7 +80,7 @@ def resolve_dtype(dtype: str, device: str = "cpu"):
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if dtype == "auto":
-        if device.startswith("cuda"):
+        if device.startswith("cuda") or weights in ("int4", "int8"):
             return torch.bfloat16
         return torch.bfloat16 if device == "cpu" and cpu_has_native_bf16() else torch.float32
     return getattr(torch, dtype)
@@ -180,6 +186,39 @@ def _resolve_checkpoint(spec: str | None, progress: bool) -> tuple[str, str, str
     return kind, where, where
 
 
+def _gguf_file(kind: str, spec: str | None) -> Path | None:
+    """The GGUF a ``default`` / ``gguf`` spec was converted from (whose grid int4 weights keep), else None."""
+    if kind == "default":
+        from tpro.models import default
+
+        return default.ensure_gguf()
+    return Path(spec).expanduser() if kind == "gguf" else None
+
+
+def _quantize(model, kind: str, spec: str | None, where: str, weights: str, dtype_name: str, progress: bool) -> dict:
+    """Swap the model's linear layers for ``weights``; a GGUF source's codes are kept in the cache beside its
+    converted checkpoint (quantising the embedded model took 1-2.5 min on 2 busy cores, reading the codes seconds).
+    HF checkpoints are quantised on each load (min-max, seconds for a small model)."""
+    from tpro.models.quant import QUANT_VERSION, quantize_model
+
+    gguf = _gguf_file(kind, spec)
+    cache = None
+    if gguf is not None:
+        cache = cache_dir() / "quantized" / f"{Path(where).name}-{weights}-{dtype_name}-v{QUANT_VERSION}.safetensors"
+    status = None
+    if progress and (cache is None or not cache.is_file()):
+        from rich.console import Console
+
+        once = "once; 1-2 min for 0.5B" if cache is not None else "seconds for a small model"
+        status = Console(stderr=True).status(f"quantizing the weights to {weights} ({once})")
+        status.start()
+    try:
+        return quantize_model(model, weights, gguf=gguf, cache=cache)
+    finally:
+        if status is not None:
+            status.stop()
+
+
 def checkpoint_source(spec: str | None = "default", progress: bool = True) -> str:
     """What ``from_pretrained`` takes for ``spec`` (a directory or hub id), without loading weights: the embedded
     default and GGUF files are converted once into the cache. Training loads it with its own head class."""
@@ -191,19 +230,27 @@ def load_model(
     *,
     dtype: str = "auto",
     device: str = "cpu",
+    weights: str = "bf16",
     threads: int | None = None,
     trust_remote_code: bool = False,
     attn_implementation: str | None = "sdpa",
     progress: bool = True,
 ) -> LoadedModel:
-    """Load ``spec`` (see module docstring) as an eval-mode model plus tokenizer."""
+    """Load ``spec`` (see module docstring) as an eval-mode model plus tokenizer, its linear layers in format
+    ``weights`` (bf16 | int8 | int4 | auto; what was done to each tensor is in ``info["quant"]``)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tpro.models.quant import QuantizationError, resolve_weights
 
     if threads:
         torch.set_num_threads(threads)
     device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, device)
+    try:
+        weights = resolve_weights(weights, device)  # before the load: a format that cannot run fails at once
+    except QuantizationError as e:
+        raise ModelLoadError(str(e)) from e
+    torch_dtype = resolve_dtype(dtype, device, weights)
     kind, where, name = _resolve_checkpoint(spec, progress)
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
@@ -223,11 +270,15 @@ def load_model(
         raise ModelLoadError(f"could not load model {spec!r} from {where}: {e}. {hint}") from e
     model.to(device)
     model.eval()
+    dtype_name = str(torch_dtype).removeprefix("torch.")
     info = {
         "parameters": sum(p.numel() for p in model.parameters()),
         "architecture": (model.config.architectures or [type(model).__name__])[0],
         "vocab_size": model.config.vocab_size,
-        "dtype": str(torch_dtype).removeprefix("torch."),
+        "dtype": dtype_name,
         "device": device,
+        "weights": weights,
     }
+    if weights in ("int4", "int8"):
+        info["quant"] = _quantize(model, kind, spec, where, weights, dtype_name, progress)
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, source=where, kind=kind, info=info)

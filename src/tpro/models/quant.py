@@ -1,0 +1,439 @@
+"""Weight-only int4 / int8 linear layers for CPU decoding, swapped into a transformers model module by module.
+
+A decode step of a small model on a CPU is memory-bound: it reads every weight once per token. PyTorch ships
+weight-only kernels that read 4-bit or 8-bit weights and multiply them with bf16 activations (fp32 activations
+work too, ~10-20x slower: a test mode, not a speed mode):
+
+- ``Int4Linear``: ``torch.ops.aten._weight_int4pack_mm_for_cpu`` over ``_convert_weight_to_int4pack_for_cpu``,
+  groups of 32 weights along the input axis, each group affine: ``w = (q - 8) * scale + zero``, ``q`` in 0..15
+  (checked on the real kernel: identity rows times the packed weight give exactly that in fp32);
+- ``Int8Linear``: ``torch._weight_int8pack_mm``, one symmetric scale per output channel: ``w = q * scale``;
+- ``RowDispatchLinear``: a quantized module *and* a dense copy of the same (dequantised) weight, picking one per
+  forward by the number of rows; ``quantize_model`` puts one in place of every ``nn.Linear``. The quantized
+  kernels win one-token steps but their cost grows with rows while a dense bf16 matmul (AMX) stays flat (72 MLP
+  matrices of the embedded model, 2 threads, ms per pass; rows 1 / 4 / 8 / 16 / 32: bf16 43 / 45 / 48 / 50 / 50,
+  int4 11 / 19 / 37 / 69 / 133, int8 28 / 39 / 72 / 109 / 174; ../shared/notes/verified-facts.md). So one-token
+  steps run quantized, and speculative verify forwards (8-32 rows) and prefill run dense, on the same weight
+  values: the dense copy is the dequantised quantized weight, so both paths are one model up to rounding.
+
+From a GGUF file the GGUF's own grid is kept where the int4 layout expresses it: a Q4_K super-block is eight
+32-weight sub-blocks, each ``w = d*sc*q - dmin*m`` with ``q`` in 0..15, i.e. ``scale = d*sc``,
+``zero = 8*scale - dmin*m``. Other GGUF types (Q5_0, Q6_K, Q8_0: 5, 6 and 8 bits) cannot be expressed in 4 bits;
+they are dequantised and re-quantised (int4: min-max per group of 32; int8: per channel). A HF checkpoint's
+weights are quantised the same way. ``quantize_model`` returns a record of what happened to each tensor, and can
+keep the codes in a safetensors file (quantising the embedded model from its GGUF took 1-2.5 min on 2 busy
+cores; reading the codes back takes seconds).
+
+Why not torchao: its CPU int4 path (``Int4WeightOnlyOpaqueTensorConfig``, moved to ``torchao.prototype`` in
+2025; before that ``Int4WeightOnlyConfig(layout=Int4CPULayout())``) computes its own scales and zeros from float
+weights (``from_hp``), so it cannot take the GGUF's grid, and it calls the very same aten kernel through a
+tensor subclass. These three small modules do the same with no dependency and no prototype API.
+
+What this module does not know: model architectures (it swaps ``nn.Linear`` by module name), files other than
+a GGUF it is handed, tokenizers, decoding. Loading and the ``--weights`` choice live in ``tpro.models.loading``.
+"""
+
+from __future__ import annotations
+
+import functools
+from math import inf
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GROUP_SIZE = 32  # int4 group along the input axis: a Q4_K sub-block, and the finest group the CPU kernel takes
+WEIGHT_FORMATS = ("bf16", "int8", "int4", "auto")
+
+# Rows per forward up to which the quantized kernel is used; above it the dense copy is cheaper. It depends on
+# whether the CPU multiplies bf16 in hardware (`tpro.models.loading.cpu_has_native_bf16`):
+# - AMX / AVX512-BF16 (verified-facts.md, quiet 2-core machine, the table in the module docstring): int4 beats
+#   bf16 up to 8 rows (37 vs 48 ms) and loses at 16 (69 vs 50); int8 up to 4 rows (39 vs 45), loses at 8 (72 vs 48).
+# - AVX2 only (2-core AMD EPYC, 1 thread, CPU time of the 72 MLP matrices, 2026-12-03, machine under load): the
+#   dense copy is fp32 there (`dense_dtype`); rows 1 / 8 / 16 / 32 / 64: fp32 102 / 358 / 408 / 651 / 904 ms,
+#   int4 54 / 201 / 330 / 779 / 1439, int8 69 / 216 / 383 / 783 / 1416 (bf16 dense 81 / 573 / 1036 / 2114 / 4206).
+# `python bench/quant_quality.py --crossover` prints the curve and the threshold for the machine at hand.
+MAX_ROWS_NATIVE_BF16 = {"int4": 8, "int8": 4}
+MAX_ROWS_NO_BF16 = {"int4": 16, "int8": 16}
+QUANT_VERSION = 1  # part of a cached codes file's name: bump when the codes made for a tensor change
+
+
+class QuantizationError(RuntimeError):
+    """A weight format cannot be used here; the message says why and what to use instead."""
+
+
+# ---------------------------------------------------------------------------------------------------- kernels
+
+
+def measured_max_rows(weights: str) -> int:
+    """The row threshold for ``weights`` on this CPU kind (see ``MAX_ROWS_NATIVE_BF16``)."""
+    from tpro.models.loading import cpu_has_native_bf16
+
+    return (MAX_ROWS_NATIVE_BF16 if cpu_has_native_bf16() else MAX_ROWS_NO_BF16)[weights]
+
+
+def dense_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype of ``RowDispatchLinear``'s dense copy for activations in ``dtype``: the same where the CPU
+    multiplies it in hardware, else fp32 (a bf16 matmul is emulated on an AVX2 CPU: 2114 vs 651 ms at 32 rows)."""
+    from tpro.models.loading import cpu_has_native_bf16
+
+    return dtype if dtype == torch.float32 or cpu_has_native_bf16() else torch.float32
+
+
+@functools.cache
+def int4_kernel_available() -> bool:
+    """True where this PyTorch build has the CPU int4 weight-only kernels (PyTorch >= 2.6) and they run."""
+    try:
+        q = torch.zeros(16, GROUP_SIZE, dtype=torch.int32)
+        packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
+        sz = torch.ones(1, 16, 2, dtype=torch.float32)
+        torch.ops.aten._weight_int4pack_mm_for_cpu(torch.ones(1, GROUP_SIZE), packed, GROUP_SIZE, sz)
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+    return True
+
+
+@functools.cache
+def int8_kernel_available() -> bool:
+    """True where this PyTorch build has ``torch._weight_int8pack_mm`` for CPU and it runs."""
+    try:
+        torch._weight_int8pack_mm(torch.ones(1, 8), torch.ones(4, 8, dtype=torch.int8), torch.ones(4))
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+    return True
+
+
+def kernel_available(fmt: str) -> bool:
+    return {"int4": int4_kernel_available, "int8": int8_kernel_available}[fmt]()
+
+
+def check_format(weights: str, device: str) -> None:
+    """Raise ``QuantizationError`` (or ``ValueError`` for an unknown name) if ``weights`` cannot run on ``device``."""
+    if weights not in WEIGHT_FORMATS:
+        raise ValueError(f"unknown weight format {weights!r}; choose one of {', '.join(WEIGHT_FORMATS)}")
+    if weights not in ("int4", "int8"):
+        return
+    if not device.startswith("cpu"):
+        raise QuantizationError(
+            f"--weights {weights} runs PyTorch's CPU kernels and the model is on {device}. "
+            "Fix: use --weights bf16 (auto picks it on a GPU), or serve a quantized model with SGLang or vLLM"
+        )
+    if not kernel_available(weights):
+        op = "_weight_int4pack_mm_for_cpu" if weights == "int4" else "_weight_int8pack_mm"
+        raise QuantizationError(
+            f"this PyTorch ({torch.__version__}) has no CPU {weights} kernel (torch.ops.aten.{op}). "
+            f"Fix: install torch>=2.6, or use --weights {'int8' if weights == 'int4' else 'bf16'}"
+        )
+
+
+def resolve_weights(weights: str, device: str) -> str:
+    """``auto`` -> the fastest format measured for decoding here: int4 on a CPU with the kernel (a one-token step
+    of the embedded model: 41.6 ms/token against 85.7 in bf16, verified-facts.md), else int8, else bf16; bf16 on
+    a GPU. Other names are checked and returned."""
+    if weights == "auto":
+        if not device.startswith("cpu"):
+            return "bf16"
+        return next((f for f in ("int4", "int8") if kernel_available(f)), "bf16")
+    check_format(weights, device)
+    return weights
+
+
+# ------------------------------------------------------------------------------------------ pure quantisation
+
+
+def minmax_int4(w: torch.Tensor, dtype: torch.dtype, group: int = GROUP_SIZE):
+    """Affine min-max int4 per group: w [N, K] float -> q [N, K] int32 in 0..15, scale, zero [N, K/group] in
+    ``dtype``, with ``w ~ (q - 8) * scale + zero``. The codes are chosen against the scale and zero as rounded
+    to ``dtype`` (what the kernel multiplies with), so each weight gets its nearest point of the real grid."""
+    n, k = w.shape
+    g = w.float().reshape(n, k // group, group)  # [N, G, group]
+    lo, hi = g.amin(-1), g.amax(-1)  # [N, G]
+    scale = ((hi - lo) / 15).to(dtype)
+    flat = scale == 0  # a constant group: scale 1, zero = the constant, q = 8
+    scale = torch.where(flat, torch.ones_like(scale), scale)
+    zero = torch.where(flat, lo, lo + 8 * scale.float()).to(dtype)
+    q = torch.round((g - zero.float()[..., None]) / scale.float()[..., None]) + 8
+    return q.clamp_(0, 15).to(torch.int32).reshape(n, k), scale, zero
+
+
+def absmax_int8(w: torch.Tensor, dtype: torch.dtype):
+    """Symmetric int8 per output channel: w [N, K] -> q [N, K] int8 in -127..127, scale [N] in ``dtype``."""
+    w = w.float()
+    scale = (w.abs().amax(-1) / 127).to(dtype)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    q = torch.round(w / scale.float()[:, None]).clamp_(-127, 127).to(torch.int8)
+    return q, scale
+
+
+def q4_k_grid(blocks, n: int, k: int):
+    """A Q4_K tensor's own grid: blocks (numpy uint8 [N, K/256*144], as ``gguf.GGUFReader`` reads them) ->
+    q [N, K] int32 in 0..15, scale [N, K/32] and zero [N, K/32] float32 in the int4 kernel's convention.
+
+    A 144-byte super-block: d (fp16), dmin (fp16), 12 bytes of 6-bit (sc, m) for 8 sub-blocks (unpacked by
+    gguf's own ``Q4_K.get_scale_min``), 128 bytes of nibbles (bytes 32i..32i+31: sub-block 2i in the low nibbles,
+    2i+1 in the high). Sub-block j: ``w = d*sc_j*q - dmin*m_j`` = ``(q - 8)*scale + zero`` with ``scale = d*sc_j``,
+    ``zero = 8*scale - dmin*m_j``."""
+    import numpy as np
+    from gguf.quants import Q4_K
+
+    b = np.ascontiguousarray(blocks).reshape(-1, 144)  # [B, 144], B = N*K/256
+    d = b[:, 0:2].copy().view(np.float16).astype(np.float32)  # [B, 1]
+    dmin = b[:, 2:4].copy().view(np.float16).astype(np.float32)  # [B, 1]
+    sc, m = Q4_K.get_scale_min(b[:, 4:16].copy())  # [B, 8] each
+    qs = b[:, 16:].reshape(-1, 4, 1, 32) >> np.array([0, 4], dtype=np.uint8).reshape(1, 1, 2, 1)  # [B, 4, 2, 32]
+    q = (qs & 0x0F).reshape(n, k).astype(np.int32)
+    scale = d * sc.astype(np.float32)  # [B, 8], exact: fp16 d times a 6-bit integer
+    zero = 8 * scale - dmin * m.astype(np.float32)
+    return torch.from_numpy(q), torch.from_numpy(scale.reshape(n, k // 32)), torch.from_numpy(zero.reshape(n, k // 32))
+
+
+# ---------------------------------------------------------------------------------------------------- modules
+
+
+def pack_nibbles(q: torch.Tensor) -> torch.Tensor:
+    """q [N, K] in 0..15 -> uint8 [N, K/2], column 2j in the low nibble (our storage layout, not the kernel's)."""
+    q = q.to(torch.uint8)
+    return q[:, 0::2] | (q[:, 1::2] << 4)
+
+
+def unpack_nibbles(codes: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, K/2] -> int32 [N, K] (inverse of ``pack_nibbles``)."""
+    return torch.stack([codes & 0x0F, codes >> 4], -1).reshape(codes.shape[0], -1).to(torch.int32)
+
+
+def dequantize_int4(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    """(q - 8) * scale + zero per group, in fp32: q [N, K], scale and zero [N, K/group] -> [N, K]."""
+    n, k = q.shape
+    g = (q.float() - 8).reshape(n, scale.shape[1], -1)  # [N, G, group]
+    return (g * scale.float()[..., None] + zero.float()[..., None]).reshape(n, k)
+
+
+class Int4Linear(nn.Module):
+    """``nn.Linear`` with int4 weights in groups of 32 (PyTorch's CPU int4 kernel); activations stay in ``dtype``.
+
+    It keeps only the kernel's packed layout, so it has no cheap ``weight``: ``RowDispatchLinear`` carries the
+    dequantised copy. (Running an identity matrix through the kernel gives the weight exactly but costs seconds
+    to minutes for a large matrix: the kernel's cost grows with rows, and fp32 activations are ~20x slower.)"""
+
+    def __init__(self, q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bias: torch.Tensor | None, dtype):
+        super().__init__()
+        self.out_features, self.in_features = q.shape
+        self.group_size = self.in_features // scale.shape[1]
+        # packed [N, K/2] uint8 in the kernel's own order; scale_zero [K/group, N, 2]: groups first
+        self.register_buffer("packed", torch.ops.aten._convert_weight_to_int4pack_for_cpu(q.to(torch.int32), 1))
+        self.register_buffer("scale_zero", torch.stack([scale.t(), zero.t()], -1).to(dtype).contiguous())
+        self.register_buffer("bias", None if bias is None else bias.detach().to(dtype).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [..., K] -> [..., N]
+        y = torch.ops.aten._weight_int4pack_mm_for_cpu(
+            x.reshape(-1, self.in_features).contiguous(), self.packed, self.group_size, self.scale_zero
+        )
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}"
+
+
+class Int8Linear(nn.Module):
+    """``nn.Linear`` with int8 weights and one scale per output channel (``torch._weight_int8pack_mm``)."""
+
+    def __init__(self, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None, dtype):
+        super().__init__()
+        self.out_features, self.in_features = q.shape
+        self.register_buffer("qweight", q.to(torch.int8).contiguous())  # [N, K]
+        self.register_buffer("scales", scale.to(dtype).contiguous())  # [N]
+        self.register_buffer("bias", None if bias is None else bias.detach().to(dtype).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [..., K] -> [..., N]
+        y = torch._weight_int8pack_mm(x.reshape(-1, self.in_features).contiguous(), self.qweight, self.scales)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+class RowDispatchLinear(nn.Module):
+    """A quantized linear plus a dense copy of its dequantised weight: a forward with at most ``max_quant_rows``
+    rows (one-token decode steps) takes the quantized kernel, a larger one (prefill, speculative verification)
+    the dense matmul, where that is cheaper (``MAX_ROWS_NATIVE_BF16``; the copy is fp32 on CPUs without
+    native bf16, ``dense_dtype``). Both are the same weight values, so both
+    paths compute one model up to rounding. ``weight`` and ``bias`` read like ``nn.Linear``'s (the EAGLE head
+    copies the ``lm_head`` rows it drafts with from ``weight``)."""
+
+    def __init__(self, quant: Int4Linear | Int8Linear, dense: torch.Tensor, max_quant_rows: int | float):
+        super().__init__()
+        self.quant = quant
+        self.weight = nn.Parameter(dense.contiguous(), requires_grad=False)  # [N, K]
+        self.max_quant_rows = max_quant_rows
+
+    @property
+    def bias(self) -> torch.Tensor | None:
+        return self.quant.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() // x.shape[-1] <= self.max_quant_rows:
+            return self.quant(x)
+        w, bias = self.weight, self.bias
+        if w.dtype == x.dtype:
+            return F.linear(x, w, bias)
+        # an fp32 copy on a CPU without native bf16 (`dense_dtype`): the matmul in fp32, the result in x's dtype
+        return F.linear(x.to(w.dtype), w, None if bias is None else bias.to(w.dtype)).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"max_quant_rows={self.max_quant_rows}"
+
+
+def set_dense_above(model: nn.Module, rows: int | float | None) -> int | float | None:
+    """Set every ``RowDispatchLinear``'s threshold (None: the quantized kernel at any rows, 0: always dense);
+    returns the previous one, to restore. For measurements: bits/char of the kernel itself, dense-vs-kernel."""
+    previous = None
+    for mod in model.modules():
+        if isinstance(mod, RowDispatchLinear):
+            previous, mod.max_quant_rows = mod.max_quant_rows, inf if rows is None else rows
+    return None if previous == inf else previous
+
+
+# ----------------------------------------------------------------------------------------- codes for a model
+
+
+class GGUFGrids:
+    """The GGUF tensors behind a model's linear layers, by HF module name, through ``gguf``'s own name tables
+    (``model.layers.N.self_attn.q_proj`` -> ``blk.N.attn_q``, ``lm_head`` -> ``output``)."""
+
+    def __init__(self, path: str | Path, num_layers: int):
+        import gguf
+
+        reader = gguf.GGUFReader(str(path))
+        arch_name = reader.fields["general.architecture"].contents()
+        arch = next((a for a, n in gguf.MODEL_ARCH_NAMES.items() if n == arch_name), None)
+        self.names = gguf.get_tensor_name_map(arch, num_layers) if arch is not None else None
+        self.tensors = {t.name: t for t in reader.tensors}
+
+    def tensor(self, module_name: str):
+        """The GGUF tensor holding ``module_name``'s weight, or None."""
+        base = self.names.get_name(module_name) if self.names is not None else None
+        return self.tensors.get(f"{base}.weight") if base else None
+
+
+def _dequantized(tensor, weight: torch.Tensor) -> torch.Tensor | None:
+    """The GGUF tensor dequantised to fp32 [N, K] if it equals ``weight`` (the loaded weight, rounded to its
+    dtype), i.e. the name map and orientation are right; else None (transformers permutes some architectures'
+    q/k rows on load: those tensors are quantised from the loaded weight)."""
+    from gguf.quants import dequantize
+
+    if tuple(int(d) for d in reversed(tensor.shape)) != tuple(weight.shape):
+        return None
+    deq = torch.from_numpy(dequantize(tensor.data, tensor.tensor_type).reshape(weight.shape))
+    return deq if torch.equal(deq.to(weight.dtype), weight) else None
+
+
+def _codes(fmt: str, weight: torch.Tensor, tensor) -> tuple[dict[str, torch.Tensor], str]:
+    """One linear layer's codes: int4 {codes, scale, zero} / int8 {qweight, scales}, and how they were made.
+    ``weight`` [N, K] is the loaded weight; ``tensor`` its GGUF tensor or None."""
+    from gguf import GGMLQuantizationType
+
+    dtype = weight.dtype
+    src = _dequantized(tensor, weight) if tensor is not None else None
+    how = tensor.tensor_type.name if src is not None else str(dtype).removeprefix("torch.")
+    if src is None:
+        src = weight
+    elif fmt == "int4" and tensor.tensor_type == GGMLQuantizationType.Q4_K:
+        q, scale, zero = q4_k_grid(tensor.data, *weight.shape)
+        return {"codes": pack_nibbles(q), "scale": scale.to(dtype), "zero": zero.to(dtype)}, "Q4_K exact"
+    if fmt == "int4":
+        q, scale, zero = minmax_int4(src, dtype)
+        return {"codes": pack_nibbles(q), "scale": scale, "zero": zero}, f"{how} -> int4 min-max g{GROUP_SIZE}"
+    q, scale = absmax_int8(src, dtype)
+    return {"qweight": q, "scales": scale}, f"{how} -> int8 per-channel"
+
+
+def quantize_weights(model: nn.Module, weights: str, gguf: str | Path | None = None):
+    """The codes of every ``nn.Linear`` of ``model`` in format ``weights`` ("int4" | "int8"), without changing
+    the model -> (state {f"{module}.{key}": tensor}, record {module: how}). ``gguf``: the file the model was
+    converted from (its Q4_K tensors keep their grid; other tensors are re-quantised from its fp32
+    dequantisation, not from the model's bf16 rounding of it)."""
+    grids = GGUFGrids(gguf, model.config.num_hidden_layers) if gguf is not None else None
+    state: dict[str, torch.Tensor] = {}
+    record: dict[str, str] = {}
+    for name, mod in model.named_modules():
+        if not isinstance(mod, nn.Linear):
+            continue
+        n, k = mod.weight.shape
+        if weights == "int4" and (k % GROUP_SIZE or n % 16):
+            record[name] = f"kept dense ({n}x{k} does not fit the int4 kernel)"
+            continue
+        with torch.no_grad():
+            codes, how = _codes(weights, mod.weight.detach(), grids.tensor(name) if grids is not None else None)
+        state.update({f"{name}.{key}": t.contiguous() for key, t in codes.items()})
+        record[name] = how
+    return state, record
+
+
+def swap_linears(model: nn.Module, weights: str, state: dict, record: dict, max_quant_rows: int | float) -> None:
+    """Replace each ``nn.Linear`` that has codes in ``state`` by a ``RowDispatchLinear`` over them (in place)."""
+    for name in record:
+        mod = model.get_submodule(name)
+        if f"{name}.scale" not in state and f"{name}.scales" not in state:
+            continue  # kept dense
+        dtype, bias = mod.weight.dtype, mod.bias
+        if weights == "int4":
+            q, scale, zero = unpack_nibbles(state[f"{name}.codes"]), state[f"{name}.scale"], state[f"{name}.zero"]
+            quant, dense = Int4Linear(q, scale, zero, bias, dtype), dequantize_int4(q, scale, zero)
+        else:
+            q, scale = state[f"{name}.qweight"], state[f"{name}.scales"]
+            quant, dense = Int8Linear(q, scale, bias, dtype), q.float() * scale.float()[:, None]
+        model.set_submodule(name, RowDispatchLinear(quant, dense.to(dense_dtype(dtype)), max_quant_rows))
+
+
+def quantize_model(
+    model: nn.Module,
+    weights: str,
+    gguf: str | Path | None = None,
+    dense_above: int | None | str = "measured",
+    cache: str | Path | None = None,
+) -> dict:
+    """Swap every ``nn.Linear`` of ``model`` (CPU, in place) for a ``RowDispatchLinear`` in format ``weights``.
+
+    ``gguf``: see ``quantize_weights``. ``dense_above``: forwards with more rows use the dense copy; "measured" =
+    ``measured_max_rows(weights)``; None = never (the quantized kernel for every forward: quality measurements).
+    ``cache``: a safetensors file for the codes: read if present, else written (atomically). Linear layers the
+    kernel cannot take (int4: in_features not a multiple of 32 or out_features of 16) stay ``nn.Linear``.
+    Returns the record for ``LoadedModel.info["quant"]``.
+    """
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    from tpro.io import atomic_path
+
+    if weights not in ("int4", "int8"):
+        raise ValueError(f"quantize_model takes int4 or int8, not {weights!r}")
+    check_format(weights, "cpu")
+    if cache is not None and Path(cache).is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(cache), "pt") as f:
+            record = json.loads(f.metadata()["record"])
+        state = load_file(str(cache))
+    else:
+        state, record = quantize_weights(model, weights, gguf)
+        if cache is not None:
+            with atomic_path(cache) as tmp:
+                save_file(state, str(tmp), metadata={"record": json.dumps(record), "weights": weights})
+    max_rows = measured_max_rows(weights) if dense_above == "measured" else inf if dense_above is None else dense_above
+    swap_linears(model, weights, state, record, max_rows)
+    return {
+        "format": weights,
+        "group_size": GROUP_SIZE if weights == "int4" else None,
+        "dense_above_rows": None if max_rows == inf else max_rows,
+        "source": str(gguf) if gguf is not None else "loaded weights",
+        "exact": sum(v.endswith("exact") for v in record.values()),
+        "requantised": sum("->" in v for v in record.values()),
+        "kept_dense": sum(v.startswith("kept") for v in record.values()),
+        "tensors": record,
+    }
