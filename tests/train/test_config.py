@@ -32,10 +32,13 @@ def _changed(cls):
         d = f.default
         if f.name == "mode":
             vals[f.name] = "reasoning"
-        elif f.name in ("train_only", "loss_on", "scorer", "dtype"):
-            vals[f.name] = {"train_only": "embeddings", "loss_on": "assistant", "scorer": "verifier"}.get(
-                f.name, "float32"
-            )
+        elif f.name in ("train_only", "loss_on", "scorer", "dtype", "weights"):
+            vals[f.name] = {
+                "train_only": "embeddings",
+                "loss_on": "assistant",
+                "scorer": "verifier",
+                "weights": "int8",
+            }.get(f.name, "float32")
         elif f.name == "stop":
             vals[f.name] = ["</s>"]
         elif d is None:
