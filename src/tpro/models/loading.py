@@ -67,8 +67,8 @@ def cpu_has_native_bf16() -> bool:
 
 def resolve_dtype(dtype: str, device: str = "cpu", weights: str = "bf16"):
     """Map a dtype name to a torch dtype. ``auto``: bfloat16 on CUDA, on CPUs with native bf16 and with int4/int8
-    weights (the CPU weight-only kernels are only fast with bf16 activations: on a 2-core AVX2 EPYC one layer's
-    int4 matmuls took ~2 ms with bf16 and ~120 ms with fp32 activations), else float32.
+    weights (the CPU weight-only kernels are only fast with bf16 activations: on an AVX2 EPYC, one thread, int4
+    matmuls took 11x longer with fp32 activations at 1 row and 24x at 8 rows), else float32.
 
     Why bf16 on such CPUs: one-token decode steps of the 0.5B default cost ~46 ms in bf16 and ~120 ms in fp32 on
     this 2-core AVX512-BF16/AMX machine when it is quiet (bench/eagle_tree_cost.py, docs/benchmarks.md), and

@@ -50,12 +50,12 @@ WEIGHT_FORMATS = ("bf16", "int8", "int4", "auto")
 # whether the CPU multiplies bf16 in hardware (`tpro.models.loading.cpu_has_native_bf16`):
 # - AMX / AVX512-BF16 (verified-facts.md, quiet 2-core machine, the table in the module docstring): int4 beats
 #   bf16 up to 8 rows (37 vs 48 ms) and loses at 16 (69 vs 50); int8 up to 4 rows (39 vs 45), loses at 8 (72 vs 48).
-# - AVX2 only (2-core AMD EPYC, 1 thread, CPU time of the 72 MLP matrices, 2026-12-03, machine under load): the
-#   dense copy is fp32 there (`dense_dtype`); rows 1 / 8 / 16 / 32 / 64: fp32 102 / 358 / 408 / 651 / 904 ms,
-#   int4 54 / 201 / 330 / 779 / 1439, int8 69 / 216 / 383 / 783 / 1416 (bf16 dense 81 / 573 / 1036 / 2114 / 4206).
+# - AVX2 only (2-core AMD EPYC, 2 threads, `bench/quant_quality.py --crossover`, 2026-12-03, load ~1; the dense
+#   copy is fp32 there, see `dense_dtype`): rows 1 / 8 / 16 / 32 / 64: fp32 90 / 241 / 298 / 456 / 598 ms,
+#   bf16 42 / 280 / 578 / 1108 / 2120, int4 29 / 107 / 219 / 422 / 820, int8 31 / 112 / 204 / 411 / 738.
 # `python bench/quant_quality.py --crossover` prints the curve and the threshold for the machine at hand.
 MAX_ROWS_NATIVE_BF16 = {"int4": 8, "int8": 4}
-MAX_ROWS_NO_BF16 = {"int4": 16, "int8": 16}
+MAX_ROWS_NO_BF16 = {"int4": 32, "int8": 32}
 QUANT_VERSION = 1  # part of a cached codes file's name: bump when the codes made for a tensor change
 
 
@@ -75,7 +75,7 @@ def measured_max_rows(weights: str) -> int:
 
 def dense_dtype(dtype: torch.dtype) -> torch.dtype:
     """The dtype of ``RowDispatchLinear``'s dense copy for activations in ``dtype``: the same where the CPU
-    multiplies it in hardware, else fp32 (a bf16 matmul is emulated on an AVX2 CPU: 2114 vs 651 ms at 32 rows)."""
+    multiplies it in hardware, else fp32 (a bf16 matmul is emulated on an AVX2 CPU: 1108 vs 456 ms at 32 rows)."""
     from tpro.models.loading import cpu_has_native_bf16
 
     return dtype if dtype == torch.float32 or cpu_has_native_bf16() else torch.float32
@@ -128,9 +128,10 @@ def check_format(weights: str, device: str) -> None:
 
 
 def resolve_weights(weights: str, device: str) -> str:
-    """``auto`` -> the fastest format measured for decoding here: int4 on a CPU with the kernel (a one-token step
-    of the embedded model: 41.6 ms/token against 85.7 in bf16, verified-facts.md), else int8, else bf16; bf16 on
-    a GPU. Other names are checked and returned."""
+    """``auto`` -> the fastest format measured for decoding: int4 on a CPU with the kernel, else int8, else bf16;
+    bf16 on a GPU. Other names are checked and returned. Measured with the embedded model, 2 threads: on an AMX
+    machine a one-token step took 41.6 ms in int4 against 85.7 in bf16 (verified-facts.md); on an AVX2 EPYC the
+    engine's greedy decode ran at 13.6 tokens/s in int4, 11.0 int8, 9.6 bf16, 6.0 fp32 (bench/quant_quality.py)."""
     if weights == "auto":
         if not device.startswith("cpu"):
             return "bf16"
