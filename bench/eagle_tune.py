@@ -68,6 +68,7 @@ def main():
         dec.cfg.depth, dec.cfg.top_k, dec.cfg.total_tokens = d, k, n
         tok = s = steps = acc = ds = vs = same = 0
         for c, ref in zip(chats, vanilla):
+            dec.forget()  # every grid point sees the same prompts: no drafting from an earlier point's answer
             done = eng.complete(c, SamplingParams(max_new_tokens=a.max_new_tokens, temperature=a.temperature))
             t = done.telemetry
             tok, s, steps, acc = tok + t.generated_tokens, s + t.total_s, steps + t.steps, acc + t.draft_accepted

@@ -40,6 +40,9 @@ def expand_modes(mode: str) -> list[str]:
     return [mode]
 
 
+Weights = Literal["bf16", "int8", "int4", "auto"]
+
+
 @dataclass(kw_only=True)
 class ModelOptions(Config):
     """Which model to load and how (mixed into every stage config that loads one)."""
@@ -56,7 +59,7 @@ class ModelOptions(Config):
     # bf16 by default: stages that read, copy or change weights (eval figures, EAGLE data and training, tokenizer
     # remap, data tagging) keep the checkpoint's own weights; the decoding stages (serve, playground, generate)
     # override the default with `like(ModelOptions, "weights", "auto")`.
-    weights: Literal["bf16", "int8", "int4", "auto"] = opt(
+    weights: Weights = opt(
         "bf16",
         "Linear-layer weights: bf16 (the checkpoint's, in --dtype) | int8 | int4 (weight-only, PyTorch's CPU "
         "kernels; a GGUF's Q4_K tensors keep their grid) | auto (the fastest measured for decoding: int4 on a "

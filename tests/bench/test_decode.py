@@ -271,3 +271,40 @@ def test_real_llama_cpp_on_the_embedded_gguf(embedded):
     assert run.tokens == len(ids) == 8 and 0 < run.prefill_s < run.seconds
     assert peer.run(chat.input_ids, 8, 0.0, 0, eos)[1] == ids  # greedy and from an empty cache: the same again
     assert not set(ids) & eos
+
+
+def test_summarize_compares_each_weight_format_with_its_own_vanilla():
+    runs = [
+        Run("vanilla", "chat", "a", 0.0, 100, 10.0),
+        Run("vanilla-int4", "chat", "a", 0.0, 100, 5.0),
+        Run("eagle-int4", "chat", "a", 0.0, 100, 2.5, steps=40, accepted=60),
+        Run("eagle", "chat", "a", 0.0, 100, 5.0, steps=40, accepted=60),
+        Run("pld", "chat", "a", 0.0, 100, 4.0),
+    ]
+    rows = {r["method"]: r for r in summarize(runs) if r["domain"] == "chat"}
+    assert rows["eagle-int4"]["speedup_vs_vanilla"] == 2.0  # against vanilla-int4, not the bf16 row
+    assert rows["eagle"]["speedup_vs_vanilla"] == 2.0
+    assert rows["vanilla-int4"]["speedup_vs_vanilla"] == 1.0
+    assert rows["pld"]["speedup_vs_vanilla"] == 2.5  # baselines: against the checkpoint's weights
+    assert bench_decode.vanilla_of("pld", ["vanilla-int8"]) == "vanilla-int8"  # no bf16 row: the first vanilla
+
+
+def test_cli_runs_each_weight_format_and_eagle_matches_its_own_greedy(tiny_qwen2_dir, tiny_qwen2, tmp_path):
+    """--weights bf16 --weights int8: vanilla and EAGLE rows per format; at T=0 (fp32 activations) the EAGLE row's
+    output equals the same weights' vanilla output, which same_prefix records."""
+    from tpro.eagle.head import init_head, save_head
+
+    torch.set_num_threads(1)
+    save_head(init_head(tiny_qwen2.model), tmp_path / "head")
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text(json.dumps({"id": "c0", "domain": "chat", "prompt": "Привет, как дела?"}, ensure_ascii=False))
+    args = ["decode", "-m", str(tiny_qwen2_dir), "-d", str(tmp_path / "head"), "--prompts", str(prompts)]
+    args += ["--dtype", "float32", "-n", "12", "--methods", "vanilla,eagle", "--weights", "bf16", "--weights", "int8"]
+    args += ["-o", str(tmp_path / "out"), "--json"]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    res = json.loads((tmp_path / "out" / "decode.json").read_text())
+    runs = {x["method"]: x for x in res["runs"]}
+    assert set(runs) == {"vanilla", "vanilla-int8", "eagle", "eagle-int8"}
+    assert runs["eagle-int8"]["same_prefix"] == runs["eagle-int8"]["tokens"] == runs["vanilla-int8"]["tokens"]
+    assert runs["eagle"]["same_prefix"] == runs["eagle"]["tokens"]

@@ -8,6 +8,10 @@ length (accepted draft tokens per verify step + 1) and its draft / verify time s
 every dtype of ``generate_dtypes`` and "speedup vs generate" takes the fastest of them (which one wins on this CPU
 depends on the load: bf16 on a quiet machine); prompt lookup and our vanilla loop run in ``dtype``, EAGLE's
 target in ``eagle_dtype`` (default: ``dtype``, bf16, so "vs vanilla" compares decoding methods at one dtype).
+``weights`` (repeatable) runs the vanilla and EAGLE rows once per weight format (``vanilla-int4``, ``eagle-int4``;
+bf16 keeps the plain names); each is compared with the vanilla row of its own weights, the baselines
+(``model.generate``, prompt lookup) stay on the checkpoint's weights. Every EAGLE request starts with an empty
+suffix memory (``forget``), so no held-out prompt is drafted from an earlier row's answer to it.
 
 The ``llama.cpp`` row runs llama.cpp's Python binding (built by ``bench/build_llama_cpp.sh``; skipped with a note
 when absent) on the GGUF of the target (the embedded one for the embedded default), with the same thread count, on
@@ -82,6 +86,15 @@ class BenchConfig(ModelOptions):
     depth: int | None = opt(None, "EAGLE tree depth (default: by the target's dtype)", min=1)
     top_k: int | None = opt(None, "EAGLE children per node (default: by the target's dtype)", min=1)
     total_tokens: int | None = opt(None, "EAGLE nodes verified per step (default: by the target's dtype)", min=1)
+    suffix: bool = opt(True, "EAGLE rows also draft model-free from the text (the suffix drafter, the default)")
+    # a list here: the vanilla and EAGLE rows run once per format, side by side (model.generate and prompt lookup
+    # stay on the checkpoint's weights: they are the baselines)
+    weights: list[str] = opt(
+        ["bf16"],
+        "Weight formats of the vanilla and EAGLE rows, repeatable: bf16 | int8 | int4 | auto (rows named "
+        "vanilla-int4, eagle-int4, ...; bf16 rows keep the plain names)",
+        choices=("bf16", "int8", "int4", "auto"),
+    )
     seed: int = like(SamplingOptions, "seed", 0)
     # one thread count for every row, the peer's too: the ratios compare methods on the same cores
     threads: int = like(
@@ -115,6 +128,21 @@ class Run:
     verify_s: float = 0.0
     prefill_s: float | None = None  # request start -> first token (engine rows and llama.cpp; None: not measured)
     same_prefix: int | None = None  # T=0: leading tokens equal to the vanilla row's output on this prompt
+
+
+def row_name(method: str, weights: str) -> str:
+    """``vanilla`` / ``eagle`` on the checkpoint's weights, ``vanilla-int4`` / ``eagle-int4`` on quantized ones."""
+    return method if weights == "bf16" else f"{method}-{weights}"
+
+
+def vanilla_of(method: str, present) -> str:
+    """The vanilla row a row is compared with: the same weights' for engine rows, else the bf16 one (or, when it
+    did not run, the first vanilla row in ``present``)."""
+    if method.startswith(("vanilla-", "eagle-")):
+        return "vanilla-" + method.split("-", 1)[1]
+    if "vanilla" in present:
+        return "vanilla"
+    return next((m for m in present if m.startswith("vanilla")), "vanilla")
 
 
 def _short(dtype: str) -> str:
@@ -291,9 +319,10 @@ def summarize(runs: list[Run]) -> list[dict]:
         # "generate" = model.generate at its fastest dtype in this group (one row per generate_dtypes entry: which
         # one wins on this CPU depends on the load, see the Foundation section)
         gens = [v for (t2, d2, m2), v in groups.items() if (t2, d2) == (temp, dom) and m2.startswith("generate-")]
+        present = [m2 for (t2, d2, m2) in groups if (t2, d2) == (temp, dom)]
         ref = {
             "generate": max(gens, key=lambda v: v["tokens"] / max(v["seconds"], 1e-9), default=None),
-            "vanilla": groups.get((temp, dom, "vanilla")),
+            "vanilla": groups.get((temp, dom, vanilla_of(method, present))),
             "llama_cpp": groups.get((temp, dom, PEER)),
         }
         row = {
@@ -379,25 +408,35 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
     for r in rows:
         by_dom[r.get("domain", "all")].append(r)
     picked = [r for d in sorted(by_dom) for r in (by_dom[d][: cfg.per_domain] if cfg.per_domain else by_dom[d])]
-    loaded: dict[str, object] = {}
-    shared = {f.name: getattr(cfg, f.name) for f in fields(ModelOptions)}  # every model option given, in any dtype
+    loaded: dict[tuple[str, str], object] = {}
+    # every model option given (in any dtype and weight format)
+    shared = {f.name: getattr(cfg, f.name) for f in fields(ModelOptions) if f.name != "weights"}
 
-    def model_in(dtype):  # one copy of the target per dtype, shared by every row that runs in it
-        if dtype not in loaded:
-            loaded[dtype] = ModelOptions(**{**shared, "dtype": dtype}).load_model(progress=False)
-        return loaded[dtype]
+    def model_in(dtype, weights="bf16"):  # one copy of the target per (dtype, format), shared by its rows
+        if (dtype, weights) not in loaded:
+            opts = ModelOptions(**{**shared, "dtype": dtype, "weights": weights})
+            loaded[dtype, weights] = opts.load_model(progress=False)
+        return loaded[dtype, weights]
 
     base = model_in(cfg.dtype)
-    base_engine = Engine.from_loaded(base)
-    eagle_engine = decoder = peer = None
+    # (row suffix format, engine) per weight format; "auto" is named by what it resolved to
+    engines = []
+    for w in dict.fromkeys(cfg.weights):
+        lm = model_in(cfg.dtype, w)
+        engines.append((lm.info.get("weights", w), Engine.from_loaded(lm)))
+    eagle_engines, decoders, peer = [], [], None
     notes: list[str] = []
     gen_models = {_short(d): model_in(d) for d in cfg.generate_dtypes} if "generate" in cfg.methods else {}
     if cfg.draft != "none" and "eagle" in cfg.methods:
-        elm = model_in(cfg.eagle_dtype or cfg.dtype)
-        decoder, line = resolve_draft(cfg.draft, elm, depth=cfg.depth, top_k=cfg.top_k, total_tokens=cfg.total_tokens)
-        log(line)
-        if decoder is not None:
-            eagle_engine = Engine.from_loaded(elm, decoder=decoder)
+        for w in dict.fromkeys(cfg.weights):
+            elm = model_in(cfg.eagle_dtype or cfg.dtype, w)
+            decoder, line = resolve_draft(
+                cfg.draft, elm, depth=cfg.depth, top_k=cfg.top_k, total_tokens=cfg.total_tokens, suffix=cfg.suffix
+            )
+            log(f"{elm.info.get('weights', w)}: {line}")
+            if decoder is not None:
+                decoders.append(decoder)
+                eagle_engines.append((elm.info.get("weights", w), Engine.from_loaded(elm, decoder=decoder)))
     chats = [build_prompt(base.tokenizer, r["prompt"], cfg.mode) for r in picked]
     eos = _eos(base.model, base.tokenizer)
     if PEER in cfg.methods and chats:
@@ -416,7 +455,7 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
         threads = f", {PEER} {peer.version} {peer.threads} threads" if peer else ""
         return {
             "config": asdict(cfg),
-            "eagle": asdict(decoder.cfg) if decoder else None,
+            "eagle": asdict(decoders[0].cfg) if decoders else None,
             "llama_cpp": {"version": peer.version, "gguf": str(peer.gguf), "threads": peer.threads} if peer else None,
             "machine": f"{torch.get_num_threads()} torch threads, torch {torch.__version__}{threads}",
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -434,10 +473,11 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
                 run.method, run.domain, run.prompt_id = method, dom, pid
                 runs.append(run)
                 outs[method] = ids
-                if temp == 0 and "vanilla" in outs:  # vanilla may come after other rows: fill theirs then
+                if temp == 0:  # a vanilla row may come after the rows compared with it: fill theirs then
                     for prev in runs[len(runs) - len(outs) :]:
-                        if prev.method != "vanilla":
-                            prev.same_prefix = _same_prefix(outs[prev.method], outs["vanilla"])
+                        ref = vanilla_of(prev.method, outs)
+                        if prev.method != ref and ref in outs:
+                            prev.same_prefix = _same_prefix(outs[prev.method], outs[ref])
                 agree = f", {run.same_prefix} first tokens as vanilla's" if run.same_prefix is not None else ""
                 log(
                     f"T={temp} {dom} {pid} {method}: {run.tokens} tok in {run.seconds:.1f}s = "
@@ -457,9 +497,13 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
                 ids, dt = generate_ids(base, chat.input_ids, cfg.max_new_tokens, temp, cfg.seed, pld=cfg.prompt_lookup)
                 add("pld", Run("", "", "", temp, len(ids), dt), ids)
             if "vanilla" in cfg.methods:
-                add("vanilla", *engine_ids(base_engine, chat, cfg.max_new_tokens, temp, cfg.seed))
-            if eagle_engine is not None:
-                add("eagle", *engine_ids(eagle_engine, chat, cfg.max_new_tokens, temp, cfg.seed))
+                for w, eng in engines:
+                    add(row_name("vanilla", w), *engine_ids(eng, chat, cfg.max_new_tokens, temp, cfg.seed))
+            for (w, eng), dec in zip(eagle_engines, decoders):
+                # each request starts with an empty suffix memory: held-out prompts must not be drafted from an
+                # earlier row's (or an earlier temperature's) answer to the same prompt
+                dec.forget()
+                add(row_name("eagle", w), *engine_ids(eng, chat, cfg.max_new_tokens, temp, cfg.seed))
             if peer is not None:
                 add(PEER, *peer.run(chat.input_ids, cfg.max_new_tokens, temp, cfg.seed, eos))
     res = result(runs)

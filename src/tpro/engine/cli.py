@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 import click
 
-from tpro.config import command, json_flag, opt
-from tpro.options import MODE_HELP, Mode, ModelOptions, SamplingOptions
+from tpro.config import command, json_flag, like, opt
+from tpro.options import MODE_HELP, Mode, ModelOptions, SamplingOptions, Weights
 
 
 @dataclass(kw_only=True)
@@ -19,6 +19,7 @@ class GenerateConfig(ModelOptions, SamplingOptions):
     prompt: str = opt(help="The user message.", positional=True)
     mode: Mode = opt("direct", MODE_HELP, flags={"--reasoning": "reasoning", "-r": "reasoning"})
     system: str | None = opt(None, "Optional system message.")
+    weights: Weights = like(ModelOptions, "weights", "auto")  # a decoding stage: the fastest measured format
 
 
 @command(

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tpro.config import ConfigError, opt
-from tpro.options import DRAFT_HELP, ModelOptions
+from tpro.config import ConfigError, like, opt
+from tpro.options import DRAFT_HELP, ModelOptions, Weights
 from tpro.playground.store import default_db
 
 
@@ -33,6 +33,7 @@ class PlaygroundConfig(ModelOptions):
     right_model: str = opt("", "Right pane model name")
     api_key: str | None = opt(None, "Bearer key for the endpoints given by URL", envvar="TPRO_API_KEY", secret=True)
     draft: str = opt("auto", f"Local server's draft (left pane). {DRAFT_HELP}")
+    weights: Weights = like(ModelOptions, "weights", "auto")  # the local server decodes: the fastest measured format
     # the page's initial budget: a side-by-side reading length, not the shared 512 (changeable on the page)
     max_new_tokens: int = opt(
         256, "Initial max tokens of both panes (changeable on the page)", short="-n", min=1, aliases=("--max-tokens",)
@@ -74,7 +75,8 @@ def start_local_server(cfg: PlaygroundConfig, log: Path, api_key: str) -> tuple[
     """``tpro serve`` with ``cfg``'s model options and draft on 127.0.0.1 -> (process, base URL)."""
     port = free_port()
     cmd = [sys.executable, "-m", "tpro.cli", "serve", "--model", cfg.model, "--dtype", cfg.dtype]
-    cmd += ["--threads", str(cfg.threads), "--draft", cfg.draft, "--port", str(port), "--host", "127.0.0.1"]
+    cmd += ["--weights", cfg.weights, "--threads", str(cfg.threads), "--draft", cfg.draft]
+    cmd += ["--port", str(port), "--host", "127.0.0.1"]
     cmd += ["--log-level", "warning"]
     log.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, TPRO_API_KEY=api_key)  # through the environment: not visible in `ps`

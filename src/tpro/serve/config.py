@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from tpro.config import like, opt
-from tpro.options import DRAFT_HELP, MODE_HELP, Mode, ModelOptions, SamplingOptions
+from tpro.options import DRAFT_HELP, MODE_HELP, Mode, ModelOptions, SamplingOptions, Weights
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -19,6 +19,7 @@ class ServeConfig(ModelOptions):
     ``build_app`` reads the policy fields (queue, timeout, budgets, mode, API key, name); the command the rest."""
 
     draft: str = opt("none", DRAFT_HELP)
+    weights: Weights = like(ModelOptions, "weights", "auto")  # a decoding stage: the fastest measured format
     host: str = opt("127.0.0.1", "Interface to bind; 0.0.0.0 exposes the server to the network")
     port: int = opt(8000, "TCP port (0: any free port)", min=0, max=65535)
     api_key: str | None = opt(

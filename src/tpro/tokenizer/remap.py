@@ -59,6 +59,14 @@ class RemapConfig(ModelOptions):
     # native bf16 and round the kept rows of an fp32 checkpoint, which must stay bit-identical.
     dtype: str = opt("float32", ModelOptions.__dataclass_fields__["dtype"].metadata["help"], choices=DTYPES)
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.weights != "bf16":  # the rows are rewritten and the whole model saved: a quantized copy cannot be
+            raise ConfigError(
+                f"--weights {self.weights}: remap-model rewrites and saves the checkpoint's own weights; "
+                "drop --weights (quantize the remapped model when you load it to decode)"
+            )
+
 
 def swapped_ids(base_vocab: dict[str, int], new_vocab: dict[str, int]) -> dict[int, str]:
     """id -> new token string, for every id whose token string changed."""
