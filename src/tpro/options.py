@@ -40,7 +40,7 @@ def expand_modes(mode: str) -> list[str]:
     return [mode]
 
 
-Weights = Literal["bf16", "int8", "int4", "auto"]
+Weights = Literal["bf16", "int8", "int4", "w8a8", "auto"]
 
 
 @dataclass(kw_only=True)
@@ -62,8 +62,8 @@ class ModelOptions(Config):
     weights: Weights = opt(
         "bf16",
         "Linear-layer weights: bf16 (the checkpoint's, in --dtype) | int8 | int4 (weight-only, PyTorch's CPU "
-        "kernels; a GGUF's Q4_K tensors keep their grid) | auto (the fastest measured for decoding: int4 on a "
-        "CPU, bf16 on a GPU)",
+        "kernels; a GGUF's Q4_K tensors keep their grid) | w8a8 (int8 weights and per-row int8 activations, "
+        "fbgemm on x86 CPUs; MLP down projections int4) | auto (the fastest measured for decoding here)",
     )
     threads: int = opt(0, "torch CPU threads (0 = torch's default)", min=0)
 

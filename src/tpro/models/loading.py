@@ -9,7 +9,8 @@ A spec is one of:
 
 ``weights`` picks the linear layers' format: ``bf16`` (the checkpoint's weights as loaded, in ``dtype``), ``int8``
 or ``int4`` (weight-only, PyTorch's CPU kernels, ``tpro.models.quant``; a GGUF's Q4_K tensors keep their own grid),
-``auto`` (the fastest measured for decoding: int4 on a CPU with the kernel, bf16 on a GPU).
+``w8a8`` (int8 weights and per-row dynamic int8 activations through fbgemm on x86 CPUs, MLP down projections int4),
+``auto`` (the fastest measured for decoding on this device, ``tpro.models.quant.resolve_weights``).
 
 ``trust_remote_code`` stays off unless the caller asks. This module does no decoding.
 """
@@ -80,6 +81,8 @@ def resolve_dtype(dtype: str, device: str = "cpu", weights: str = "bf16"):
     if dtype not in DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; choose one of {', '.join(DTYPES)}")
     if dtype == "auto":
+        if weights == "w8a8":  # fbgemm takes fp32 activations (and its int4 layers cast to bf16 themselves)
+            return torch.float32
         if device.startswith("cuda") or weights in ("int4", "int8"):
             return torch.bfloat16
         return torch.bfloat16 if device == "cpu" and cpu_has_native_bf16() else torch.float32
@@ -279,6 +282,6 @@ def load_model(
         "device": device,
         "weights": weights,
     }
-    if weights in ("int4", "int8"):
+    if weights in ("int4", "int8", "w8a8"):
         info["quant"] = _quantize(model, kind, spec, where, weights, dtype_name, progress)
     return LoadedModel(model=model, tokenizer=tokenizer, name=name, source=where, kind=kind, info=info)

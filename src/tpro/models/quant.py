@@ -44,7 +44,11 @@ import torch.nn.functional as F
 from torch import nn
 
 GROUP_SIZE = 32  # int4 group along the input axis: a Q4_K sub-block, and the finest group the CPU kernel takes
-WEIGHT_FORMATS = ("bf16", "int8", "int4", "auto")
+WEIGHT_FORMATS = ("bf16", "int8", "int4", "w8a8", "auto")
+# w8a8: layers whose inputs carry outlier channels stay 4-bit weight-only. The input of an MLP's down projection
+# (silu(gate) * up) has channels ~100x the rest; with 7-bit activations every layer of the embedded model quantized
+# cost +9.2% bits/char on held-out Russian, every layer but down_proj -1.9% (bench/quant_quality.py).
+W8A8_WEIGHT_ONLY = ("down_proj",)
 
 # Rows per forward up to which the quantized kernel is used; above it the dense copy is cheaper. It depends on
 # whether the CPU multiplies bf16 in hardware (`tpro.models.loading.cpu_has_native_bf16`):
@@ -56,7 +60,7 @@ WEIGHT_FORMATS = ("bf16", "int8", "int4", "auto")
 # `python bench/quant_quality.py --crossover` prints the curve and the threshold for the machine at hand.
 MAX_ROWS_NATIVE_BF16 = {"int4": 8, "int8": 4}
 MAX_ROWS_NO_BF16 = {"int4": 32, "int8": 32}
-QUANT_VERSION = 1  # part of a cached codes file's name: bump when the codes made for a tensor change
+QUANT_VERSION = 2  # part of a cached codes file's name: bump when the codes made for a tensor change
 
 
 class QuantizationError(RuntimeError):
@@ -95,6 +99,18 @@ def int4_kernel_available() -> bool:
 
 
 @functools.cache
+def dynamic_int8_kernel_available() -> bool:
+    """True where this PyTorch build has fbgemm's dynamic int8 linear (x86 CPUs) and it runs."""
+    try:
+        if "fbgemm" not in torch.backends.quantized.supported_engines:
+            return False
+        DynamicInt8Linear(torch.ones(4, 8, dtype=torch.int8), torch.ones(4), None)(torch.ones(1, 8))
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+    return True
+
+
+@functools.cache
 def int8_kernel_available() -> bool:
     """True where this PyTorch build has ``torch._weight_int8pack_mm`` for CPU and it runs."""
     try:
@@ -105,6 +121,8 @@ def int8_kernel_available() -> bool:
 
 
 def kernel_available(fmt: str) -> bool:
+    if fmt == "w8a8":  # its down projections are int4
+        return dynamic_int8_kernel_available() and int4_kernel_available()
     return {"int4": int4_kernel_available, "int8": int8_kernel_available}[fmt]()
 
 
@@ -112,7 +130,7 @@ def check_format(weights: str, device: str) -> None:
     """Raise ``QuantizationError`` (or ``ValueError`` for an unknown name) if ``weights`` cannot run on ``device``."""
     if weights not in WEIGHT_FORMATS:
         raise ValueError(f"unknown weight format {weights!r}; choose one of {', '.join(WEIGHT_FORMATS)}")
-    if weights not in ("int4", "int8"):
+    if weights not in ("int4", "int8", "w8a8"):
         return
     if not device.startswith("cpu"):
         raise QuantizationError(
@@ -120,10 +138,14 @@ def check_format(weights: str, device: str) -> None:
             "Fix: use --weights bf16 (auto picks it on a GPU), or serve a quantized model with SGLang or vLLM"
         )
     if not kernel_available(weights):
-        op = "_weight_int4pack_mm_for_cpu" if weights == "int4" else "_weight_int8pack_mm"
+        op = {
+            "int4": "aten._weight_int4pack_mm_for_cpu",
+            "int8": "aten._weight_int8pack_mm",
+            "w8a8": "quantized.linear_dynamic (fbgemm, x86 only) or aten._weight_int4pack_mm_for_cpu",
+        }[weights]
         raise QuantizationError(
-            f"this PyTorch ({torch.__version__}) has no CPU {weights} kernel (torch.ops.aten.{op}). "
-            f"Fix: install torch>=2.6, or use --weights {'int8' if weights == 'int4' else 'bf16'}"
+            f"this PyTorch ({torch.__version__}) has no CPU {weights} kernel (torch.ops.{op}). "
+            f"Fix: install torch>=2.6, or use --weights {dict(int4='int8', w8a8='int4').get(weights, 'bf16')}"
         )
 
 
@@ -227,12 +249,15 @@ class Int4Linear(nn.Module):
         self.register_buffer("bias", None if bias is None else bias.detach().to(dtype).clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [..., K] -> [..., N]
+        # activations in the module's dtype: bf16 inside an fp32 model (w8a8's down projections) keeps the kernel
+        # fast (fp32 activations are its slow path)
+        dtype = self.scale_zero.dtype
         y = torch.ops.aten._weight_int4pack_mm_for_cpu(
-            x.reshape(-1, self.in_features).contiguous(), self.packed, self.group_size, self.scale_zero
+            x.reshape(-1, self.in_features).to(dtype).contiguous(), self.packed, self.group_size, self.scale_zero
         )
         if self.bias is not None:
             y = y + self.bias
-        return y.reshape(*x.shape[:-1], self.out_features)
+        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, group_size={self.group_size}"
@@ -256,6 +281,60 @@ class Int8Linear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+class DynamicInt8Linear(nn.Module):
+    """``nn.Linear`` with int8 weights (one scale per output channel) and int8 activations quantized per row at
+    run time, multiplied in integers by fbgemm (``torch.ops.quantized.linear_dynamic``, x86 CPUs, AVX2 and up).
+
+    Why this kernel: on a 2-core AVX2 EPYC one 4864x896 matrix took 0.17 / 0.37 / 0.66 ms for 1 / 4 / 16 rows
+    against 0.4 / 0.8 / 1.6 for the int4 weight-only kernel and ~1.6 / 1.6 / 3 for an fp32 matmul: integer
+    multiply-adds are what AVX2 does fastest, and the cost hardly grows with rows (verification trees, batches).
+    torchao's int8 dynamic-activation config computes with ``torch._int_mm`` on a CPU (3.9 ms for one row here).
+
+    fbgemm quantizes a whole input with one asymmetric range (7 bits with ``reduce_range``, which keeps AVX2's
+    16-bit pair sums from saturating). One range for all rows would make a row's result depend on the rows beside
+    it (a request's tokens on the rest of the batch, a speculative tree's verification on its siblings). So each
+    row is divided by its own absmax and two columns holding -1 and +1 (zero weights) are appended: every row then
+    spans exactly [-1, 1], the quantization grid is the same for any batch, and since the products are summed in
+    integers, a row's output is bit-identical alone or in any batch (tested). Activations are fp32 inside; the
+    output is cast back to the input's dtype."""
+
+    PAD = 32  # the -1 / +1 columns, then zeros: 32 extra columns kept fbgemm at its speed (2 cost ~15% at 8 rows)
+
+    def __init__(self, q: torch.Tensor, scale: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        import warnings
+
+        self.out_features, self.in_features = q.shape
+        q = torch.cat([q.to(torch.int8), q.new_zeros(q.shape[0], self.PAD, dtype=torch.int8)], 1)  # [N, K + PAD]
+        self.register_buffer("scales", scale.float().contiguous())  # [N]
+        self.register_buffer("bias", None if bias is None else bias.detach().float().clone())
+        with warnings.catch_warnings():  # quantized tensors are deprecated, this op's packing still takes them
+            warnings.simplefilter("ignore")
+            qw = torch._make_per_channel_quantized_tensor(
+                q, self.scales.double(), torch.zeros(q.shape[0], dtype=torch.long), 0
+            )
+            self._packed = torch.ops.quantized.linear_prepack(qw, None)  # fbgemm's own layout (not a buffer)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dequantised weight [N, K] fp32, computed on access (the EAGLE head copies ``lm_head`` rows)."""
+        w = torch.ops.quantized.linear_unpack(self._packed)[0].dequantize()
+        return w[:, : self.in_features]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [..., K] -> [..., N]
+        xf = x.reshape(-1, self.in_features).float()  # [M, K]
+        amax = xf.abs().amax(-1, keepdim=True).clamp_min(1e-30)  # [M, 1]
+        ends = torch.tensor([-1.0, 1.0] + [0.0] * (self.PAD - 2)).expand(xf.shape[0], -1)  # [M, PAD]
+        y = torch.ops.quantized.linear_dynamic(torch.cat([xf / amax, ends], 1), self._packed, True)  # [M, N]
+        y = y * amax
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, activations=int8 per row"
 
 
 class RowDispatchLinear(nn.Module):
@@ -333,19 +412,31 @@ def _dequantized(tensor, weight: torch.Tensor) -> torch.Tensor | None:
     return deq if torch.equal(deq.to(weight.dtype), weight) else None
 
 
-def _codes(fmt: str, weight: torch.Tensor, tensor) -> tuple[dict[str, torch.Tensor], str]:
+def layer_format(weights: str, name: str) -> str:
+    """The codes a linear layer gets in format ``weights``: w8a8 is int8 but for ``W8A8_WEIGHT_ONLY`` (int4)."""
+    if weights == "w8a8":
+        return "int4" if name.rsplit(".", 1)[-1] in W8A8_WEIGHT_ONLY else "int8"
+    return weights
+
+
+def _codes(fmt: str, weight: torch.Tensor, tensor, dtype: torch.dtype | None = None):
     """One linear layer's codes: int4 {codes, scale, zero} / int8 {qweight, scales}, and how they were made.
-    ``weight`` [N, K] is the loaded weight; ``tensor`` its GGUF tensor or None."""
+    ``weight`` [N, K] is the loaded weight; ``tensor`` its GGUF tensor or None; ``dtype``: of the scales
+    (default: the weight's)."""
     from gguf import GGMLQuantizationType
 
-    dtype = weight.dtype
+    dtype = dtype or weight.dtype
     src = _dequantized(tensor, weight) if tensor is not None else None
-    how = tensor.tensor_type.name if src is not None else str(dtype).removeprefix("torch.")
+    how = tensor.tensor_type.name if src is not None else str(weight.dtype).removeprefix("torch.")
     if src is None:
         src = weight
     elif fmt == "int4" and tensor.tensor_type == GGMLQuantizationType.Q4_K:
         q, scale, zero = q4_k_grid(tensor.data, *weight.shape)
-        return {"codes": pack_nibbles(q), "scale": scale.to(dtype), "zero": zero.to(dtype)}, "Q4_K exact"
+        s, z = scale.to(dtype), zero.to(dtype)
+        # the kernel takes its scales in the activations' dtype: d*sc (fp16 times 6 bits) fits fp32, rarely bf16
+        exact = torch.equal(s.float(), scale) and torch.equal(z.float(), zero)
+        how = "Q4_K exact" if exact else f"Q4_K grid, scales rounded to {str(dtype).removeprefix('torch.')}"
+        return {"codes": pack_nibbles(q), "scale": s, "zero": z}, how
     if fmt == "int4":
         q, scale, zero = minmax_int4(src, dtype)
         return {"codes": pack_nibbles(q), "scale": scale, "zero": zero}, f"{how} -> int4 min-max g{GROUP_SIZE}"
@@ -365,29 +456,38 @@ def quantize_weights(model: nn.Module, weights: str, gguf: str | Path | None = N
         if not isinstance(mod, nn.Linear):
             continue
         n, k = mod.weight.shape
-        if weights == "int4" and (k % GROUP_SIZE or n % 16):
+        fmt = layer_format(weights, name)
+        if fmt == "int4" and (k % GROUP_SIZE or n % 16):
             record[name] = f"kept dense ({n}x{k} does not fit the int4 kernel)"
             continue
+        # w8a8's int4 layers run with bf16 activations inside the fp32 model: their grid is chosen in bf16
+        dtype = torch.bfloat16 if weights == "w8a8" and fmt == "int4" else None
         with torch.no_grad():
-            codes, how = _codes(weights, mod.weight.detach(), grids.tensor(name) if grids is not None else None)
+            tensor = grids.tensor(name) if grids is not None else None
+            codes, how = _codes(fmt, mod.weight.detach(), tensor, dtype)
         state.update({f"{name}.{key}": t.contiguous() for key, t in codes.items()})
-        record[name] = how
+        record[name] = how + (" (dynamic int8 activations)" if weights == "w8a8" and fmt == "int8" else "")
     return state, record
 
 
 def swap_linears(model: nn.Module, weights: str, state: dict, record: dict, max_quant_rows: int | float) -> None:
-    """Replace each ``nn.Linear`` that has codes in ``state`` by a ``RowDispatchLinear`` over them (in place)."""
+    """Replace each ``nn.Linear`` that has codes in ``state`` (in place): int4 and int8 codes by a
+    ``RowDispatchLinear`` (``max_quant_rows``), w8a8's int8 codes by a ``DynamicInt8Linear`` (no dense copy: its
+    cost grows slowly with rows)."""
     for name in record:
         mod = model.get_submodule(name)
-        if f"{name}.scale" not in state and f"{name}.scales" not in state:
-            continue  # kept dense
         dtype, bias = mod.weight.dtype, mod.bias
-        if weights == "int4":
+        if f"{name}.codes" in state:  # int4 (w8a8's down projections too, their scales in bf16)
             q, scale, zero = unpack_nibbles(state[f"{name}.codes"]), state[f"{name}.scale"], state[f"{name}.zero"]
-            quant, dense = Int4Linear(q, scale, zero, bias, dtype), dequantize_int4(q, scale, zero)
-        else:
+            quant, dense = Int4Linear(q, scale, zero, bias, scale.dtype), dequantize_int4(q, scale, zero)
+        elif f"{name}.scales" in state and weights == "w8a8":
+            model.set_submodule(name, DynamicInt8Linear(state[f"{name}.qweight"], state[f"{name}.scales"], bias))
+            continue
+        elif f"{name}.scales" in state:
             q, scale = state[f"{name}.qweight"], state[f"{name}.scales"]
             quant, dense = Int8Linear(q, scale, bias, dtype), q.float() * scale.float()[:, None]
+        else:
+            continue  # kept dense
         model.set_submodule(name, RowDispatchLinear(quant, dense.to(dense_dtype(dtype)), max_quant_rows))
 
 
@@ -412,8 +512,8 @@ def quantize_model(
 
     from tpro.io import atomic_path
 
-    if weights not in ("int4", "int8"):
-        raise ValueError(f"quantize_model takes int4 or int8, not {weights!r}")
+    if weights not in ("int4", "int8", "w8a8"):
+        raise ValueError(f"quantize_model takes int4, int8 or w8a8, not {weights!r}")
     check_format(weights, "cpu")
     if cache is not None and Path(cache).is_file():
         from safetensors import safe_open
@@ -426,13 +526,15 @@ def quantize_model(
         if cache is not None:
             with atomic_path(cache) as tmp:
                 save_file(state, str(tmp), metadata={"record": json.dumps(record), "weights": weights})
-    max_rows = measured_max_rows(weights) if dense_above == "measured" else inf if dense_above is None else dense_above
+    measured = measured_max_rows("int4" if weights == "w8a8" else weights)
+    max_rows = measured if dense_above == "measured" else inf if dense_above is None else dense_above
     swap_linears(model, weights, state, record, max_rows)
     return {
         "format": weights,
-        "group_size": GROUP_SIZE if weights == "int4" else None,
+        "group_size": GROUP_SIZE if weights in ("int4", "w8a8") else None,
         "dense_above_rows": None if max_rows == inf else max_rows,
         "source": str(gguf) if gguf is not None else "loaded weights",
+        "q4_k_grid": sum(v.startswith("Q4_K") for v in record.values()),
         "exact": sum(v.endswith("exact") for v in record.values()),
         "requantised": sum("->" in v for v in record.values()),
         "kept_dense": sum(v.startswith("kept") for v in record.values()),
