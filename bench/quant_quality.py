@@ -5,6 +5,7 @@ the converted checkpoint in fp32, i.e. the GGUF's own values). Rows:
 
 - ``fp32``: the reference (dense, fp32 activations);
 - ``bf16``: the same weights in bf16 (dense);
+- ``w8a8``: int8 weights and per-row dynamic int8 activations (fbgemm; fp32 elsewhere), down projections int4;
 - ``int8`` / ``int4``: ``tpro.models.quant`` with bf16 activations (what ``--weights int4`` runs). For bits/char
   the quantized kernel runs every forward (``dense_above=None``), so the figure is the kernel's own; decoding
   uses the row dispatch of ``--weights`` (one-token steps quantized, the prompt's prefill dense).
@@ -96,13 +97,14 @@ def measure(row: str, args, texts: list[str]) -> dict:
     from tpro.models.bpc import bits_per_char
     from tpro.models.quant import set_dense_above
 
-    dtype = "float32" if row == "fp32" else "bfloat16"
-    weights = row if row in ("int4", "int8") else "bf16"
+    dtype = "float32" if row in ("fp32", "w8a8") else "bfloat16"  # w8a8: fbgemm takes fp32 activations
+    weights = row if row in ("int4", "int8", "w8a8") else "bf16"
     t0 = time.perf_counter()
     lm = load_model(args.model, dtype=dtype, weights=weights, threads=args.threads, progress=False)
     out = {"format": row, "activations": dtype, "load_s": round(time.perf_counter() - t0, 1)}
     if weights != "bf16":
         out["exact_tensors"] = lm.info["quant"]["exact"]
+        out["q4_k_grid_tensors"] = lm.info["quant"]["q4_k_grid"]
         out["requantised_tensors"] = lm.info["quant"]["requantised"]
     if not args.skip_quality:
         t0 = time.perf_counter()
@@ -122,7 +124,7 @@ def measure(row: str, args, texts: list[str]) -> dict:
 def markdown(rows: list[dict]) -> str:
     ref = next((r["bits_per_char"] for r in rows if r["format"] == "fp32" and "bits_per_char" in r), None)
     lines = [
-        "| weights | activations | bits/char | vs fp32 | decode tokens/s | GGUF grid kept |",
+        "| weights | activations | bits/char | vs fp32 | decode tokens/s | on the GGUF's Q4_K grid (exactly) |",
         "|---|---|---|---|---|---|",
     ]
     for r in rows:
@@ -132,7 +134,8 @@ def markdown(rows: list[dict]) -> str:
             cells[2] = f"{bpc:.4f}"
             cells[3] = f"{(bpc / ref - 1) * 100:+.2f}%" if ref else "-"
         if "exact_tensors" in r:
-            cells[5] = f"{r['exact_tensors']} of {r['exact_tensors'] + r['requantised_tensors']}"
+            total = r["q4_k_grid_tensors"] + r["requantised_tensors"]
+            cells[5] = f"{r['q4_k_grid_tensors']} ({r['exact_tensors']}) of {total}"
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -142,7 +145,7 @@ def main(argv=None) -> None:
     p.add_argument("--model", default="default", help="model spec (default: the embedded Q4_K_M GGUF)")
     p.add_argument("--texts", default="../shared/data/ud/ru_test.txt", help="held-out text, one sentence a line")
     p.add_argument("--n-texts", type=int, default=200)
-    p.add_argument("--formats", default="fp32,bf16,int8,int4")
+    p.add_argument("--formats", default="fp32,bf16,int8,int4,w8a8")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--new-tokens", type=int, default=64)
     p.add_argument("--repeats", type=int, default=2)

@@ -214,6 +214,25 @@ def test_load_decoder_contract(tiny_qwen2, qwen2_head, tmp_path):
     assert d is None or ((d / "head.safetensors").is_file() and (d / "head_config.json").is_file())
 
 
+def test_verify_cost_is_measured_on_this_machine_unless_told(tiny_qwen2, qwen2_head, tmp_path, monkeypatch):
+    from tpro.eagle import decoder as decoder_mod
+    from tpro.eagle import load_decoder, policy
+    from tpro.eagle.head import save_head
+
+    curve = decoder_mod.measure_verify_ms(tiny_qwen2.model, sizes=(1, 3), prefix=5, repeats=2)
+    assert [n for n, _ in curve] == [1, 3] and all(ms > 0 for _, ms in curve)
+    save_head(qwen2_head, tmp_path / "h")
+    table = load_decoder(tmp_path / "h", tiny_qwen2, calibrate=False).cfg
+    assert table.verify_ms == policy.verify_curve("fp32")
+    # the measured curve replaces the table, and a head level is scaled as a one-token step was
+    monkeypatch.setattr(decoder_mod, "measure_verify_ms", lambda model: ((1, 12.0), (8, 30.0)))
+    cfg = load_decoder(tmp_path / "h", tiny_qwen2).cfg
+    assert cfg.verify_ms == ((1, 12.0), (8, 30.0))
+    assert cfg.level_ms == pytest.approx(table.level_ms * 12.0 / table.verify_ms[0][1])
+    given = ((1, 5.0), (2, 6.0))  # an explicit curve is kept
+    assert load_decoder(tmp_path / "h", tiny_qwen2, verify_ms=given).cfg.verify_ms == given
+
+
 def test_load_decoder_rejects_a_head_for_another_target(tiny_qwen2, tmp_path):
     from tpro.eagle import load_decoder
     from tpro.eagle.head import init_head, save_head

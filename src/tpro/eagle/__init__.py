@@ -19,15 +19,19 @@ def default_head_dir() -> Path | None:
     return d if (d / "head.safetensors").is_file() and (d / "head_config.json").is_file() else None
 
 
-def load_decoder(draft_dir, lm, **overrides):
+def load_decoder(draft_dir, lm, calibrate: bool = True, **overrides):
     """An EAGLE ``Decoder`` for the loaded target ``lm`` (a ``tpro.models.LoadedModel``) from a head directory.
 
     ``draft_dir``: a directory written by ``tpro eagle train`` (``head.safetensors`` + ``head_config.json``), or
     "default" for ``default_head_dir()``. ``overrides``: ``EagleConfig`` fields (depth, top_k, total_tokens,
     suffix, ...; None = the default). The decoder also drafts model-free from the text and its earlier answers
-    (``tpro.eagle.suffix``) unless ``suffix=False``.
+    (``tpro.eagle.suffix``) unless ``suffix=False``. ``calibrate``: measure the target's verify cost by tree size
+    on this machine (``measure_verify_ms``, a few seconds for the embedded model) instead of the shipped table.
     """
-    from tpro.eagle.decoder import EagleConfig, EagleDecoder
+    import torch
+
+    from tpro.eagle import policy
+    from tpro.eagle.decoder import EagleConfig, EagleDecoder, measure_verify_ms
     from tpro.eagle.head import load_head
 
     if draft_dir in (None, "", "default"):
@@ -40,8 +44,14 @@ def load_decoder(draft_dir, lm, **overrides):
     # the head runs in the target's dtype: drafting a level is memory-bound at batch 1 (the layer plus the hot
     # lm_head rows are read once per level), so a bf16 head drafts about twice as fast as an fp32 one on a CPU
     head = load_head(draft_dir, lm.model, dtype=lm.model.dtype)
-    # the weight format (bf16 | int8 | int4, tpro.models.load_model's info) picks the verify-cost curve
-    return EagleDecoder(head, EagleConfig.for_model(lm.model, weights=lm.info.get("weights"), **overrides))
+    # the weight format (bf16 | int8 | int4 | w8a8, tpro.models.load_model's info) picks the verify-cost curve
+    cfg = EagleConfig.for_model(lm.model, weights=lm.info.get("weights"), **overrides)
+    if calibrate and overrides.get("verify_ms") is None:
+        # this machine's curve replaces the shipped table; a head level is scaled like a one-token step
+        table_one = policy.cost_ms(cfg.verify_ms, torch.tensor([1]))[0].item()
+        cfg.verify_ms = measure_verify_ms(lm.model)
+        cfg.level_ms = cfg.level_ms * cfg.verify_ms[0][1] / table_one
+    return EagleDecoder(head, cfg)
 
 
 class DraftUnavailable(RuntimeError):

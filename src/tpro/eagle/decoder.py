@@ -76,6 +76,40 @@ class EagleConfig:
         return base
 
 
+@torch.inference_mode()
+def measure_verify_ms(model, sizes=(1, 4, 8, 16, 32), prefix: int = 64, repeats: int = 3):
+    """The target's forward cost on this machine, now: ((N, ms), ...) for N new tokens after a ``prefix``-token
+    cache, the median of ``repeats``. The shipped tables (``policy.VERIFY_MS``) were measured on one CPU kind; an
+    AVX2 CPU without bf16 units, or another thread count, bends the curve differently (fp32 doubles by 8 rows
+    there, w8a8 grows slowly), and the tree the policy picks follows the curve. ~1-3 s for the embedded model on
+    2 cores; a few ms for a tiny test model."""
+    import statistics
+
+    from transformers import DynamicCache
+
+    dev = model.device
+    g = torch.Generator().manual_seed(0)
+    vocab = int(model.config.vocab_size)
+    cache = DynamicCache(config=model.config)
+    model(
+        input_ids=torch.randint(vocab, (1, prefix), generator=g).to(dev), cache=cache, use_cache=True, logits_to_keep=1
+    )
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    curve = []
+    for n in sizes:
+        ids = torch.randint(vocab, (1, n), generator=g).to(dev)
+        times = []
+        for _ in range(repeats):
+            sync()
+            t0 = time.perf_counter()
+            model(input_ids=ids, cache=cache, use_cache=True)
+            sync()
+            times.append(1000 * (time.perf_counter() - t0))
+            cache.crop(-n)  # drop the N new entries (a positive crop length is refused by transformers 5)
+        curve.append((n, round(statistics.median(times), 2)))
+    return tuple(curve)
+
+
 @dataclass
 class Draft:
     tokens: torch.Tensor  # [N] node tokens (node 0 = root)

@@ -21,8 +21,9 @@ import torch
 # weight-only kernels over the 72 MLP matrices (issue 17's table, ms for 1/4/8/16/32/64 rows: int4 11/19/37/69/133/
 # 256, int8 28/39/72/109/174/316, bf16 43/45/48/50/50/70), k = 0.74 so that a 1-row int4 step costs 0.485 of bf16's,
 # the whole-model ratio measured (41.6 vs 85.7 ms a token, every linear swapped): 1-row steps ~2x cheaper, 16+
-# rows dearer than bf16. Re-measure with ``python bench/draft_tune.py curve --weights int4`` (with tpro.models'
-# row dispatch to bf16 weights for many rows the curve flattens past the switch) and replace the rows.
+# rows dearer than bf16. These tables are the fallback: ``tpro.eagle.load_decoder`` measures the loaded target's
+# curve on the machine at hand (``decoder.measure_verify_ms``) unless ``calibrate=False``, since CPUs of one kind
+# differ (an AVX2 CPU without bf16 units has none of the AMX flatness above).
 VERIFY_MS: dict[str, tuple[tuple[int, float], ...]] = {
     "bf16": ((1, 46.1), (8, 54.0), (16, 68.4), (32, 85.0), (64, 131.5)),
     "fp32": ((1, 120.1), (8, 208.4), (16, 246.6), (32, 343.0), (64, 498.8)),
