@@ -207,7 +207,11 @@ def _quantize(model, kind: str, spec: str | None, where: str, weights: str, dtyp
     gguf = _gguf_file(kind, spec)
     cache = None
     if gguf is not None:
-        cache = cache_dir() / "quantized" / f"{Path(where).name}-{weights}-{dtype_name}-v{QUANT_VERSION}.safetensors"
+        stem = f"{Path(where).name}-{weights}-{dtype_name}"
+        cache = cache_dir() / "quantized" / f"{stem}-v{QUANT_VERSION}.safetensors"
+        for old in cache.parent.glob(f"{stem}-v*.safetensors"):  # codes of an older tpro: never read again
+            if old != cache:
+                old.unlink(missing_ok=True)
     status = None
     if progress and (cache is None or not cache.is_file()):
         from rich.console import Console
