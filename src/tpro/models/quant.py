@@ -49,6 +49,11 @@ WEIGHT_FORMATS = ("bf16", "int8", "int4", "w8a8", "auto")
 # (silu(gate) * up) has channels ~100x the rest; with 7-bit activations every layer of the embedded model quantized
 # cost +9.2% bits/char on held-out Russian, every layer but down_proj -1.9% (bench/quant_quality.py).
 W8A8_WEIGHT_ONLY = ("down_proj",)
+# w8a8's weights use -63..63: AVX2 (no VNNI) multiplies u8 activations by s8 weights and adds pairs in saturating
+# int16, and 2 x 255 x 63 < 32767 never clips, where full-range weights clip often (a pair of zero-point-128
+# activations times two weights near 127 already does). 8-bit activations matter more than the weights' 8th bit:
+# 7-bit activations (fbgemm's reduce_range) lost 1.7% bits/char on the embedded model.
+W8A8_WEIGHT_MAX = 63
 
 # Rows per forward up to which the quantized kernel is used; above it the dense copy is cheaper. It depends on
 # whether the CPU multiplies bf16 in hardware (`tpro.models.loading.cpu_has_native_bf16`):
@@ -60,7 +65,7 @@ W8A8_WEIGHT_ONLY = ("down_proj",)
 # `python bench/quant_quality.py --crossover` prints the curve and the threshold for the machine at hand.
 MAX_ROWS_NATIVE_BF16 = {"int4": 8, "int8": 4}
 MAX_ROWS_NO_BF16 = {"int4": 32, "int8": 32}
-QUANT_VERSION = 2  # part of a cached codes file's name: bump when the codes made for a tensor change
+QUANT_VERSION = 3  # part of a cached codes file's name: bump when the codes made for a tensor change
 
 
 class QuantizationError(RuntimeError):
@@ -180,12 +185,12 @@ def minmax_int4(w: torch.Tensor, dtype: torch.dtype, group: int = GROUP_SIZE):
     return q.clamp_(0, 15).to(torch.int32).reshape(n, k), scale, zero
 
 
-def absmax_int8(w: torch.Tensor, dtype: torch.dtype):
-    """Symmetric int8 per output channel: w [N, K] -> q [N, K] int8 in -127..127, scale [N] in ``dtype``."""
+def absmax_int8(w: torch.Tensor, dtype: torch.dtype, qmax: int = 127):
+    """Symmetric int8 per output channel: w [N, K] -> q [N, K] int8 in -qmax..qmax, scale [N] in ``dtype``."""
     w = w.float()
-    scale = (w.abs().amax(-1) / 127).to(dtype)
+    scale = (w.abs().amax(-1) / qmax).to(dtype)
     scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-    q = torch.round(w / scale.float()[:, None]).clamp_(-127, 127).to(torch.int8)
+    q = torch.round(w / scale.float()[:, None]).clamp_(-qmax, qmax).to(torch.int8)
     return q, scale
 
 
@@ -299,9 +304,8 @@ class DynamicInt8Linear(nn.Module):
     integers, a row's output is bit-identical alone or in any batch (tested). Activations are fp32 inside; the
     output is cast back to the input's dtype."""
 
-    # 8-bit activations. With reduce_range (7 bits, which keeps AVX2's saturating int16 pair sums of u8 x s8 from
-    # ever clipping) the embedded model lost 1.7% bits/char on held-out Russian; with 8 bits it was within 1% of
-    # fp32 (2.798 vs 2.820, 200 sentences, bench/quant_quality.py): a rare clipped pair costs less than a halved grid
+    # 8-bit activations; the weights are kept to -63..63 instead, so AVX2's int16 pair sums never clip
+    # (``W8A8_WEIGHT_MAX``). A layer built with full-range int8 weights would clip: use reduce_range there.
     REDUCE_RANGE = False
     PAD = 32  # the -1 / +1 columns, then zeros: 32 extra columns kept fbgemm at its speed (2 cost ~15% at 8 rows)
 
@@ -416,9 +420,10 @@ def _dequantized(tensor, weight: torch.Tensor) -> torch.Tensor | None:
 
 
 def layer_format(weights: str, name: str) -> str:
-    """The codes a linear layer gets in format ``weights``: w8a8 is int8 but for ``W8A8_WEIGHT_ONLY`` (int4)."""
+    """The codes a linear layer gets in format ``weights``: w8a8's are int7 (``W8A8_WEIGHT_MAX``) but for
+    ``W8A8_WEIGHT_ONLY`` (int4)."""
     if weights == "w8a8":
-        return "int4" if name.rsplit(".", 1)[-1] in W8A8_WEIGHT_ONLY else "int8"
+        return "int4" if name.rsplit(".", 1)[-1] in W8A8_WEIGHT_ONLY else "int7"
     return weights
 
 
@@ -443,7 +448,10 @@ def _codes(fmt: str, weight: torch.Tensor, tensor, dtype: torch.dtype | None = N
     if fmt == "int4":
         q, scale, zero = minmax_int4(src, dtype)
         return {"codes": pack_nibbles(q), "scale": scale, "zero": zero}, f"{how} -> int4 min-max g{GROUP_SIZE}"
-    q, scale = absmax_int8(src, dtype)
+    qmax = W8A8_WEIGHT_MAX if fmt == "int7" else 127
+    q, scale = absmax_int8(src, dtype, qmax)
+    if fmt == "int7":
+        return {"qweight": q, "scales": scale}, f"{how} -> int7 per-channel (int8 activations per row)"
     return {"qweight": q, "scales": scale}, f"{how} -> int8 per-channel"
 
 
@@ -469,7 +477,7 @@ def quantize_weights(model: nn.Module, weights: str, gguf: str | Path | None = N
             tensor = grids.tensor(name) if grids is not None else None
             codes, how = _codes(fmt, mod.weight.detach(), tensor, dtype)
         state.update({f"{name}.{key}": t.contiguous() for key, t in codes.items()})
-        record[name] = how + (" (dynamic int8 activations)" if weights == "w8a8" and fmt == "int8" else "")
+        record[name] = how
     return state, record
 
 
