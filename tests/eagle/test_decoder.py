@@ -214,7 +214,7 @@ def test_load_decoder_contract(tiny_qwen2, qwen2_head, tmp_path):
     assert d is None or ((d / "head.safetensors").is_file() and (d / "head_config.json").is_file())
 
 
-def test_verify_cost_is_measured_on_this_machine_unless_told(tiny_qwen2, qwen2_head, tmp_path, monkeypatch):
+def test_costs_are_measured_on_this_machine_unless_told(tiny_qwen2, qwen2_head, tmp_path, monkeypatch):
     from tpro.eagle import decoder as decoder_mod
     from tpro.eagle import load_decoder, policy
     from tpro.eagle.head import save_head
@@ -222,13 +222,14 @@ def test_verify_cost_is_measured_on_this_machine_unless_told(tiny_qwen2, qwen2_h
     curve = decoder_mod.measure_verify_ms(tiny_qwen2.model, sizes=(1, 3), prefix=5, repeats=2)
     assert [n for n, _ in curve] == [1, 3] and all(ms > 0 for _, ms in curve)
     save_head(qwen2_head, tmp_path / "h")
+    assert load_decoder(tmp_path / "h", tiny_qwen2, calibrate=False).measure_level_ms(tiny_qwen2.model) > 0
     table = load_decoder(tmp_path / "h", tiny_qwen2, calibrate=False).cfg
     assert table.verify_ms == policy.verify_curve("fp32")
-    # the measured curve replaces the table, and a head level is scaled as a one-token step was
+    # the measured curve and head level replace the tables
     monkeypatch.setattr(decoder_mod, "measure_verify_ms", lambda model: ((1, 12.0), (8, 30.0)))
+    monkeypatch.setattr(decoder_mod.EagleDecoder, "measure_level_ms", lambda self, model: 1.5)
     cfg = load_decoder(tmp_path / "h", tiny_qwen2).cfg
-    assert cfg.verify_ms == ((1, 12.0), (8, 30.0))
-    assert cfg.level_ms == pytest.approx(table.level_ms * 12.0 / table.verify_ms[0][1])
+    assert cfg.verify_ms == ((1, 12.0), (8, 30.0)) and cfg.level_ms == 1.5
     given = ((1, 5.0), (2, 6.0))  # an explicit curve is kept
     assert load_decoder(tmp_path / "h", tiny_qwen2, verify_ms=given).cfg.verify_ms == given
 
@@ -259,7 +260,10 @@ def test_embedded_greedy_is_token_identical(embedded):
         dec = load_decoder("default", embedded)
     else:
         dec = EagleDecoder(init_head(embedded.model, torch.arange(16384)), EagleConfig.for_model(embedded.model))
-    assert dec.cfg.suffix and dec.cfg.verify_ms == policy.VERIFY_MS["fp32"]
+    assert dec.cfg.suffix
+    assert [n for n, _ in dec.cfg.verify_ms] == (
+        [1, 4, 8, 16, 32] if shipped else [n for n, _ in policy.VERIFY_MS["fp32"]]
+    )
     p = SamplingParams(max_new_tokens=32)
     for q in (
         "Сколько будет 17 умножить на 23? Ответь кратко.",
@@ -277,3 +281,28 @@ def test_embedded_greedy_is_token_identical(embedded):
     got = eng.complete(q, p, decoder=dec)
     assert got.token_ids == ref.token_ids
     assert got.telemetry.acceptance_length >= 2.0
+
+
+def test_a_quantized_target_gets_a_quantized_head(tiny_qwen2_dir, qwen2_head, tmp_path):
+    """w8a8 target: the head's layers and hot lm_head rows are quantized too (cheaper draft levels); its
+    drafts stay close to the float head's, and decoding through the engine still works."""
+    from tpro.eagle import load_decoder
+    from tpro.eagle.head import save_head
+    from tpro.models import load_model, quant
+
+    if not quant.kernel_available("w8a8"):
+        pytest.skip("no fbgemm dynamic int8 kernel here")
+    lm = load_model(str(tiny_qwen2_dir), weights="w8a8", progress=False)
+    save_head(qwen2_head, tmp_path / "h")
+    plain = load_decoder(tmp_path / "h", lm, calibrate=False)  # built, then quantized by load_decoder
+    assert isinstance(plain.head.fc, quant.DynamicInt8Linear)
+    assert isinstance(plain.head.hot_logits, quant.DynamicInt8Linear)
+    from tpro.eagle.head import load_head
+
+    ref = load_head(tmp_path / "h", lm.model, dtype=lm.model.dtype)  # the same head, float
+    h = torch.randn(3, ref.cfg.hidden_size, generator=torch.Generator().manual_seed(0))
+    got, want = plain.head.logits(h), ref.logits(h)
+    assert ((got - want).norm() / want.norm()).item() < 0.05
+    engine = Engine.from_loaded(lm, decoder=plain)
+    done = engine.complete(engine.prompt("Привет"), SamplingParams(max_new_tokens=8))
+    assert done.telemetry.generated_tokens > 0 and done.telemetry.steps > 0

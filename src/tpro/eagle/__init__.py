@@ -28,9 +28,6 @@ def load_decoder(draft_dir, lm, calibrate: bool = True, **overrides):
     (``tpro.eagle.suffix``) unless ``suffix=False``. ``calibrate``: measure the target's verify cost by tree size
     on this machine (``measure_verify_ms``, a few seconds for the embedded model) instead of the shipped table.
     """
-    import torch
-
-    from tpro.eagle import policy
     from tpro.eagle.decoder import EagleConfig, EagleDecoder, measure_verify_ms
     from tpro.eagle.head import load_head
 
@@ -44,14 +41,17 @@ def load_decoder(draft_dir, lm, calibrate: bool = True, **overrides):
     # the head runs in the target's dtype: drafting a level is memory-bound at batch 1 (the layer plus the hot
     # lm_head rows are read once per level), so a bf16 head drafts about twice as fast as an fp32 one on a CPU
     head = load_head(draft_dir, lm.model, dtype=lm.model.dtype)
+    if lm.info.get("weights") in ("int4", "int8", "w8a8"):  # a quantized target: its head too (cheaper levels)
+        head.quantize(lm.info["weights"])
     # the weight format (bf16 | int8 | int4 | w8a8, tpro.models.load_model's info) picks the verify-cost curve
     cfg = EagleConfig.for_model(lm.model, weights=lm.info.get("weights"), **overrides)
-    if calibrate and overrides.get("verify_ms") is None:
-        # this machine's curve replaces the shipped table; a head level is scaled like a one-token step
-        table_one = policy.cost_ms(cfg.verify_ms, torch.tensor([1]))[0].item()
-        cfg.verify_ms = measure_verify_ms(lm.model)
-        cfg.level_ms = cfg.level_ms * cfg.verify_ms[0][1] / table_one
-    return EagleDecoder(head, cfg)
+    decoder = EagleDecoder(head, cfg)
+    if calibrate:  # this machine's costs replace the shipped tables (policy.VERIFY_MS, LEVEL_MS)
+        if overrides.get("verify_ms") is None:
+            cfg.verify_ms = measure_verify_ms(lm.model)
+        if overrides.get("level_ms") is None:
+            cfg.level_ms = decoder.measure_level_ms(lm.model)
+    return decoder
 
 
 class DraftUnavailable(RuntimeError):

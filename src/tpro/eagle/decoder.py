@@ -131,6 +131,23 @@ class EagleDecoder:
         """Drop the earlier answers (a benchmark that repeats a prompt wants each run drafted afresh)."""
         self.suffix = SuffixCache(max_answers=self.cfg.suffix_answers)
 
+    @torch.inference_mode()
+    def measure_level_ms(self, model, repeats: int = 3) -> float:
+        """One draft level on this machine, now (ms): the head over ``top_k`` nodes and its hot-vocabulary
+        log-probs, the median of ``repeats`` (the policy weighs it against the verify curve)."""
+        import statistics
+
+        dev, k = model.device, self.cfg.top_k
+        ids = self.head.hot_ids[:k].to(dev)
+        feats = torch.zeros(k, self.head.cfg.hidden_size, device=dev)
+        pos, mask = torch.arange(k, device=dev), tree.causal_mask(k, 0, torch.float32, dev)
+        times = []
+        for _ in range(repeats + 1):  # the first call pays one-off allocations
+            t0 = time.perf_counter()
+            self._head_forward(model, ids, feats, pos, mask, None)
+            times.append(1000 * (time.perf_counter() - t0))
+        return round(statistics.median(times[1:]), 2)
+
     # -- the head ---------------------------------------------------------------------------------------------
 
     def _head_forward(self, model, ids, feats, pos, mask, cache, last_only=False):

@@ -96,6 +96,7 @@ class DraftHead(nn.Module):
         self.register_buffer("hot_ids", torch.arange(cfg.hot_vocab_size), persistent=True)
         # lm_head rows of the hot tokens [N, H]: the target's, copied at attach() time, never saved or trained.
         self.register_buffer("lm_head_hot", torch.zeros(0, cfg.hidden_size), persistent=False)
+        self.hot_logits: nn.Module | None = None  # those rows as a quantized layer, after quantize() (decoding only)
 
     def attach(self, target) -> DraftHead:
         """Copy the target's lm_head rows for the hot vocabulary (in the head's dtype)."""
@@ -124,7 +125,23 @@ class DraftHead(nn.Module):
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden [..., H] -> logits over the hot vocabulary [..., N]."""
+        if self.hot_logits is not None:
+            return self.hot_logits(hidden)
         return hidden @ self.lm_head_hot.T
+
+    def quantize(self, weights: str) -> DraftHead:
+        """For decoding on a CPU: the head's linear layers and its hot ``lm_head`` rows in the target's weight
+        format (``tpro.models.quant``; attach first). A draft level reads all of them once, as a target step reads
+        the target's: in fp32 the embedded model's head reads ~125 MB a level (layer + 16384 hot rows), in w8a8
+        ~31 MB. Drafts only propose; verification keeps the output the target's, whatever the head computes."""
+        from tpro.models.quant import quantize_model
+
+        quantize_model(self, weights)
+        hot = nn.Sequential(nn.Linear(self.cfg.hidden_size, self.lm_head_hot.shape[0], bias=False))
+        hot[0].weight = nn.Parameter(self.lm_head_hot, requires_grad=False)
+        quantize_model(hot, weights)
+        self.hot_logits = hot[0]
+        return self
 
 
 def save_head(head: DraftHead, out: str | Path, extra: dict | None = None, dtype: torch.dtype | None = None) -> Path:
