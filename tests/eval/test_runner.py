@@ -455,6 +455,10 @@ def test_endpoint_runner_against_tpro_serve_over_a_socket(tiny_qwen2_dir, tiny_q
             "serve",
             "--model",
             str(tiny_qwen2_dir),
+            "--dtype",  # the local engine's: fp32 weights as in the checkpoint (serve defaults to --weights auto)
+            "float32",
+            "--weights",
+            "bf16",
             "--port",
             str(port),
             "--threads",

@@ -109,10 +109,10 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 @pytest.fixture(scope="module")
 def live_server(tiny_qwen2_dir, tmp_path_factory):
-    """A real ``tpro serve`` on the tiny model: API key on, one request may queue behind the running one."""
+    """A real ``tpro serve`` on the tiny model: API key on, one at a time (--max-batch 1), one request may queue
+    behind the running one."""
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    proc, url = start_server(
-        ["--model", str(tiny_qwen2_dir), "--api-key", API_KEY, "--max-queue", "1", "--timeout", "120"], log
-    )
+    args = ["--model", str(tiny_qwen2_dir), "--api-key", API_KEY, "--max-queue", "1", "--max-batch", "1"]
+    proc, url = start_server([*args, "--timeout", "120"], log)
     yield url
     stop_server(proc)

@@ -261,7 +261,7 @@ async def _post(ac: httpx.AsyncClient, body: dict) -> httpx.Response:
 
 
 def test_overload_answers_429_with_retry_after_and_nothing_hangs(slow_engine):
-    app = build_app(slow_engine, ServeConfig(max_queue=1))
+    app = build_app(slow_engine, ServeConfig(max_queue=1, max_batch=1))  # one at a time, as before batching
 
     async def main():
         transport = httpx.ASGITransport(app=app)
@@ -308,7 +308,7 @@ async def _until(cond, timeout_s: float = 30.0) -> None:
 
 
 def test_client_leaving_while_queued_frees_its_place(slow_engine):
-    app = build_app(slow_engine, ServeConfig(max_queue=1))
+    app = build_app(slow_engine, ServeConfig(max_queue=1, max_batch=1))
     runner = app.state.server.runner
 
     async def main():
@@ -333,7 +333,7 @@ def test_client_leaving_while_queued_frees_its_place(slow_engine):
 
 
 def test_request_that_would_time_out_in_the_queue_is_refused_at_once(slow_engine):
-    app = build_app(slow_engine, ServeConfig(max_queue=10, timeout_s=30))
+    app = build_app(slow_engine, ServeConfig(max_queue=10, timeout_s=30, max_batch=1))
     runner = app.state.server.runner
 
     async def main():

@@ -1,18 +1,21 @@
 """Generation engine: a KV-cache decode loop over any transformers causal LM, streaming text deltas and
-per-request telemetry, with a pluggable decoding strategy (``Decoder``). Knows chat prompts through
-``tpro.models`` but nothing about HTTP, evaluation or drafting.
+per-request telemetry, with a pluggable decoding strategy (``Decoder``), one sequence at a time (``Engine``) or
+many decoding together (``BatchEngine``, continuous batching). Knows chat prompts through ``tpro.models`` but
+nothing about HTTP, evaluation or drafting.
 
 Names are imported on first use (PEP 562), so ``tpro.engine.cli`` can show its ``--help`` without torch."""
 
 import importlib
 
 _WHERE = {
+    "BatchEngine": "batch",
     "Decoder": "decoder",
     "Step": "decoder",
     "VanillaDecoder": "decoder",
     "Delta": "engine",
     "Done": "engine",
     "Engine": "engine",
+    "Request": "engine",
     "SamplingParams": "sampling",
     "logits_to_probs": "sampling",
     "Telemetry": "telemetry",

@@ -1,10 +1,11 @@
 """The streaming generation engine: prompt in, text deltas out, telemetry at the end.
 
 ``Engine.generate`` is a generator; the CLI, the server, the evaluator and the benchmarks all consume it.
-It owns the request-level logic (detokenising, stop strings, token budget, EOS, reasoning split,
-telemetry) and delegates the token loop to a ``Decoder`` (vanilla here, EAGLE in ``tpro.eagle``), so a new
-decoding strategy needs no change in any caller. Batch size is 1 by design: the target here is a CPU and
-the latency of one user; the server queues requests in front of it.
+The request-level logic (detokenising, stop strings, token budget, EOS, reasoning split, telemetry) lives in one
+object, ``Request``, fed one decoder ``Step`` at a time; the token loop is a ``Decoder``'s (vanilla here, EAGLE in
+``tpro.eagle``), so a new decoding strategy needs no change in any caller. ``generate`` runs one sequence at a
+time (the latency of one user on a CPU); ``tpro.engine.batch.BatchEngine`` feeds the same ``Request`` objects
+from batched forwards, for many users at once.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import torch
 
-from tpro.engine.decoder import Decoder, VanillaDecoder
+from tpro.engine.decoder import Decoder, Step, VanillaDecoder
 from tpro.engine.detok import IncrementalDetokenizer, StopMatcher
 from tpro.engine.sampling import SamplingParams
 from tpro.engine.telemetry import Telemetry
@@ -55,6 +56,84 @@ def eos_ids(model: Any, tokenizer: Any) -> set[int]:
     return ids
 
 
+class Request:
+    """One request from its first step to its ``Done``: budget, EOS, stop strings, detokenising, telemetry.
+
+    Whoever runs the decoding (``Engine.generate`` for one sequence, ``BatchEngine`` for many) calls ``start()``,
+    then ``push(step)`` per decoder step while ``not ended``, checking ``cancelled()`` between steps, and finally
+    ``close()`` for the tail text and the ``Done``. It knows nothing of models or caches.
+    """
+
+    def __init__(
+        self,
+        prompt: ChatPrompt,
+        params: SamplingParams,
+        tokenizer: Any,
+        eos: set[int],
+        budget: int,
+        decoder: str,
+        cancel: threading.Event | None = None,
+    ):
+        self.prompt, self.params, self.eos, self.budget = prompt, params, eos, budget
+        self.cancel = cancel if cancel is not None else threading.Event()
+        self.tel = Telemetry(prompt_tokens=len(prompt.input_ids), decoder=decoder)
+        self.detok, self.stops = IncrementalDetokenizer(tokenizer), StopMatcher(params.stop)
+        self.out_ids: list[int] = []
+        self.finish, self.stopped, self.ended = "length", False, False
+        self.t0: float | None = None
+        self.batch_sum = 0  # sequences in each of this request's forwards, summed (telemetry's mean batch)
+
+    def start(self) -> None:
+        """The clock starts (telemetry's ttft and total are measured from here)."""
+        self.t0 = time.perf_counter()
+
+    def push(self, step: Step, batch: int = 1) -> Delta | None:
+        """Take one decoder step; -> the text it released (None when nothing did). ``batch``: sequences that
+        shared the forward (telemetry). Sets ``ended`` on EOS, a stop string or the budget."""
+        tel = self.tel
+        tel.steps += 1
+        tel.draft_proposed += step.proposed
+        tel.draft_accepted += step.accepted
+        tel.draft_s += step.draft_s
+        tel.verify_s += step.verify_s
+        self.batch_sum += batch
+        new = step.tokens[: self.budget - len(self.out_ids)]
+        hit_eos = next((i for i, t in enumerate(new) if t in self.eos), None)
+        if hit_eos is not None:
+            new, self.finish = new[:hit_eos], "stop"
+        if not tel.ttft_s:
+            tel.ttft_s = time.perf_counter() - self.t0
+        self.out_ids.extend(new)
+        text, self.stopped = self.stops.push(self.detok.push(new))
+        if self.stopped:
+            self.finish = "stop"
+        self.ended = self.stopped or hit_eos is not None or len(self.out_ids) >= self.budget
+        return Delta(text, new) if text or new else None
+
+    def cancelled(self) -> bool:
+        """True (and the request ends as "cancelled") once ``cancel`` is set and the request has not ended."""
+        if not self.ended and self.cancel.is_set():
+            self.finish, self.ended = "cancelled", True
+        return self.finish == "cancelled"
+
+    def close(self) -> Iterator[Delta | Done]:
+        """The held-back tail (if any) as a ``Delta``, then the ``Done``."""
+        self.ended = True
+        if self.t0 is not None:
+            self.tel.total_s = time.perf_counter() - self.t0
+        if not self.stopped:  # release held-back bytes and any text held for a stop string that never came
+            tail, stopped = self.stops.push(self.detok.flush())
+            tail += "" if stopped else self.stops.flush()
+            if tail:
+                yield Delta(tail, [])
+        text, tel = self.stops.text, self.tel
+        tel.generated_tokens = len(self.out_ids)
+        tel.batch_size = self.batch_sum / tel.steps if tel.steps else 0.0
+        tel.finish(text)
+        reasoning, answer = split_reasoning(text, self.prompt.started_in_think)
+        yield Done(text, self.out_ids, self.finish, reasoning, answer, tel, self.prompt)
+
+
 class Engine:
     def __init__(self, model: Any, tokenizer: Any, decoder: Decoder | None = None, name: str = "model"):
         self.model = model
@@ -62,7 +141,8 @@ class Engine:
         self.decoder = decoder or VanillaDecoder()
         self.name = name
         self.eos = eos_ids(model, tokenizer)
-        # One request at a time touches the model (batch 1); callers on several threads queue here.
+        # One forward at a time touches the model: ``generate`` holds it for a whole request, a ``BatchEngine``
+        # for each of its steps; callers on several threads queue here.
         self.lock = threading.Lock()
 
     @classmethod
@@ -75,6 +155,28 @@ class Engine:
 
     def prompt(self, messages: str | list[dict], mode: str = "direct") -> ChatPrompt:
         return build_prompt(self.tokenizer, messages, mode)
+
+    def request(
+        self,
+        prompt: ChatPrompt | str | list[dict],
+        params: SamplingParams | None = None,
+        *,
+        mode: str = "direct",
+        decoder: str = "vanilla",
+        cancel: threading.Event | None = None,
+    ) -> Request:
+        """A ``Request`` for ``prompt`` (a built ``ChatPrompt`` or chat messages), its budget capped by the context.
+        Raises ``ValueError`` for a prompt that leaves no room in the context."""
+        params = params or SamplingParams()
+        if not isinstance(prompt, ChatPrompt):
+            prompt = self.prompt(prompt, mode)
+        n_prompt = len(prompt.input_ids)
+        if n_prompt + 1 > self.context_length:
+            raise ValueError(
+                f"the prompt has {n_prompt} tokens, over the model's context of {self.context_length}; shorten it"
+            )
+        budget = min(params.max_new_tokens, self.context_length - n_prompt)
+        return Request(prompt, params, self.tokenizer, self.eos, budget, decoder, cancel)
 
     def generate(
         self,
@@ -89,62 +191,22 @@ class Engine:
 
         ``cancel``: set it from another thread to stop between steps (a disconnected client, a timeout).
         """
-        params = params or SamplingParams()
-        if not isinstance(prompt, ChatPrompt):
-            prompt = self.prompt(prompt, mode)
-        n_prompt = len(prompt.input_ids)
-        if n_prompt + 1 > self.context_length:
-            raise ValueError(
-                f"the prompt has {n_prompt} tokens, over the model's context of {self.context_length}; shorten it"
-            )
-        budget = min(params.max_new_tokens, self.context_length - n_prompt)
         decoder = decoder or self.decoder
+        req = self.request(prompt, params, mode=mode, decoder=decoder.name, cancel=cancel)
         device = self.model.device
-        input_ids = torch.tensor([prompt.input_ids], device=device)
-        tel = Telemetry(prompt_tokens=n_prompt, decoder=decoder.name)
-        detok, stops = IncrementalDetokenizer(self.tokenizer), StopMatcher(params.stop)
-        out_ids: list[int] = []
-        finish, stopped = "length", False
+        input_ids = torch.tensor([req.prompt.input_ids], device=device)
         with self.lock:
-            t0 = time.perf_counter()
-            steps = decoder.decode(self.model, input_ids, params, params.generator(device))
+            req.start()
+            steps = decoder.decode(self.model, input_ids, req.params, req.params.generator(device))
             try:
                 for step in steps:
-                    tel.steps += 1
-                    tel.draft_proposed += step.proposed
-                    tel.draft_accepted += step.accepted
-                    tel.draft_s += step.draft_s
-                    tel.verify_s += step.verify_s
-                    new = step.tokens[: budget - len(out_ids)]
-                    hit_eos = next((i for i, t in enumerate(new) if t in self.eos), None)
-                    if hit_eos is not None:
-                        new, finish = new[:hit_eos], "stop"
-                    if not tel.ttft_s:
-                        tel.ttft_s = time.perf_counter() - t0
-                    out_ids.extend(new)
-                    text, stopped = stops.push(detok.push(new))
-                    if stopped:
-                        finish = "stop"
-                    if text or new:
-                        yield Delta(text, new)
-                    if stopped or hit_eos is not None or len(out_ids) >= budget:
-                        break
-                    if cancel is not None and cancel.is_set():
-                        finish = "cancelled"
+                    if (delta := req.push(step)) is not None:
+                        yield delta
+                    if req.ended or req.cancelled():
                         break
             finally:
                 steps.close()
-            tel.total_s = time.perf_counter() - t0
-        if not stopped:  # release held-back bytes and any text held for a stop string that never came
-            tail, stopped = stops.push(detok.flush())
-            tail += "" if stopped else stops.flush()
-            if tail:
-                yield Delta(tail, [])
-        text = stops.text
-        tel.generated_tokens = len(out_ids)
-        tel.finish(text)
-        reasoning, answer = split_reasoning(text, prompt.started_in_think)
-        yield Done(text, out_ids, finish, reasoning, answer, tel, prompt)
+        yield from req.close()
 
     def complete(self, prompt, params: SamplingParams | None = None, **kw) -> Done:
         """Non-streaming helper: run ``generate`` to the end and return its ``Done``."""

@@ -30,6 +30,8 @@ class Telemetry:
     draft_s: float = 0.0
     verify_s: float = 0.0
     decoder: str = "vanilla"
+    queue_s: float = 0.0  # waiting for a place in the batch before the clock above started (batched engine)
+    batch_size: float = 1.0  # sequences sharing each forward, averaged over this request's steps
 
     def finish(self, text: str) -> Telemetry:
         t = max(self.total_s, 1e-9)

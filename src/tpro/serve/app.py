@@ -3,12 +3,15 @@
 Routes: ``POST /v1/chat/completions`` (JSON or SSE stream), ``GET /v1/models``, ``GET /health``,
 ``GET /metrics`` (Prometheus text).
 
-How requests flow. The engine is batch 1, so requests run one at a time, in arrival order (``asyncio.Lock``
-is FIFO). Admission is bounded: at most ``max_queue`` requests wait behind the running one; the next gets
-429 with Retry-After at once instead of hanging. The running request's ``Engine.generate`` iterates in a
-single worker thread and hands events to the event loop through an ``asyncio.Queue``, so the loop stays free
-to accept, reject and stream. A client that disconnects (while queued or while generating) and a request
-that runs past ``timeout_s`` set the engine's ``cancel`` event; generation stops after the current step.
+How requests flow. Requests go to a ``tpro.engine.batch.BatchEngine``: up to ``max_batch`` decode together, one
+forward per step, joining and leaving at every step; the rest wait in its queue, first come first served
+(``max_batch`` 1: one at a time, each through the draft, as before batching). Admission is bounded: a request gets
+429 with Retry-After at once when ``max_batch`` (or fewer, when the KV budget fits fewer requests of its size)
+are running and ``max_queue`` are waiting, or when it would only time out in the queue; one that alone needs more
+KV cache than ``kv_memory_gb`` gets 413. Each request's event stream is read in a worker thread and handed to the
+event loop through an ``asyncio.Queue``, so the loop stays free to accept, reject and stream. A client that
+disconnects (while queued or while generating) and a request that runs past ``timeout_s`` set the request's
+``cancel`` event; the engine drops it within one step, freeing its row.
 
 Every error is answered in OpenAI's format with a 4xx (bad input, unknown model, overload) and the server
 goes on serving. This module knows HTTP and the engine's interface; it knows nothing about how a model is
@@ -36,6 +39,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tpro.engine import Decoder, Delta, Done, Engine, SamplingParams
+from tpro.engine.batch import BatchEngine
 from tpro.models import ChatPrompt, ReasoningStream
 from tpro.serve.config import ServeConfig
 from tpro.serve.protocol import (
@@ -59,6 +63,7 @@ class Job:
     params: SamplingParams
     decoder: Decoder | None
     deadline: float  # loop.time() by which the request must finish
+    kv_bytes: int = 0  # KV cache the request may grow to (prompt + max_tokens)
     include_usage: bool = False
     cancel: threading.Event = field(default_factory=threading.Event)
     timed_out: bool = False
@@ -92,122 +97,142 @@ class Metrics:
             buckets=(1, 1.5, 2, 2.5, 3, 3.5, 4, 5, 6, 8),
         )
         self.queued = Gauge("tpro_queue_depth", "Requests admitted and not yet finished (running included)", registry=r)
+        self.batch_size = Histogram(
+            "tpro_batch_size",
+            "Sequences decoded together, per decode step",
+            registry=r,
+            buckets=(1, 2, 4, 8, 12, 16, 24, 32, 64, 128, 256),
+        )
+        self.active = Gauge("tpro_active_sequences", "Sequences holding a place in the batch now", registry=r)
+        self.kv_bytes = Gauge("tpro_kv_cache_bytes", "KV-cache bytes the batch holds now", registry=r)
+        self.kv_budget = Gauge("tpro_kv_cache_budget_bytes", "KV-cache bytes the batch may hold", registry=r)
+        self.kv_per_token = Gauge("tpro_kv_cache_bytes_per_token", "KV-cache bytes of one token", registry=r)
 
 
 class Runner:
-    """Admission control and one-at-a-time execution of ``Engine.generate`` in a worker thread."""
+    """Admission control in front of a ``BatchEngine``; each admitted request's events are read in a worker thread."""
 
     def __init__(self, engine: Engine, config: ServeConfig, metrics: Metrics):
         self.engine, self.config, self.metrics = engine, config, metrics
-        self.lock = asyncio.Lock()
-        self.pending = 0  # admitted and not finished, the running request included
-        self.avg_s: float | None = None  # moving average of a request's generation time (None: none finished)
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tpro-generate")
+        self.kv_budget = int(config.kv_memory_gb * 2**30)
+        self.batch = BatchEngine(
+            engine,
+            max_batch=config.max_batch,
+            chunk_tokens=config.prefill_chunk,
+            kv_budget=self.kv_budget,
+            on_step=lambda n, _kv: metrics.batch_size.observe(n),
+        )
+        metrics.active.set_function(lambda: self.batch.active)
+        metrics.kv_bytes.set_function(lambda: self.batch.kv_bytes)
+        metrics.kv_budget.set(self.kv_budget)
+        metrics.kv_per_token.set(self.batch.kv_bytes_per_token)
+        self.pending = 0  # admitted and not finished, running ones included
+        self.avg_s: float | None = None  # moving average of a served request's generation time (None: none yet)
+        # one thread per admitted request, blocked on its stream most of the time
+        self.executor = ThreadPoolExecutor(
+            max_workers=config.max_batch + config.max_queue + 1, thread_name_prefix="tpro-generate"
+        )
 
-    def retry_after(self) -> int:
+    def slots(self, job: Job) -> int:
+        """Requests like ``job`` that can run at once: ``max_batch``, or fewer when the KV budget fits fewer."""
+        return max(1, min(self.config.max_batch, self.kv_budget // max(1, job.kv_bytes)))
+
+    def retry_after(self, slots: int) -> int:
         # Time for the queue ahead to drain, roughly; clients that honour it come back when there is room.
-        return max(1, min(120, math.ceil((self.avg_s or 5.0) * max(1, self.pending - self.config.max_queue))))
+        waves = max(1, math.ceil((self.pending - self.config.max_queue) / slots))
+        return max(1, min(120, math.ceil((self.avg_s or 5.0) * waves)))
 
-    def admit(self) -> None:
-        full = self.pending >= self.config.max_queue + 1
+    def admit(self, job: Job) -> None:
+        slots, cfg = self.slots(job), self.config
+        full = self.pending >= slots + cfg.max_queue
         # A request expected to finish after its timeout would only take a place and then time out, wasting the
         # engine time it got (measured: 20 clients on a busy 2-core CPU with a 300 s timeout and a deep queue
-        # made most requests time out mid-generation): refuse it now. Never on an idle server.
-        expected_s = (self.pending + 1) * self.avg_s if self.avg_s is not None else 0.0
-        hopeless = self.pending > 0 and expected_s > self.config.timeout_s
+        # made most requests time out mid-generation): refuse it now. Never on an idle server. Requests ahead run
+        # ``slots`` at a time, each taking about ``avg_s`` (measured under the same batching).
+        expected_s = math.ceil((self.pending + 1) / slots) * self.avg_s if self.avg_s is not None else 0.0
+        hopeless = self.pending > 0 and expected_s > cfg.timeout_s
         if full or hopeless:
             self.metrics.requests.labels("rejected").inc()
-            why = (
-                f"{self.pending} requests running or queued, --max-queue {self.config.max_queue}"
-                if full
-                else f"{self.pending} requests ahead at ~{self.avg_s:.1f}s each would exceed the "
-                f"{self.config.timeout_s:g}s timeout"
-            )
+            if full:
+                limit = f"--max-batch {cfg.max_batch}"
+                if slots < cfg.max_batch:
+                    limit = (
+                        f"the KV budget (--kv-memory-gb {cfg.kv_memory_gb:g}) fits {slots} requests of this size, "
+                        f"{job.kv_bytes / 2**20:.1f} MiB each"
+                    )
+                why = f"{self.pending} requests running or queued; {limit}, --max-queue {cfg.max_queue}"
+            else:
+                why = (
+                    f"{self.pending} requests ahead, {slots} at a time at ~{self.avg_s:.1f}s each, would exceed the "
+                    f"{cfg.timeout_s:g}s timeout"
+                )
             raise APIError(
                 429,
                 f"the server is at capacity ({why}); retry after the Retry-After seconds",
                 type="server_overloaded",
                 code="queue_full" if full else "queue_too_slow",
-                headers={"Retry-After": str(self.retry_after())},
+                headers={"Retry-After": str(self.retry_after(slots))},
             )
         self.pending += 1
         self.metrics.queued.set(self.pending)
 
-    def _release(self, seconds: float | None) -> None:
+    def _release(self) -> None:
         self.pending -= 1
         self.metrics.queued.set(self.pending)
-        if seconds is not None:
-            self.avg_s = seconds if self.avg_s is None else 0.8 * self.avg_s + 0.2 * seconds
 
     async def events(self, job: Job) -> AsyncIterator[Delta | Done]:
-        """Wait for our turn, then yield the engine's events. Leaving early (client gone, timeout) cancels."""
+        """The engine's events for ``job``. Leaving early (client gone, timeout) cancels it; the worker thread
+        ends, and the request's place is released, when the engine has dropped it (within one step)."""
         loop = asyncio.get_running_loop()
-        acquired = started = False
-        try:
+        q: asyncio.Queue = asyncio.Queue()
+        end = object()
+
+        def put(item) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop closed under us (server shutdown)
+                loop.call_soon_threadsafe(q.put_nowait, item)
+
+        def work() -> None:
             try:
-                await asyncio.wait_for(self.lock.acquire(), max(0.0, job.deadline - loop.time()))
-                acquired = True
-            except TimeoutError:
-                job.timed_out = True
-                raise APIError(
-                    503,
-                    f"timed out after {self.config.timeout_s:g}s waiting in the queue; retry later",
-                    type="server_overloaded",
-                    code="queue_timeout",
-                    headers={"Retry-After": str(self.retry_after())},
-                ) from None
-            q: asyncio.Queue = asyncio.Queue()
-            end = object()
-
-            def put(item) -> None:
-                with contextlib.suppress(RuntimeError):  # the loop closed under us (server shutdown)
-                    loop.call_soon_threadsafe(q.put_nowait, item)
-
-            def work() -> None:
-                try:
-                    for ev in self.engine.generate(job.prompt, job.params, decoder=job.decoder, cancel=job.cancel):
-                        if isinstance(ev, Done):  # recorded here: a client that left never reads its Done
-                            self.record(job, ev)
-                        put(ev)
-                except BaseException as e:  # noqa: BLE001 - handed to the request, which answers it
-                    put(e)
-                finally:
-                    put(end)
-
-            t0 = loop.time()
-            released = False
-
-            def end_turn(_=None) -> None:
-                nonlocal released
-                if not released:
-                    released = True
-                    self.lock.release()
-                    self._release(loop.time() - t0)
-
-            fut = loop.run_in_executor(self.executor, work)
-            started = True
-            # The turn ends when the thread does, not when the client leaves: the next request must not start
-            # while this one is still stopping. Normally ``finally`` below ends it; the callback covers a
-            # request task cancelled while waiting there.
-            fut.add_done_callback(end_turn)
-            timer = loop.call_later(max(0.0, job.deadline - loop.time()), self._time_out, job)
-            try:
-                while (ev := await q.get()) is not end:
-                    if isinstance(ev, BaseException):
-                        raise ev
-                    yield ev
+                for ev in self.batch.submit(job.prompt, job.params, decoder=job.decoder, cancel=job.cancel):
+                    if isinstance(ev, Done):  # recorded here: a client that left never reads its Done
+                        self.record(job, ev)
+                    put(ev)
+            except BaseException as e:  # noqa: BLE001 - handed to the request, which answers it
+                put(e)
             finally:
-                timer.cancel()
+                put(end)
+
+        released = False
+
+        def release(_=None) -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._release()
+
+        fut = loop.run_in_executor(self.executor, work)
+        fut.add_done_callback(release)  # also when the request task is cancelled while waiting below
+        timer = loop.call_later(max(0.0, job.deadline - loop.time()), self._time_out, job)
+        try:
+            first = True
+            while (ev := await q.get()) is not end:
+                if isinstance(ev, BaseException):
+                    raise ev
+                if first and isinstance(ev, Done) and job.timed_out and not ev.telemetry.steps:
+                    raise APIError(  # before any token: still an HTTP error, not an in-band one
+                        503,
+                        f"timed out after {self.config.timeout_s:g}s waiting in the queue; retry later",
+                        type="server_overloaded",
+                        code="queue_timeout",
+                        headers={"Retry-After": str(self.retry_after(self.slots(job)))},
+                    )
+                first = False
+                yield ev
         finally:
+            timer.cancel()
             job.cancel.set()  # a no-op once generation has ended on its own
-            if started:
-                await asyncio.shield(fut)  # the thread stops within one decoder step
-                end_turn()
-            else:  # timed out or the client left while queued
-                if acquired:
-                    self.lock.release()
-                self._release(None)
-                self.metrics.requests.labels("timeout" if job.timed_out else "cancelled").inc()
+            await asyncio.shield(fut)  # the engine drops it within one step
+            release()
 
     def record(self, job: Job, done: Done) -> None:
         t, m = done.telemetry, self.metrics
@@ -220,6 +245,11 @@ class Runner:
             m.ttft.observe(t.ttft_s)
             if t.draft_proposed:
                 m.acceptance.observe(t.acceptance_length)
+            self.avg_s = t.total_s if self.avg_s is None else 0.8 * self.avg_s + 0.2 * t.total_s
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.batch.close)
+        self.executor.shutdown(wait=False)
 
     @staticmethod
     def _time_out(job: Job) -> None:
@@ -328,6 +358,16 @@ class Server:
                 param="max_tokens",
                 code="context_length_exceeded",
             )
+        kv_bytes = self.runner.batch.kv_reserve(n_prompt, max_tokens)
+        if kv_bytes > self.runner.kv_budget:
+            raise APIError(
+                413,
+                f"this request may need {kv_bytes / 2**20:.1f} MiB of KV cache ({n_prompt} prompt tokens + "
+                f"max_tokens {max_tokens}), over this server's KV budget of {self.config.kv_memory_gb:g} GiB "
+                "(tpro serve --kv-memory-gb); lower max_tokens or shorten the messages",
+                param="max_tokens",
+                code="kv_budget_exceeded",
+            )
         if body.speculative and self.draft is None:
             raise APIError(
                 400,
@@ -350,6 +390,7 @@ class Server:
             params=params,
             decoder=self.draft if use_draft else None,
             deadline=now + self.config.timeout_s,
+            kv_bytes=kv_bytes,
             include_usage=bool(body.stream_options and body.stream_options.include_usage),
         )
 
@@ -498,7 +539,18 @@ def build_app(engine: Engine, config: ServeConfig | None = None, draft: Decoder 
     ``"speculative": false``. In-process tests and ``tpro serve`` both start here."""
     config = config or ServeConfig()
     server = Server(engine, config, draft)
-    app = FastAPI(title="tpro", version="0.1.0", description="OpenAI-compatible chat completions on the tpro engine.")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        await server.runner.close()
+
+    app = FastAPI(
+        title="tpro",
+        version="0.1.0",
+        description="OpenAI-compatible chat completions on the tpro engine.",
+        lifespan=lifespan,
+    )
     app.state.server = server
 
     @app.exception_handler(APIError)
@@ -528,7 +580,7 @@ def build_app(engine: Engine, config: ServeConfig | None = None, draft: Decoder 
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
         # Tokenising a long prompt takes a while: off the event loop.
         job = await asyncio.to_thread(server.prepare, body, asyncio.get_running_loop().time())
-        server.runner.admit()
+        server.runner.admit(job)
         if body.stream:
             return await server.stream(job, request)
         return await server.complete(job, request)
@@ -551,7 +603,15 @@ def build_app(engine: Engine, config: ServeConfig | None = None, draft: Decoder 
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "model": server.name, "queue": server.runner.pending, "speculative": draft is not None}
+        runner = server.runner
+        return {
+            "status": "ok",
+            "model": server.name,
+            "queue": runner.pending,
+            "batch": runner.batch.active,
+            "kv_cache_bytes": runner.batch.kv_bytes,
+            "speculative": draft is not None,
+        }
 
     @app.get("/metrics")
     async def metrics() -> Response:
