@@ -28,7 +28,7 @@ def test_pass_rates_band_and_per_problem_seeds():
         {"question": "hard", "answer": "9"},
     ]
     eng = SeedEngine()
-    cfg = DifficultyConfig(samples=4, seed=10, band="0.25,0.75")
+    cfg = DifficultyConfig(samples=4, seed=10, band="0.25,0.75", batch=1)  # the stand-in has no model
     kept, results = select(rows, eng, cfg)
     assert [r["pass_rate"] for r in results] == [1.0, 0.5, 0.0]
     assert kept == [1]
@@ -44,7 +44,7 @@ def test_pass_rates_band_and_per_problem_seeds():
 def test_resume_reuses_finished_rows(tmp_path):
     rows = [{"question": "hard", "answer": "7"}] * 3
     progress = tmp_path / "p.jsonl"
-    cfg = DifficultyConfig(band="0,1")
+    cfg = DifficultyConfig(band="0,1", batch=1)
     first, seen = SeedEngine(), []
     _, full = select(rows, first, cfg, progress_path=progress)
     lines = progress.read_text().splitlines()

@@ -35,3 +35,21 @@ def test_seeded_and_resumable(tiny_qwen2, tmp_path):
     )
     assert out == full and seen == [1, 2]
     assert sorted(read_progress(path)) == [0, 1, 2]
+
+
+def test_batched_sampling_draws_what_one_at_a_time_draws(tiny_qwen2, tmp_path):
+    """``batch`` > 1 decodes the samples together (sharing each prompt's prefill) and gives the same samples as
+    one at a time, resumes from the same progress file, and writes prompts in order."""
+    eng = Engine.from_loaded(tiny_qwen2)
+    prompts = PROMPTS * 3  # more prompts than the queue window of a batch of 4
+    params = SamplingParams(max_new_tokens=8, temperature=1.0, seed=5)
+    seq = sample_answers(eng, prompts, 3, params, show_progress=False)
+    assert sample_answers(eng, prompts, 3, params, show_progress=False, batch=4) == seq
+
+    path = tmp_path / "progress.jsonl"
+    sample_answers(eng, prompts[:2], 3, params, progress_path=path, show_progress=False, batch=4)
+    seen = []
+    out = sample_answers(
+        eng, prompts, 3, params, progress_path=path, show_progress=False, batch=4, on_prompt=lambda i, s: seen.append(i)
+    )
+    assert out == seq and seen == list(range(2, len(prompts)))

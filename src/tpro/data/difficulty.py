@@ -18,13 +18,13 @@ from tpro.config import like, opt
 from tpro.data.io import DataError
 from tpro.data.steps import StepConfig, StepRun
 from tpro.io import atomic_path, write_json
-from tpro.options import MODE_HELP, Mode, ModelOptions, SamplingOptions
+from tpro.options import MODE_HELP, BatchOptions, Mode, ModelOptions, SamplingOptions
 
 PROMPT = "{question}\n\nPut the final answer in \\boxed{{}}."
 
 
 @dataclass(kw_only=True)
-class DifficultyConfig(StepConfig, ModelOptions, SamplingOptions):
+class DifficultyConfig(StepConfig, ModelOptions, SamplingOptions, BatchOptions):
     """``tpro data difficulty``: the problems' fields, samples per problem, how to sample, the band kept."""
 
     step: ClassVar[str] = "difficulty"
@@ -113,6 +113,7 @@ def select(
         progress_path=progress_path,
         on_prompt=on_prompt,
         show_progress=False,
+        batch=cfg.batch,
     )
     results = [score(s, str(r[cfg.answer_field])) for s, r in zip(samples, rows)]
     return [i for i, r in enumerate(results) if in_band(r["pass_rate"], cfg)], results

@@ -174,6 +174,13 @@ class Seq:
     pending: int | None = None  # the last sampled token: streamed, not yet in the cache
     steps: Iterator[Step] | None = None  # its decoder's stream while it runs in the lane
     prefill_s: float = 0.0  # prefill forwards of its group, reported with its first token
+    group: threading.Event | None = None  # a cancel event shared with other requests (``submit_many``)
+
+    def cancelled(self) -> bool:
+        """The request's own cancel (its stream closed, its client gone) or its group's."""
+        if self.group is not None and self.group.is_set():
+            self.req.cancel.set()
+        return self.req.cancelled()
 
     @property
     def kv_tokens(self) -> tuple[int, int]:
@@ -298,6 +305,28 @@ class BatchEngine:
         request within a step; closing the stream early does the same."""
         return self._stream(self._submit(prompt, params, mode, decoder, cancel))
 
+    def submit_many(
+        self,
+        prompts: Sequence[ChatPrompt | str | list[dict]],
+        params: SamplingParams | Sequence[SamplingParams] | None = None,
+        *,
+        mode: str = "direct",
+        decoder: Decoder | None = None,
+        cancel: threading.Event | None = None,
+    ) -> list[Iterator[Delta | Done]]:
+        """Queue ``prompts`` at once, in order; -> one stream each (as ``submit``). ``params``: one for all or one
+        per prompt (K samples of a prompt: repeat it with K seeds; the repeats share one prefill). Every prompt is
+        checked before any is queued. ``cancel`` (shared by all): set it to stop every one of them; a stream that
+        is never iterated otherwise runs to its end."""
+        plist = list(params) if isinstance(params, Sequence) else [params] * len(prompts)
+        if len(plist) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(plist)} SamplingParams; pass one, or one per prompt")
+        seqs = [self._seq(p, sp, mode, decoder, None) for p, sp in zip(prompts, plist)]  # all checked first
+        for s in seqs:  # each keeps its own event too: one stream closing must not stop the others
+            s.group = cancel
+        self._enqueue(seqs)
+        return [self._stream(s) for s in seqs]
+
     def complete_many(
         self,
         prompts: Sequence[ChatPrompt | str | list[dict]],
@@ -306,18 +335,13 @@ class BatchEngine:
         mode: str = "direct",
         decoder: Decoder | None = None,
     ) -> list[Done]:
-        """Run ``prompts`` together; -> their ``Done``s in order. ``params``: one for all or one per prompt (K
-        samples of a prompt: repeat it with K seeds; the repeats share one prefill)."""
-        plist = list(params) if isinstance(params, Sequence) else [params] * len(prompts)
-        if len(plist) != len(prompts):
-            raise ValueError(f"{len(prompts)} prompts but {len(plist)} SamplingParams; pass one, or one per prompt")
-        seqs = [self._seq(p, sp, mode, decoder, None) for p, sp in zip(prompts, plist)]  # all checked first
-        self._enqueue(seqs)
+        """Run ``prompts`` together; -> their ``Done``s in order (``submit_many`` to the end)."""
+        cancel = threading.Event()
+        streams = self.submit_many(prompts, params, mode=mode, decoder=decoder, cancel=cancel)
         try:
-            return [_last(self._stream(s)) for s in seqs]
-        finally:  # an error half-way: stop the rest
-            for s in seqs:
-                s.req.cancel.set()
+            return [last_event(s) for s in streams]
+        finally:  # an error half-way: stop the rest (a no-op once all are done)
+            cancel.set()
 
     def close(self) -> None:
         """Cancel everything and stop the scheduler."""
@@ -428,20 +452,20 @@ class BatchEngine:
 
     def _drop_cancelled(self) -> None:
         with self._cv:
-            gone = [s for s in self._waiting if s.req.cancelled()]
+            gone = [s for s in self._waiting if s.cancelled()]
             for s in gone:
                 self._waiting.remove(s)
         for s in gone:
             s.req.tel.queue_s = time.perf_counter() - s.submitted
             self._finish(s)
-        if self._lane is not None and self._lane.req.cancelled():
+        if self._lane is not None and self._lane.cancelled():
             if self._lane.steps is not None:
                 self._lane.steps.close()
             self._finish(self._lane)
             self._lane = None
         if self._prefill is not None:
             pf = self._prefill
-            keep = [not s.req.cancelled() for s in pf.members]
+            keep = [not s.cancelled() for s in pf.members]
             for s, k in zip(pf.members, keep):
                 if not k:
                     self._finish(s)
@@ -450,7 +474,7 @@ class BatchEngine:
             if not pf.members:
                 self._prefill = None
         if self._rows is not None:
-            keep = [not s.req.cancelled() for s in self._rows.seqs]
+            keep = [not s.cancelled() for s in self._rows.seqs]
             if not all(keep):
                 for s, k in zip(self._rows.seqs, keep):
                     if not k:
@@ -627,7 +651,8 @@ class BatchEngine:
             seq.events.put(delta)
 
 
-def _last(events: Iterator[Delta | Done]) -> Done:
+def last_event(events: Iterator[Delta | Done]) -> Done:
+    """Drain a request's stream; -> its ``Done``."""
     done = None
     for ev in events:
         done = ev

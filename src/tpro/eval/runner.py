@@ -1,7 +1,8 @@
 """Run a benchmark: generate for every (item, mode, sample), check the answer, append a record per generation.
 
 Two generators share one small interface, ``generate(messages, mode, params) -> Generation``:
-  - ``LocalGenerator``: the tpro engine in this process (any model spec, optional EAGLE draft), one at a time;
+  - ``LocalGenerator``: the tpro engine in this process (any model spec, optional EAGLE draft): ``--batch`` generations
+    decode together through ``tpro.engine.BatchEngine`` (continuous batching), or one at a time with ``--batch 1``;
   - ``EndpointGenerator``: any OpenAI-compatible server (``tpro serve``, vLLM, SGLang) over httpx, with
     timeouts, retries with exponential backoff (connection errors, 429, 5xx; ``Retry-After`` honoured) and a
     bounded number of requests in flight. It sends ``chat_template_kwargs.enable_thinking`` for the mode and
@@ -36,7 +37,15 @@ from tpro.eval.benchmarks import BenchmarkSpec, Item
 from tpro.eval.check import METRICS, extract_answer
 from tpro.eval.report import budgets_of, modes_of, read_records, write_outputs
 from tpro.io import append_jsonl, write_json
-from tpro.options import DRAFT_HELP, MODE_HELP, ModelOptions, ModeOrBoth, SamplingOptions, expand_modes
+from tpro.options import (
+    DRAFT_HELP,
+    MODE_HELP,
+    BatchOptions,
+    ModelOptions,
+    ModeOrBoth,
+    SamplingOptions,
+    expand_modes,
+)
 
 
 class RunError(ConfigError):
@@ -47,7 +56,7 @@ _SHARED_BUDGET = SamplingOptions.__dataclass_fields__["max_new_tokens"]
 
 
 @dataclass(kw_only=True)
-class EvalConfig(ModelOptions, SamplingOptions):
+class EvalConfig(ModelOptions, SamplingOptions, BatchOptions):
     """``tpro eval run``: the benchmark, the generator (local model or endpoint), the modes, budgets and sampling.
     Saved as ``config.json`` in the run directory and compared on resume."""
 
@@ -171,11 +180,13 @@ class Generator(Protocol):
 
 
 class LocalGenerator:
-    """The tpro engine in this process; batch 1, so the run loop calls it sequentially."""
+    """The tpro engine in this process. With a ``BatchEngine`` (``batch``), ``generate`` is thread-safe and the run
+    loop keeps ``concurrency`` generations in flight, decoding together; without one it runs one at a time."""
 
-    def __init__(self, engine, decoder=None):
-        self.engine, self.decoder = engine, decoder
+    def __init__(self, engine, decoder=None, batch=None):
+        self.engine, self.decoder, self.batch = engine, decoder, batch
         self.name = engine.name + (f"+{decoder.name}" if decoder is not None else "")
+        self.concurrency = batch.max_batch if batch is not None else 1
 
     @classmethod
     def from_config(cls, cfg: EvalConfig, log: Callable[[str], None] = print) -> LocalGenerator:
@@ -190,10 +201,22 @@ class LocalGenerator:
         except DraftUnavailable as e:
             raise RunError(str(e)) from e
         log(line)
-        return cls(Engine.from_loaded(lm), decoder)
+        engine = Engine.from_loaded(lm)
+        if cfg.batch > 1 and decoder is not None:
+            log(f"--batch {cfg.batch}: the draft speculates only while one generation runs; --batch 1 measures it")
+        return cls(engine, decoder, cfg.batch_engine(engine) if cfg.batch > 1 else None)
+
+    def close(self) -> None:
+        if self.batch is not None:
+            self.batch.close()
 
     def generate(self, messages: list[dict], mode: str, params) -> Generation:
-        done = self.engine.complete(messages, params, mode=mode, decoder=self.decoder)
+        if self.batch is not None:
+            from tpro.engine.batch import last_event
+
+            done = last_event(self.batch.submit(messages, params, mode=mode, decoder=self.decoder))
+        else:
+            done = self.engine.complete(messages, params, mode=mode, decoder=self.decoder)
         t = done.telemetry
         prefix = "<think>" if done.prompt is not None and done.prompt.started_in_think else ""
         return Generation(
@@ -205,7 +228,10 @@ class LocalGenerator:
             latency_s=t.total_s,
             ttft_s=t.ttft_s,
             finish_reason=done.finish_reason,
-            extra={"acceptance_length": t.acceptance_length} if self.decoder is not None else {},
+            extra={
+                **({"acceptance_length": t.acceptance_length} if self.decoder is not None else {}),
+                **({"batch_size": t.batch_size} if self.batch is not None else {}),
+            },
         )
 
 
@@ -499,6 +525,7 @@ def _run_locked(cfg, out, spec, items, generator, progress, log) -> dict:
         f"{len(items)} items x {len(cfg.modes)} mode(s) x {cfg.samples} sample(s) = {total} generations; "
         f"{total - len(jobs)} done already, {len(jobs)} to go -> {out}"
     )
+    own = generator is None
     if jobs:
         if generator is None:
             if cfg.endpoint:
@@ -511,8 +538,14 @@ def _run_locked(cfg, out, spec, items, generator, progress, log) -> dict:
                 )
             else:
                 generator = LocalGenerator.from_config(cfg, log)
-        concurrency = cfg.concurrency if isinstance(generator, EndpointGenerator) else 1
-        failures = _run_with_progress(jobs, spec, cfg, generator, out / "items.jsonl", concurrency, progress, log)
+        concurrency = (
+            cfg.concurrency if isinstance(generator, EndpointGenerator) else getattr(generator, "concurrency", 1)
+        )
+        try:
+            failures = _run_with_progress(jobs, spec, cfg, generator, out / "items.jsonl", concurrency, progress, log)
+        finally:
+            if own and hasattr(generator, "close"):
+                generator.close()
         for job, err in failures:
             log(f"failed {job.item.id} {job.mode} #{job.sample}: {err}")
         if failures:

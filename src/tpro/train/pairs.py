@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Literal
 
 from tpro.config import like, opt
-from tpro.options import MODE_HELP, Mode, ModelOptions, SamplingOptions
+from tpro.options import MODE_HELP, BatchOptions, Mode, ModelOptions, SamplingOptions
 from tpro.train import common
 
 
 @dataclass(kw_only=True)
-class PairsConfig(ModelOptions, SamplingOptions):
+class PairsConfig(ModelOptions, SamplingOptions, BatchOptions):
     # The policy that samples; --policy is this command's earlier spelling.
     model: str = like(ModelOptions, "model", aliases=("--policy",))
     prompts: str = opt(help="JSONL of prompts: {'prompt': str|messages, 'answer'?} or {'question', 'answer'}")
@@ -91,6 +91,7 @@ def run(config: PairsConfig) -> dict:
         config.mode,
         progress_path=samples_path,
         desc="build-pairs",
+        batch=config.batch,
     )
     if config.scorer == "reward":
         from tpro.data.reward import RewardScorer
