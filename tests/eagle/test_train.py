@@ -13,6 +13,7 @@ from tpro.eagle.data import DataConfig, build_data, iter_sequences, list_shards
 from tpro.eagle.export import export_sglang
 from tpro.eagle.head import init_head, load_head
 from tpro.eagle.train import TrainConfig, eagle_loss, hot_vocabulary, train, unrolled_forward, unrolled_mask
+from tpro.engine import SamplingParams
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,36 @@ def test_build_data_resumes_without_redoing_shards(tiny_data, tiny_qwen2_dir):
         log=logs.append,
     )
     assert logs == [] and before == {p: p.stat().st_mtime_ns for p in list_shards(tiny_data)}
+
+
+def test_self_distilled_answers_are_the_targets_own(tiny_qwen2):
+    """build-data's answers come from the batched engine and equal the target's greedy answer alone (fp32), with
+    the end-of-turn token it stopped on kept as the answer's last token."""
+    from tpro.eagle.data import generate_answers
+    from tpro.engine import BatchEngine, Engine
+
+    engine = Engine.from_loaded(tiny_qwen2)
+    stopper = next(iter(engine.eos))
+    chats = [engine.prompt(q) for q in ("Привет", "Сколько будет 2+2? Ответь кратко.", "Кто ты?")]
+    cfg = DataConfig(model="x", out="unused", max_new_tokens=16, dtype="float32")
+    be = BatchEngine(engine, max_batch=4)
+    try:
+        answers = generate_answers(be, chats, cfg)
+        for chat, ans in zip(chats, answers):
+            assert ans == engine.complete(chat, SamplingParams(max_new_tokens=16)).token_ids
+        # a target that ends its turn at once: the answer is that token alone
+        with torch.no_grad():
+            bias = torch.zeros(tiny_qwen2.model.config.vocab_size)
+            bias[stopper] = 1e4
+            head = tiny_qwen2.model.lm_head
+            saved = head.bias
+            head.bias = torch.nn.Parameter(bias)
+        try:
+            assert generate_answers(be, chats[:1], cfg) == [[stopper]]
+        finally:
+            head.bias = saved
+    finally:
+        be.close()
 
 
 def test_hot_vocabulary_ranks_by_frequency_and_tops_up_low_ids():

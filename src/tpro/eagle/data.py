@@ -50,7 +50,9 @@ class DataConfig(ModelOptions):
         f"{MODE_HELP}; alternate: prompt i in reasoning mode when i is odd; both: every prompt in each mode",
         aliases=("--modes",),
     )
-    batch_size: int = opt(16, "Generate batch (bf16 on AMX costs about the same for 16 rows as for 1)", min=1)
+    batch_size: int = opt(
+        16, "Sequences per shard, generated together (continuous batching: tpro.engine.BatchEngine)", min=1
+    )
     # the recipe's budget (RECIPE.md of the shipped head): 256 new tokens, not the shared 512
     max_new_tokens: int = like(SamplingOptions, "max_new_tokens", 256)
     max_length: int = opt(768, "Prompt + answer tokens kept per sequence", min=8)
@@ -131,44 +133,29 @@ def target_features(model, seqs: list[list[int]]) -> list[torch.Tensor]:
     return [out.last_hidden_state[i, : len(s)].cpu() for i, s in enumerate(seqs)]
 
 
-@torch.inference_mode()
-def generate_answers(lm, prompts: list[list[int]], cfg: DataConfig) -> list[list[int]]:
-    """Batched generation, left-padded: prompt ids -> answer ids (up to and including EOS)."""
-    tok, model = lm.tokenizer, lm.model
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    S = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), S), pad, dtype=torch.long)
-    att = torch.zeros(len(prompts), S, dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, S - len(p) :] = torch.tensor(p)
-        att[i, S - len(p) :] = 1
-    kw = (
-        dict(do_sample=True, temperature=cfg.temperature, top_p=1.0, top_k=0)
-        if cfg.temperature > 0
-        else dict(do_sample=False)
-    )
-    out = model.generate(
-        input_ids=ids.to(model.device),
-        attention_mask=att.to(model.device),
-        max_new_tokens=cfg.max_new_tokens,
-        pad_token_id=pad,
-        **kw,
-    )
-    eos = set(
-        model.generation_config.eos_token_id
-        if isinstance(model.generation_config.eos_token_id, list)
-        else [model.generation_config.eos_token_id]
-    ) | {tok.eos_token_id}
-    answers = []
-    for row in out[:, S:].tolist():
-        cut = next((i + 1 for i, t in enumerate(row) if t in eos), len(row))
-        answers.append(row[:cut])
-    return answers
+def generate_answers(batch, prompts: list, cfg: DataConfig, first: int = 0) -> list[list[int]]:
+    """The target's answers through a ``tpro.engine.BatchEngine`` (continuous batching: a finished answer leaves
+    the batch at once instead of padding until the longest is done): ``ChatPrompt``s -> answer ids, EOS included
+    when the answer ended on it. Sampled answers (T > 0) are seeded per prompt (``sample_seed(seed, first + i, 0)``),
+    so a resumed run draws the same shard again."""
+    from tpro.engine import SamplingParams
+    from tpro.engine.samples import sample_seed
+
+    params = [
+        SamplingParams(
+            max_new_tokens=cfg.max_new_tokens,
+            temperature=cfg.temperature,
+            seed=sample_seed(cfg.seed, first + i, 0) if cfg.temperature > 0 else None,
+        )
+        for i in range(len(prompts))
+    ]
+    dones = batch.complete_many(prompts, params)
+    # the end-of-turn token the target emitted belongs to its answer (the draft learns to predict it too)
+    return [d.token_ids + ([d.eos_token_id] if d.eos_token_id is not None else []) for d in dones]
 
 
 def build_data(cfg: DataConfig, log=print) -> Path:
     """Write shards for ``cfg``; resumable (existing shards are skipped). Returns the shard directory."""
-    from tpro.models import build_prompt
 
     torch.manual_seed(cfg.seed)
     rows = read_prompts(cfg.prompts or PROMPTS_DIR / "train.jsonl", cfg.limit)
@@ -181,6 +168,22 @@ def build_data(cfg: DataConfig, log=print) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "data_config.json", cfg.to_dict())
     lm = cfg.load_model(progress=False)
+    engine = None
+    if cfg.source == "generate":
+        from tpro.engine import BatchEngine, Engine
+
+        engine = BatchEngine(Engine.from_loaded(lm), max_batch=cfg.batch_size)
+    try:
+        _write_shards(cfg, lm, todo, out, engine, log)
+    finally:
+        if engine is not None:
+            engine.close()
+    return out
+
+
+def _write_shards(cfg: DataConfig, lm, todo: list, out: Path, engine, log) -> None:
+    from tpro.models import build_prompt
+
     n_batches = (len(todo) + cfg.batch_size - 1) // cfg.batch_size
     t_start, n_tok = time.perf_counter(), 0
     for b in range(n_batches):
@@ -188,9 +191,10 @@ def build_data(cfg: DataConfig, log=print) -> Path:
         if path.exists():
             continue
         batch = todo[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-        prompts = [build_prompt(lm.tokenizer, r["prompt"], mode).input_ids for r, mode in batch]
+        chats = [build_prompt(lm.tokenizer, r["prompt"], mode) for r, mode in batch]
+        prompts = [c.input_ids for c in chats]
         if cfg.source == "generate":
-            answers = generate_answers(lm, prompts, cfg)
+            answers = generate_answers(engine, chats, cfg, first=b * cfg.batch_size)
         else:  # reference
             eos = lm.tokenizer.eos_token_id
             answers = [
@@ -207,4 +211,3 @@ def build_data(cfg: DataConfig, log=print) -> Path:
         log(
             f"shard {b + 1}/{n_batches}: {len(seqs)} seqs, answer tokens so far {n_tok}, {el:.0f}s, {n_tok / el:.1f} tok/s"
         )
-    return out

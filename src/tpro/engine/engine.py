@@ -42,6 +42,7 @@ class Done:
     telemetry: Telemetry
     prompt: ChatPrompt | None = None
     extra: dict = field(default_factory=dict)
+    eos_token_id: int | None = None  # the end-of-sequence token that ended it (not in ``token_ids``), if one did
 
 
 def eos_ids(model: Any, tokenizer: Any) -> set[int]:
@@ -80,6 +81,7 @@ class Request:
         self.detok, self.stops = IncrementalDetokenizer(tokenizer), StopMatcher(params.stop)
         self.out_ids: list[int] = []
         self.finish, self.stopped, self.ended = "length", False, False
+        self.eos_hit: int | None = None
         self.t0: float | None = None
         self.batch_sum = 0  # sequences in each of this request's forwards, summed (telemetry's mean batch)
 
@@ -100,6 +102,7 @@ class Request:
         new = step.tokens[: self.budget - len(self.out_ids)]
         hit_eos = next((i for i, t in enumerate(new) if t in self.eos), None)
         if hit_eos is not None:
+            self.eos_hit = new[hit_eos]
             new, self.finish = new[:hit_eos], "stop"
         if not tel.ttft_s:
             tel.ttft_s = time.perf_counter() - self.t0
@@ -131,7 +134,7 @@ class Request:
         tel.batch_size = self.batch_sum / tel.steps if tel.steps else 0.0
         tel.finish(text)
         reasoning, answer = split_reasoning(text, self.prompt.started_in_think)
-        yield Done(text, self.out_ids, self.finish, reasoning, answer, tel, self.prompt)
+        yield Done(text, self.out_ids, self.finish, reasoning, answer, tel, self.prompt, eos_token_id=self.eos_hit)
 
 
 class Engine:
