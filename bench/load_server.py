@@ -210,7 +210,8 @@ def start_server(args, max_batch: int) -> tuple[subprocess.Popen, str, str]:
 
         model = str(make_tiny_model(Path(tempfile.mkdtemp(prefix="tpro-tiny-")) / "tiny-qwen2"))
     cmd = [sys.executable, "-m", "tpro.cli", "serve", "--model", model, "--port", str(port)]
-    cmd += ["--dtype", args.dtype, "--max-batch", str(max_batch), "--max-queue", str(args.max_queue)]
+    cmd += ["--dtype", args.dtype, "--weights", args.weights]
+    cmd += ["--max-batch", str(max_batch), "--max-queue", str(args.max_queue)]
     cmd += ["--timeout", str(args.server_timeout), "--log-level", "warning"]
     if args.kv_memory_gb is not None:
         cmd += ["--kv-memory-gb", str(args.kv_memory_gb)]
@@ -250,6 +251,11 @@ def main() -> None:
         help="Model spec for the servers this script starts ('tiny': a random tiny Qwen2).",
     )
     ap.add_argument("--dtype", default="auto", help="--dtype of the servers (auto: bf16 where the CPU has it).")
+    ap.add_argument(
+        "--weights",
+        default="auto",
+        help="--weights of the servers (auto: the server's default; bf16: the checkpoint's own, unquantized).",
+    )
     ap.add_argument(
         "--batches",
         default=f"1,{ServeConfig().max_batch}",
@@ -291,6 +297,7 @@ def main() -> None:
         "requests": args.requests,
         "max_new_tokens": args.max_new_tokens,
         "dtype": args.dtype,
+        "weights": args.weights,
         "threads": args.threads,
         "runs": runs,
     }

@@ -90,7 +90,7 @@ class BatchOptions(Config):
     batch: int = opt(
         32,
         "Sequences decoded together (continuous batching; K samples of a prompt share its prefill); 1 = one at a "
-        "time, through --draft if given",
+        "time (a --draft speculates only then)",
         min=1,
         max=256,
     )
