@@ -105,10 +105,17 @@ async def client(cid: int, ac: httpx.AsyncClient, model: str, args, todo: asynci
         }
         t_first = time.perf_counter()
         rec = {"request": i, "client": cid, "overloads": 0, "status": None, "error": None}
+        resets = 0
         for _attempt in range(args.retries + 1):
             try:
                 status, got = await one_attempt(ac, body)
             except httpx.HTTPError as e:
+                # A pooled connection closed under a new request (keep-alive race) is retried twice, as the
+                # OpenAI SDK does with connection errors; counted, and an error after that.
+                if isinstance(e, httpx.TransportError) and not isinstance(e, httpx.TimeoutException) and resets < 2:
+                    resets += 1
+                    rec["connection_retries"] = resets
+                    continue
                 rec.update(status=None, error=f"{type(e).__name__}: {e}")
                 break
             rec["status"] = status
@@ -168,6 +175,7 @@ async def run(url: str, key: str | None, args) -> dict:
         "success_rate": round(len(served) / args.requests, 3),
         "overload_answers": sum(r["overloads"] for r in log),
         "requests_overloaded_at_least_once": sum(1 for r in log if r["overloads"]),
+        "connection_retries": sum(r.get("connection_retries", 0) for r in log),
         "errors": [r for r in log if r["status"] != 200],
         "error_count": sum(1 for r in log if r["status"] != 200),
         "final_status_counts": statuses,

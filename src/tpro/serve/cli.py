@@ -39,4 +39,7 @@ def app(cfg: ServeConfig):
         f"api key {'required' if cfg.api_key else 'off'} · pid {os.getpid()}",
         err=True,
     )
-    uvicorn.run(application, host=cfg.host, port=cfg.port, log_level=cfg.log_level)
+    # Keep-alive past the waits clients make between retries (bench/load_server.py waits Retry-After, at most
+    # 30 s): with uvicorn's 5 s default, a client reusing its pooled connection after a wait raced the server
+    # closing it, and got a ReadError (1 of 20 requests in a load run, 2026-12-03).
+    uvicorn.run(application, host=cfg.host, port=cfg.port, log_level=cfg.log_level, timeout_keep_alive=75)
