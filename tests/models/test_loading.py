@@ -85,8 +85,12 @@ def test_corrupt_parts_fail_hash_and_name_packages(monkeypatch, tmp_path):
 def test_converted_checkpoint_logits_equal_gguf_load(embedded):
     from transformers import AutoModelForCausalLM
 
+    from tpro.models.dense import use_onednn
+
     gguf = default.ensure_gguf(verify=True)
     direct = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    # the same matmul backend on both sides (load_model routes fp32 linears through oneDNN where it is faster)
+    use_onednn(direct, force=embedded.info["onednn_linears"] > 0)
     ids = embedded.tokenizer("Привет, мир! def f(x): return x", return_tensors="pt").input_ids
     with torch.inference_mode():
         a = direct(ids).logits
