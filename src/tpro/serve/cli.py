@@ -28,6 +28,9 @@ def app(cfg: ServeConfig):
         click.echo(
             f"warning: binding {cfg.host} without --api-key exposes the model to anyone who can reach it", err=True
         )
+    from tpro.models.quant import serving_weights
+
+    cfg.weights = serving_weights(cfg.weights, cfg.max_batch)  # auto + batching on a CPU: w8a8
     try:
         lm = cfg.load_model()
         decoder, draft_line = resolve_draft(cfg.draft, lm)

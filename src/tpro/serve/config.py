@@ -19,7 +19,15 @@ class ServeConfig(ModelOptions):
     ``build_app`` reads the policy fields (queue, timeout, budgets, mode, API key, name); the command the rest."""
 
     draft: str = opt("none", DRAFT_HELP)
-    weights: Weights = like(ModelOptions, "weights", "auto")  # a decoding stage: the fastest measured format
+    # a decoding stage: the fastest measured format; with batching on a CPU that is w8a8 (quant.serving_weights)
+    weights: Weights = like(
+        ModelOptions,
+        "weights",
+        "auto",
+        help="Linear-layer weights: bf16 | int8 | int4 | w8a8 (see tpro generate --help) | auto: on a CPU w8a8 when "
+        "--max-batch > 1 (its cost grows least with the batch: 2x int4's tokens/s under load), else the fastest "
+        "for one sequence (int4)",
+    )
     host: str = opt("127.0.0.1", "Interface to bind; 0.0.0.0 exposes the server to the network")
     port: int = opt(8000, "TCP port (0: any free port)", min=0, max=65535)
     api_key: str | None = opt(
