@@ -2,9 +2,9 @@
 
 On x86 CPUs PyTorch's fp32 ``linear`` goes to MKL's sgemm. On the AMD EPYC (Zen 3, AVX2) machines this project
 runs on, oneDNN's matmul, which PyTorch ships and inductor itself uses for CPU linears
-(``torch.ops.mkldnn._linear_pointwise``), is 1.4-3x faster for the shapes of decoding (2 threads, 2026-12-03,
-ms MKL / oneDNN: 4864x896 weight, 1 row 1.05 / 0.54, 16 rows 4.96 / 2.36; the embedded model's 151936x896 lm_head,
-1 row 44 / 27, 16 rows 168 / 73). A batched decode step spent 90% of its time in ``Linear.forward`` (py-spy), so
+(``torch.ops.mkldnn._linear_pointwise``), is 1.1-2.3x faster for the shapes of decoding (2 threads, 2026-12-03, ``bench/linear_backends.py``,
+ms MKL / oneDNN: 4864x896 weight, 1 row 1.08 / 0.55, 16 rows 3.06 / 2.37; the embedded model's 151936x896
+lm_head, 1 row 32.8 / 14.4, 16 rows 117.7 / 72.5). A batched decode step spent 90% of its time in ``Linear.forward`` (py-spy), so
 this is the main cost of fp32 decoding, one sequence or many.
 
 ``use_onednn(model)`` turns every plain ``nn.Linear`` of a CPU fp32 model into a ``OneDNNLinear`` in place (same
