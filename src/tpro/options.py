@@ -1,7 +1,7 @@
 """Settings that several stages share, declared once: one name, one default and one meaning across the toolkit.
 
 - ``ModelOptions``: ``--model`` (``-m``), ``--dtype``, ``--weights``, ``--threads`` (0 = torch's default,
-  everywhere);
+  everywhere), ``--rope-scaling`` (``tpro.models.rope``);
 - ``SamplingOptions``: ``--max-new-tokens`` (``-n``, always this budget), ``--temperature`` (``-t``), ``--top-p``,
   ``--top-k``, ``--seed``, ``--stop``;
 - ``Mode`` / ``ModeOrBoth`` and ``--mode``: ``direct`` or ``reasoning`` (``both`` where a stage runs each);
@@ -66,6 +66,18 @@ class ModelOptions(Config):
         "fbgemm on x86 CPUs; MLP down projections int4) | auto (the fastest measured for decoding here)",
     )
     threads: int = opt(0, "torch CPU threads (0 = torch's default)", min=0)
+    rope_scaling: str | None = opt(
+        None,
+        "RoPE scaling for contexts past the pretraining length: none | yarn:FACTOR[:ORIGINAL] | linear:FACTOR | "
+        "dynamic:FACTOR[:ORIGINAL] (ORIGINAL: the pretraining context, default the checkpoint's); the accepted "
+        "context becomes ORIGINAL x FACTOR. yarn:4:32768 is Qwen3's documented setting for 131072 tokens",
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        from tpro.models.rope import parse_rope_scaling  # no torch: a bad spec fails before any model loads
+
+        parse_rope_scaling(self.rope_scaling)
 
     def load_model(self, progress: bool = True, **kw):
         """The loaded model (``tpro.models.LoadedModel``) these options describe."""
@@ -77,6 +89,7 @@ class ModelOptions(Config):
             weights=self.weights,
             threads=self.threads or None,
             progress=progress,
+            rope_scaling=self.rope_scaling,
             **kw,
         )
 

@@ -88,3 +88,27 @@ def test_export_through_a_config_file(tmp_path):
     again = export_votes(ExportConfig(out=str(tmp_path / "again.jsonl"), db=str(db), with_reasoning=True))
     assert (tmp_path / "again.jsonl").read_text() == (tmp_path / "pairs.jsonl").read_text()
     assert again["votes"] == 4
+
+
+def test_the_local_server_gets_the_model_flags(monkeypatch, tmp_path):
+    """--rope-scaling (like --weights) reaches the `tpro serve` the playground starts."""
+    import subprocess
+
+    from tpro.playground import launch
+
+    seen = []
+
+    def fake_popen(cmd, **kw):
+        seen.append(cmd)
+        raise OSError("not started in this test")
+
+    monkeypatch.setattr(subprocess, "Popen", fake_popen)
+    cfg = PlaygroundConfig(rope_scaling="yarn:2", weights="int4")
+    with pytest.raises(OSError):
+        launch.start_local_server(cfg, tmp_path / "log.txt", "key")
+    cmd = seen[0]
+    assert cmd[cmd.index("--rope-scaling") + 1] == "yarn:2" and cmd[cmd.index("--weights") + 1] == "int4"
+    seen.clear()
+    with pytest.raises(OSError):
+        launch.start_local_server(PlaygroundConfig(), tmp_path / "log.txt", "key")
+    assert "--rope-scaling" not in seen[0]

@@ -10,6 +10,9 @@ else ``<|endoftext|>``, else EOS) that is not itself scored. Texts longer than `
 in consecutive windows; a window after the first starts from the previous window's last token, so each token
 is still predicted exactly once (with a shorter context at the seam).
 
+``tpro model bpc FILE`` scores a text file from the command line with the shared model flags, so a model can be
+compared with and without ``--rope-scaling``.
+
 This module knows nothing about how the model or tokenizer were made; it does no generation.
 """
 

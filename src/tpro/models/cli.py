@@ -1,4 +1,5 @@
-"""``tpro model info|convert``: what the embedded default is and where it lives; GGUF conversion."""
+"""``tpro model info|convert|bpc``: what the embedded default is and where it lives; GGUF conversion; bits per
+character of any model on a text file (``tpro.models.bpc``), with or without ``--rope-scaling``."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from pathlib import Path
 import click
 
 from tpro.config import Config, command, fail, group, json_flag, opt
+from tpro.options import ModelOptions
 
-app = group("Inspect the embedded default model; convert GGUF files.")
+app = group("Inspect the embedded default model; convert GGUF files; score bits per character.")
 
 
 @dataclass(kw_only=True)
@@ -27,6 +29,18 @@ class ConvertConfig(Config):
 
     gguf: str = opt(help="A .gguf file (or 'default' for the embedded model).", positional=True)
     out: str | None = opt(None, "Output directory (default: the tpro cache, where later loads look).")
+
+
+@dataclass(kw_only=True)
+class BpcConfig(ModelOptions):
+    """``tpro model bpc``: which model (every shared model flag, ``--rope-scaling`` included) scores which texts."""
+
+    texts: str = opt(help="UTF-8 text file, one text per line (empty lines are skipped)", positional=True)
+    limit: int = opt(0, "Score only the first N texts (0 = all)", min=0)
+    max_length: int = opt(
+        1024, "Longest window the model sees, in tokens; longer texts are scored in consecutive windows", min=2
+    )
+    batch_tokens: int = opt(4096, "Padded tokens per forward (logits take this x vocabulary floats)", min=1)
 
 
 def _gguf_parameters(path: Path) -> int:
@@ -90,3 +104,51 @@ def convert(cfg: ConvertConfig):
         click.echo(str(convert_gguf(src, Path(cfg.out) if cfg.out else None)))
     except (ModelLoadError, default.EmbeddedModelError) as e:
         fail(str(e))
+
+
+@command(BpcConfig, group=app, extra=[json_flag()])
+def bpc(cfg: BpcConfig, as_json: bool = False):
+    """Bits per character of a model on a text file: total NLL in bits / characters, comparable across tokenizers.
+
+    Compare a model with and without --rope-scaling on texts longer than its pretraining context (raise
+    --max-length past it) to see what the scaling costs or buys.
+    """
+    import time
+
+    from tpro.models.bpc import bits_per_char
+    from tpro.models.loading import ModelLoadError
+
+    path = Path(cfg.texts)
+    if not path.is_file():
+        fail(f"text file {cfg.texts!r} does not exist. Fix: pass a UTF-8 file with one text per line")
+    texts = [t for t in path.read_text(encoding="utf-8").splitlines() if t.strip()]
+    texts = texts[: cfg.limit] if cfg.limit else texts
+    if not texts:
+        fail(f"{cfg.texts} has no non-empty lines to score. Fix: pass a file with one text per line")
+    try:
+        lm = cfg.load_model(progress=not as_json)
+    except ModelLoadError as e:
+        fail(str(e))
+    t0 = time.perf_counter()
+    value = bits_per_char(lm.model, lm.tokenizer, texts, max_length=cfg.max_length, batch_tokens=cfg.batch_tokens)
+    data = {
+        "model": lm.name,
+        "bits_per_char": value,
+        "texts": len(texts),
+        "characters": sum(len(t) for t in texts),
+        "max_length": cfg.max_length,
+        "rope_scaling": lm.info["rope_scaling"],
+        "context_length": lm.info["context_length"],
+        "dtype": lm.info["dtype"],
+        "weights": lm.info["weights"],
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+    if as_json:
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        return
+    scaling = data["rope_scaling"]
+    rope = f"{scaling['rope_type']} x{scaling['factor']:g}" if scaling else "no RoPE scaling"
+    click.echo(
+        f"{data['bits_per_char']:.4f} bits/char  {lm.name}, {len(texts)} texts, {data['characters']} chars, "
+        f"{rope}, context {data['context_length']}, windows of {cfg.max_length} tokens"
+    )

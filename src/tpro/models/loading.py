@@ -12,6 +12,9 @@ or ``int4`` (weight-only, PyTorch's CPU kernels, ``tpro.models.quant``; a GGUF's
 ``w8a8`` (int8 weights and per-row dynamic int8 activations through fbgemm on x86 CPUs, MLP down projections int4),
 ``auto`` (the fastest measured for decoding on this device, ``tpro.models.quant.resolve_weights``).
 
+``rope_scaling`` (``yarn:4:32768`` | ``linear:F`` | ``dynamic:F[:ORIGINAL]``, ``tpro.models.rope``) is written into
+the config before the weights load, so the rotary embeddings are built with it.
+
 ``trust_remote_code`` stays off unless the caller asks. This module does no decoding.
 """
 
@@ -242,13 +245,17 @@ def load_model(
     trust_remote_code: bool = False,
     attn_implementation: str | None = "sdpa",
     progress: bool = True,
+    rope_scaling: str | dict | None = None,
 ) -> LoadedModel:
     """Load ``spec`` (see module docstring) as an eval-mode model plus tokenizer, its linear layers in format
-    ``weights`` (bf16 | int8 | int4 | auto; what was done to each tensor is in ``info["quant"]``)."""
+    ``weights`` (bf16 | int8 | int4 | auto; what was done to each tensor is in ``info["quant"]``), its RoPE scaled
+    by ``rope_scaling`` (a spec or ``parse_rope_scaling``'s dict; ``info["rope_scaling"]``, ``info["context_length"]``).
+    Raises ``tpro.config.ConfigError`` for a bad ``rope_scaling``, before any weights are read."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from tpro.models.quant import QuantizationError, resolve_weights
+    from tpro.models.rope import apply_rope_scaling, context_length, parse_rope_scaling
 
     if threads:
         torch.set_num_threads(threads)
@@ -257,12 +264,18 @@ def load_model(
         weights = resolve_weights(weights, device)  # before the load: a format that cannot run fails at once
     except QuantizationError as e:
         raise ModelLoadError(str(e)) from e
+    scaling = parse_rope_scaling(rope_scaling) if isinstance(rope_scaling, str) else rope_scaling
     torch_dtype = resolve_dtype(dtype, device, weights)
     kind, where, name = _resolve_checkpoint(spec, progress)
     try:
         tokenizer = AutoTokenizer.from_pretrained(where, trust_remote_code=trust_remote_code)
+        # The config is loaded first and changed before the model is built: the rotary embeddings read
+        # rope_parameters once, at construction (tpro.models.rope).
+        config = AutoConfig.from_pretrained(where, trust_remote_code=trust_remote_code)
+        rope = apply_rope_scaling(config, scaling)
         model = AutoModelForCausalLM.from_pretrained(
             where,
+            config=config,
             dtype=torch_dtype,
             trust_remote_code=trust_remote_code,
             attn_implementation=attn_implementation,
@@ -285,6 +298,8 @@ def load_model(
         "dtype": dtype_name,
         "device": device,
         "weights": weights,
+        "rope_scaling": rope,
+        "context_length": context_length(model.config),
     }
     if weights in ("int4", "int8", "w8a8"):
         info["quant"] = _quantize(model, kind, spec, where, weights, dtype_name, progress)

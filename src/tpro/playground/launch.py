@@ -78,6 +78,8 @@ def start_local_server(cfg: PlaygroundConfig, log: Path, api_key: str) -> tuple[
     cmd += ["--weights", cfg.weights, "--threads", str(cfg.threads), "--draft", cfg.draft]
     cmd += ["--port", str(port), "--host", "127.0.0.1"]
     cmd += ["--log-level", "warning"]
+    if cfg.rope_scaling:
+        cmd += ["--rope-scaling", cfg.rope_scaling]
     log.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, TPRO_API_KEY=api_key)  # through the environment: not visible in `ps`
     proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)  # noqa: SIM115
