@@ -42,8 +42,8 @@ def test_tree_forward_equals_sequential_decoding(tiny_qwen2):
     "cfg",
     [
         EagleConfig(depth=1, top_k=1, total_tokens=1),
-        EagleConfig(depth=3, top_k=4, total_tokens=10),
-        EagleConfig(depth=6, top_k=8, total_tokens=40),
+        EagleConfig(depth=3, top_k=4, total_tokens=10, prefill_chunk=7),  # prompts of 58-70 tokens: 9-10 chunks
+        EagleConfig(depth=6, top_k=8, total_tokens=40, prefill_chunk=16),
     ],
 )
 @pytest.mark.parametrize("arch", ["qwen2", "qwen3"])
@@ -66,11 +66,67 @@ def test_greedy_oracle_draft_accepts_long_paths_and_stays_identical(arch, reques
     p = SamplingParams(max_new_tokens=48)
     for prompt in PROMPTS:
         ref = eng.complete(prompt, p)
-        got = eng.complete(prompt, p, decoder=OracleDecoder(request.getfixturevalue(f"{arch}_head"), depth=4, width=3))
+        dec = OracleDecoder(request.getfixturevalue(f"{arch}_head"), depth=4, width=3)
+        dec.cfg.prefill_chunk = 9  # the prompt and the head's catch-up on it in several chunks
+        got = eng.complete(prompt, p, decoder=dec)
         assert got.token_ids == ref.token_ids
         if got.finish_reason == "length":
             # every accepted path is the full argmax chain: 4 drafted + 1 bonus token per verify step
             assert got.telemetry.acceptance_length > 4.0
+
+
+def test_chunked_prefill_streams_progress_and_stays_identical(tiny_qwen2, qwen2_head):
+    """A prompt of many chunks: progress steps first (the prompt tokens in the cache after each chunk but the
+    last), then the same greedy tokens as the vanilla loop and EAGLE with the prompt in one forward."""
+    eng = Engine.from_loaded(tiny_qwen2)
+    eng.eos = set()
+    p = SamplingParams(max_new_tokens=24)
+    ids = torch.tensor([eng.prompt(REPETITIVE[0] + " " + PROMPTS[1]).input_ids])  # [1, S]
+    S = ids.shape[1]
+    assert S > 100
+    ref = eng.complete(eng.prompt(REPETITIVE[0] + " " + PROMPTS[1]), p)
+    whole = EagleDecoder(qwen2_head, EagleConfig(depth=3, top_k=4, total_tokens=10, prefill_chunk=10**6))
+    chunked = EagleDecoder(qwen2_head, EagleConfig(depth=3, top_k=4, total_tokens=10, prefill_chunk=13))
+    for dec in (whole, chunked):
+        steps = dec.decode(tiny_qwen2.model, ids, p, None)
+        seen, out = [], []
+        while len(out) < 24:
+            step = next(steps)
+            seen.append(step)
+            out += step.tokens
+        steps.close()
+        progress = [s.prefilled for s in seen if not s.tokens]
+        assert progress == (list(range(13, S, 13)) if dec is chunked else [])
+        assert all(s.tokens for s in seen[len(progress) :])  # progress comes first, only
+        assert out[:24] == ref.token_ids
+        dec.forget()  # the same drafts again
+        done = eng.complete(ref.prompt, p, decoder=dec)
+        assert done.token_ids == ref.token_ids and done.telemetry.prefill_s > 0
+        assert done.telemetry.steps == len(seen) - len(progress)
+
+
+def test_the_heads_catch_up_in_chunks_equals_one_forward(tiny_qwen2, qwen2_head):
+    """After a long prompt the head's first catch-up reads every prompt position: in ``prefill_chunk`` pieces it
+    must leave the same head cache and draw the same tree (greedy equality alone would not notice worse drafts)."""
+    from transformers import DynamicCache
+
+    model = tiny_qwen2.model
+    ids = torch.randint(model.config.vocab_size, (1, 40), generator=torch.Generator().manual_seed(3))
+    root = 11
+    out = []
+    with torch.inference_mode():
+        feats = model.get_decoder()(input_ids=ids).last_hidden_state[0]  # [S, H]: f_t
+        pend = torch.cat([ids[0, 1:], torch.tensor([root])])  # x_{t+1}
+        for chunk in (10**6, 7):
+            cfg = EagleConfig(depth=3, top_k=4, total_tokens=10, suffix=False, prefill_chunk=chunk)
+            hcache = DynamicCache()
+            out.append((EagleDecoder(qwen2_head, cfg).draft(model, hcache, pend, feats, 0, root), hcache))
+    (a, ca), (b, cb) = out
+    assert a.tokens.tolist() == b.tokens.tolist() and a.parents.tolist() == b.parents.tolist()
+    torch.testing.assert_close(a.value, b.value, atol=1e-5, rtol=1e-5)
+    assert ca.get_seq_length() == cb.get_seq_length() == 40
+    torch.testing.assert_close(ca.layers[0].keys, cb.layers[0].keys, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ca.layers[0].values, cb.layers[0].values, atol=1e-5, rtol=1e-5)
 
 
 def test_sampling_first_two_tokens_follow_the_target(tiny_qwen2, qwen2_head):
@@ -120,7 +176,8 @@ def test_greedy_hybrid_is_token_identical_and_the_suffix_drafter_fires(arch, req
     lm = request.getfixturevalue(f"tiny_{arch}")
     eng = Engine.from_loaded(lm)
     p = SamplingParams(max_new_tokens=48)
-    dec = EagleDecoder(request.getfixturevalue(f"{arch}_head"), EagleConfig(depth=3, top_k=4, total_tokens=10))
+    cfg = EagleConfig(depth=3, top_k=4, total_tokens=10, prefill_chunk=11)
+    dec = EagleDecoder(request.getfixturevalue(f"{arch}_head"), cfg)
     assert dec.cfg.suffix  # the default
     accepted = 0
     for prompt in REPETITIVE + PROMPTS[:1]:

@@ -33,7 +33,7 @@ from transformers import DynamicCache
 
 from tpro.eagle import policy, tree
 from tpro.eagle.suffix import SuffixCache
-from tpro.engine.decoder import Step
+from tpro.engine.decoder import PREFILL_CHUNK, Step, prefill
 from tpro.engine.sampling import logits_to_probs, next_token
 
 
@@ -50,6 +50,7 @@ class EagleConfig:
     # target forward cost by tree tokens, (N, ms), and one head level in ms: the policy's cost model
     verify_ms: tuple[tuple[int, float], ...] = policy.VERIFY_MS["bf16"]
     level_ms: float = policy.LEVEL_MS["bf16"]
+    prefill_chunk: int = PREFILL_CHUNK  # prompt tokens per prefill forward (``tpro.engine.decoder.prefill``)
 
     @classmethod
     def for_model(cls, model, weights: str | None = None, **overrides) -> EagleConfig:
@@ -69,8 +70,8 @@ class EagleConfig:
         for k, v in overrides.items():
             if v is not None:
                 setattr(base, k, v)
-        if min(base.depth, base.top_k, base.total_tokens) < 1:
-            raise ValueError(f"depth, top_k and total_tokens must be >= 1, got {base}")
+        if min(base.depth, base.top_k, base.total_tokens, base.prefill_chunk) < 1:
+            raise ValueError(f"depth, top_k, total_tokens and prefill_chunk must be >= 1, got {base}")
         if base.suffix_tokens < 0 or base.suffix_answers < 0:
             raise ValueError(f"suffix_tokens and suffix_answers must be >= 0, got {base}")
         return base
@@ -166,10 +167,13 @@ class EagleDecoder:
         """
         cfg, dev = self.cfg, pend_ids.device
         T = pend_ids.shape[0]
-        pos = torch.arange(n_head, n_head + T, device=dev)
-        h, logp = self._head_forward(
-            model, pend_ids, pend_feats, pos, tree.causal_mask(T, n_head, torch.float32, dev), hcache, last_only=True
-        )
+        # in chunks as the target's prefill: after a long prompt T is the prompt's length, and one forward would
+        # build a [T, n_head + T] mask and as many attention scores (a GiB at 16k tokens)
+        for a in range(0, T, cfg.prefill_chunk):
+            b = min(T, a + cfg.prefill_chunk)
+            pos = torch.arange(n_head + a, n_head + b, device=dev)
+            mask = tree.causal_mask(b - a, n_head + a, torch.float32, dev)  # [1, 1, C, n_head + b]
+            h, logp = self._head_forward(model, pend_ids[a:b], pend_feats[a:b], pos, mask, hcache, last_only=True)
         committed = n_head + T  # head cache length after the catch-up
         hot = self.head.hot_ids
         # drafted nodes, recorded in creation order (topological); parent -1 means the root
@@ -253,10 +257,11 @@ class EagleDecoder:
         base, lm_head = model.get_decoder(), model.get_output_embeddings()
         cfg, dev = self.cfg, input_ids.device
         cache, hcache = DynamicCache(config=model.config), DynamicCache()
+        # every prompt position's hidden state: the head's features f_t (its catch-up at the first draft reads them)
+        hid, last_s = yield from prefill(model, input_ids, cache, cfg.prefill_chunk, keep="hidden")  # [S, H]
         t0 = time.perf_counter()
-        hid = base(input_ids=input_ids, cache=cache, use_cache=True).last_hidden_state[0]  # [S, H]
         tok = int(next_token(lm_head(hid[-1:])[0], params, generator))
-        yield Step([tok], verify_s=time.perf_counter() - t0)
+        yield Step([tok], verify_s=last_s + time.perf_counter() - t0)
         n = input_ids.shape[1]  # target cache length; the root `tok` is committed but not in it
         # the head's pending pairs (x_{t+1}, f_t) from position n_head on: caught up whenever the head next runs
         pend_ids = torch.cat([input_ids[0, 1:], torch.tensor([tok], device=dev)])

@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from tpro.engine.decoder import Decoder, Step
+from tpro.engine.decoder import Decoder, Step, kv_bytes_per_token
 from tpro.engine.engine import Delta, Done, Engine, Request
 from tpro.engine.sampling import SamplingParams, next_token
 from tpro.models.chat import ChatPrompt
@@ -152,15 +152,6 @@ def peak_tokens(rows: list[tuple[int, int]]) -> int:
     return peak
 
 
-def kv_bytes_per_token(model) -> int:
-    """Bytes of K and V one token occupies over all layers, from the model's config and dtype."""
-    cfg = model.config.get_text_config()
-    heads = cfg.num_attention_heads
-    kv_heads = getattr(cfg, "num_key_value_heads", None) or heads
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
-    return 2 * cfg.num_hidden_layers * kv_heads * head_dim * model.dtype.itemsize
-
-
 @dataclass(eq=False)
 class Seq:
     """One submitted request inside the scheduler."""
@@ -173,7 +164,7 @@ class Seq:
     events: queue.SimpleQueue = field(default_factory=queue.SimpleQueue)
     pending: int | None = None  # the last sampled token: streamed, not yet in the cache
     steps: Iterator[Step] | None = None  # its decoder's stream while it runs in the lane
-    prefill_s: float = 0.0  # prefill forwards of its group, reported with its first token
+    prefill_s: float = 0.0  # prefill forwards of its group, reported with its first token (telemetry's prefill_s)
     group: threading.Event | None = None  # a cancel event shared with other requests (``submit_many``)
 
     def cancelled(self) -> bool:
@@ -235,7 +226,7 @@ class BatchEngine:
     ``max_batch``: sequences decoding together (1: one at a time, each through its own decoder);
     ``chunk_tokens``: prompt tokens prefilled per step; ``kv_budget``: bytes of KV cache the batch may hold
     (None: no limit); ``on_step(batch, kv_bytes)``: called in the scheduler thread after each decode step, a
-    lone request's decoder steps included (metrics, tests).
+    lone request's decoder steps with tokens included (metrics, tests).
     """
 
     def __init__(
@@ -578,6 +569,9 @@ class BatchEngine:
         for s in pf.members:
             s.prefill_s += dt
         if not last:
+            for s, r in zip(pf.members, pf.row_of):  # progress (no time: the first token's step carries it all)
+                if s.pending is None:
+                    s.req.push(Step([], prefilled=max(0, b - int(pf.pads[r]))))
             return
         self._prefill = None
         logits = out.logits[:, -1]  # [G, V]: left padding puts every row's last token in the last column
@@ -636,12 +630,13 @@ class BatchEngine:
             s.req.tel.decoder = s.decoder.name
             ids = torch.tensor([s.context], device=self.model.device)
             s.steps = s.decoder.decode(self.model, ids, s.req.params, s.generator)
-        self._push(s, next(s.steps), 1)
+        step = next(s.steps)  # a token-less step is one chunk of a long prompt: the queue is seen between chunks
+        self._push(s, step, 1)
         if s.req.ended:
             s.steps.close()
             self._finish(s)
             self._lane = None
-        if self.on_step is not None:
+        if self.on_step is not None and step.tokens:
             self._account()
             self.on_step(1, self._kv_bytes)
 

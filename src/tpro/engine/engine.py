@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from tpro.engine.decoder import Decoder, Step, VanillaDecoder
+from tpro.engine.decoder import Decoder, Step, VanillaDecoder, kv_bytes_per_token
 from tpro.engine.detok import IncrementalDetokenizer, StopMatcher
 from tpro.engine.sampling import SamplingParams
 from tpro.engine.telemetry import Telemetry
@@ -62,7 +62,8 @@ class Request:
 
     Whoever runs the decoding (``Engine.generate`` for one sequence, ``BatchEngine`` for many) calls ``start()``,
     then ``push(step)`` per decoder step while ``not ended``, checking ``cancelled()`` between steps, and finally
-    ``close()`` for the tail text and the ``Done``. It knows nothing of models or caches.
+    ``close()`` for the tail text and the ``Done``. It knows nothing of models or caches but the KV bytes one token
+    takes (``kv_per_token``, for telemetry).
     """
 
     def __init__(
@@ -74,8 +75,10 @@ class Request:
         budget: int,
         decoder: str,
         cancel: threading.Event | None = None,
+        kv_per_token: int = 0,
     ):
         self.prompt, self.params, self.eos, self.budget = prompt, params, eos, budget
+        self.kv_per_token = kv_per_token
         self.cancel = cancel if cancel is not None else threading.Event()
         self.tel = Telemetry(prompt_tokens=len(prompt.input_ids), decoder=decoder)
         self.detok, self.stops = IncrementalDetokenizer(tokenizer), StopMatcher(params.stop)
@@ -84,6 +87,8 @@ class Request:
         self.eos_hit: int | None = None
         self.t0: float | None = None
         self.batch_sum = 0  # sequences in each of this request's forwards, summed (telemetry's mean batch)
+        self.prefilled = 0  # prompt tokens in the cache (progress steps; the whole prompt once a token came)
+        self.produced = 0  # tokens the decoder produced, EOS and any past the budget included
 
     def start(self) -> None:
         """The clock starts (telemetry's ttft and total are measured from here)."""
@@ -91,21 +96,29 @@ class Request:
 
     def push(self, step: Step, batch: int = 1) -> Delta | None:
         """Take one decoder step; -> the text it released (None when nothing did). ``batch``: sequences that
-        shared the forward (telemetry). Sets ``ended`` on EOS, a stop string or the budget."""
+        shared the forward (telemetry). Sets ``ended`` on EOS, a stop string or the budget. A token-less step is
+        prefill progress: it records ``prefilled`` and its forward time, and counts as no step."""
         tel = self.tel
+        tel.verify_s += step.verify_s
+        if not step.tokens:
+            self.prefilled = max(self.prefilled, step.prefilled)
+            tel.prefill_s += step.verify_s
+            return None
+        if not tel.steps:  # the first token: its step's forward finished the prompt
+            self.prefilled = len(self.prompt.input_ids)
+            tel.prefill_s += step.verify_s
+            tel.ttft_s = time.perf_counter() - self.t0
         tel.steps += 1
         tel.draft_proposed += step.proposed
         tel.draft_accepted += step.accepted
         tel.draft_s += step.draft_s
-        tel.verify_s += step.verify_s
         self.batch_sum += batch
+        self.produced += len(step.tokens)
         new = step.tokens[: self.budget - len(self.out_ids)]
         hit_eos = next((i for i, t in enumerate(new) if t in self.eos), None)
         if hit_eos is not None:
             self.eos_hit = new[hit_eos]
             new, self.finish = new[:hit_eos], "stop"
-        if not tel.ttft_s:
-            tel.ttft_s = time.perf_counter() - self.t0
         self.out_ids.extend(new)
         text, self.stopped = self.stops.push(self.detok.push(new))
         if self.stopped:
@@ -132,7 +145,9 @@ class Request:
         text, tel = self.stops.text, self.tel
         tel.generated_tokens = len(self.out_ids)
         tel.batch_size = self.batch_sum / tel.steps if tel.steps else 0.0
-        tel.finish(text)
+        # the cache holds the prompt and every produced token but the last (sampled, never fed)
+        tel.kv_tokens = self.prefilled + max(0, self.produced - 1)
+        tel.finish(text, self.kv_per_token)
         reasoning, answer = split_reasoning(text, self.prompt.started_in_think)
         yield Done(text, self.out_ids, self.finish, reasoning, answer, tel, self.prompt, eos_token_id=self.eos_hit)
 
@@ -144,6 +159,7 @@ class Engine:
         self.decoder = decoder or VanillaDecoder()
         self.name = name
         self.eos = eos_ids(model, tokenizer)
+        self.kv_per_token = kv_bytes_per_token(model)
         # One forward at a time touches the model: ``generate`` holds it for a whole request, a ``BatchEngine``
         # for each of its steps; callers on several threads queue here.
         self.lock = threading.Lock()
@@ -154,7 +170,10 @@ class Engine:
 
     @property
     def context_length(self) -> int:
-        return int(getattr(self.model.config, "max_position_embeddings", 32768))
+        """Tokens the model accepts (prompt + answer), RoPE scaling included (``tpro.models.rope``)."""
+        from tpro.models.rope import context_length
+
+        return context_length(self.model.config)
 
     def prompt(self, messages: str | list[dict], mode: str = "direct") -> ChatPrompt:
         return build_prompt(self.tokenizer, messages, mode)
@@ -179,7 +198,7 @@ class Engine:
                 f"the prompt has {n_prompt} tokens, over the model's context of {self.context_length}; shorten it"
             )
         budget = min(params.max_new_tokens, self.context_length - n_prompt)
-        return Request(prompt, params, self.tokenizer, self.eos, budget, decoder, cancel)
+        return Request(prompt, params, self.tokenizer, self.eos, budget, decoder, cancel, self.kv_per_token)
 
     def generate(
         self,
@@ -189,10 +208,14 @@ class Engine:
         mode: str = "direct",
         decoder: Decoder | None = None,
         cancel: threading.Event | None = None,
+        on_prefill: Callable[[int, int], None] | None = None,
     ) -> Iterator[Delta | Done]:
         """Stream ``Delta``s, then one ``Done``. ``prompt``: a built ``ChatPrompt`` or chat messages.
 
-        ``cancel``: set it from another thread to stop between steps (a disconnected client, a timeout).
+        ``cancel``: set it from another thread to stop between steps (a disconnected client, a timeout); a long
+        prompt is prefilled in chunks, and a cancel stops between them too. ``on_prefill(done, total)``: called
+        with the prompt tokens prefilled so far after each chunk, increasing, the last call (done == total) just
+        before the first token's ``Delta``.
         """
         decoder = decoder or self.decoder
         req = self.request(prompt, params, mode=mode, decoder=decoder.name, cancel=cancel)
@@ -203,7 +226,11 @@ class Engine:
             steps = decoder.decode(self.model, input_ids, req.params, req.params.generator(device))
             try:
                 for step in steps:
-                    if (delta := req.push(step)) is not None:
+                    seen = req.prefilled
+                    delta = req.push(step)
+                    if on_prefill is not None and req.prefilled > seen:
+                        on_prefill(req.prefilled, len(req.prompt.input_ids))
+                    if delta is not None:
                         yield delta
                     if req.ended or req.cancelled():
                         break
