@@ -41,6 +41,20 @@ def test_generate_bad_flag_is_clear(tiny_qwen2_dir):
     assert r.returncode == 2 and "does not exist" in r.stderr
 
 
+def test_generate_reads_a_document_file_and_refuses_one_over_the_context(tiny_qwen2_dir, tmp_path):
+    doc = tmp_path / "doc.txt"
+    doc.write_text("Мама мыла раму. " * 20, encoding="utf-8")
+    r = run("generate", "Кто мыл раму?", "--file", str(doc), "--model", str(tiny_qwen2_dir), "-n", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["telemetry"]["prompt_tokens"] > 100  # the document went in
+    doc.write_text("Мама мыла раму. " * 2000, encoding="utf-8")  # far over the tiny model's 2048 tokens
+    r = run("generate", "Кто мыл раму?", "--file", str(doc), "--model", str(tiny_qwen2_dir), "-n", "2")
+    assert r.returncode == 2 and "over the model's context of 2048" in r.stderr and "--rope-scaling" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run("generate", "x", "--file", str(tmp_path / "missing.txt"), "--model", str(tiny_qwen2_dir))
+    assert r.returncode == 2 and "cannot read --file" in r.stderr
+
+
 def test_generate_old_and_new_mode_spellings_agree(tiny_qwen2_dir, tmp_path):
     """`--reasoning` (old) and `--mode reasoning` (one vocabulary) and a YAML config give the same request."""
     outs = []

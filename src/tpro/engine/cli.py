@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import click
 
@@ -19,6 +20,7 @@ class GenerateConfig(ModelOptions, SamplingOptions):
     prompt: str = opt(help="The user message.", positional=True)
     mode: Mode = opt("direct", MODE_HELP, flags={"--reasoning": "reasoning", "-r": "reasoning"})
     system: str | None = opt(None, "Optional system message.")
+    file: str | None = opt(None, "A UTF-8 text file (a long document) put before the prompt in the user message.")
     weights: Weights = like(ModelOptions, "weights", "auto")  # a decoding stage: the fastest measured format
 
 
@@ -38,10 +40,19 @@ def app(cfg: GenerateConfig, as_json: bool = False):
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
     engine = Engine.from_loaded(lm)
-    messages = ([{"role": "system", "content": cfg.system}] if cfg.system else []) + [
-        {"role": "user", "content": cfg.prompt}
-    ]
+    try:
+        user = (Path(cfg.file).read_text(encoding="utf-8") + "\n\n" if cfg.file else "") + cfg.prompt
+    except (OSError, UnicodeDecodeError) as e:
+        click.echo(f"error: cannot read --file {cfg.file}: {e}. Fix: give an existing UTF-8 text file", err=True)
+        sys.exit(2)
+    messages = ([{"role": "system", "content": cfg.system}] if cfg.system else []) + [{"role": "user", "content": user}]
     chat = engine.prompt(messages, cfg.mode)
+    try:
+        engine.request(chat, params)  # a prompt over the context fails here, before any output
+    except ValueError as e:
+        hint = "" if lm.info.get("rope_scaling") else " or extend the context with --rope-scaling yarn:FACTOR"
+        click.echo(f"error: {e}{hint}", err=True)
+        sys.exit(2)
     if as_json:
         done = engine.complete(chat, params)
         click.echo(

@@ -11,7 +11,10 @@ import click
 
 from tpro.config import Config, command, fail, group, json_flag, opt
 
-app = group("Math benchmarks (T-Math, MGSM, MATH-500, AIME, GSM8K): direct vs reasoning, accuracy and cost.")
+app = group(
+    "Math benchmarks (T-Math, MGSM, MATH-500, AIME, GSM8K): direct vs reasoning, accuracy and cost; long-context "
+    "retrieval in Russian."
+)
 
 
 def _dump(obj) -> None:
@@ -29,6 +32,22 @@ def run(cfg, as_json: bool = False):
     try:
         summary = run_eval(cfg, progress=cfg.progress and not as_json, log=lambda s: click.echo(s, err=True))
     except (BenchmarkError, ModelLoadError, EndpointError, JSONLError, FileNotFoundError) as e:
+        fail(str(e))
+    if as_json:
+        return _dump(summary)
+    click.echo((cfg.run_dir() / "report.md").read_text(encoding="utf-8"))
+
+
+@command("tpro.eval.long:LongConfig", name="long", group=app, extra=[json_flag("Print the summary as JSON.")])
+def long_(cfg, as_json: bool = False):
+    """Long-context retrieval in Russian: needles at several depths of long documents; accuracy per length x depth."""
+    from tpro.eval.long import run_long
+    from tpro.eval.runner import EndpointError
+    from tpro.models.loading import ModelLoadError
+
+    try:
+        summary = run_long(cfg, progress=cfg.progress and not as_json, log=lambda s: click.echo(s, err=True))
+    except (ModelLoadError, EndpointError, FileNotFoundError, UnicodeDecodeError) as e:
         fail(str(e))
     if as_json:
         return _dump(summary)

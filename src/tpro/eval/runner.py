@@ -56,7 +56,39 @@ _SHARED_BUDGET = SamplingOptions.__dataclass_fields__["max_new_tokens"]
 
 
 @dataclass(kw_only=True)
-class EvalConfig(ModelOptions, SamplingOptions, BatchOptions):
+class GeneratorOptions(ModelOptions, BatchOptions):
+    """Who answers: the local engine (``--model``, ``--draft``, ``--batch``) or an OpenAI-compatible ``--endpoint``
+    (``--api-model``, ``--concurrency``, ``--timeout``, ``--retries``). Mixed into every evaluation config."""
+
+    # The model is the local engine's; None when --endpoint is given (the embedded default otherwise).
+    model: str | None = opt(
+        None,
+        "Local engine: default (the embedded model; what runs without --endpoint) | hub id | local dir | .gguf file",
+        short="-m",
+    )
+    endpoint: str | None = opt(
+        None,
+        "OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (API key from $TPRO_API_KEY if set)",
+        short="-e",
+    )
+    api_model: str | None = opt(None, "Model name sent to the endpoint (default: its first model)")
+    draft: str = opt("none", DRAFT_HELP + " (local engine)")
+    concurrency: int = opt(4, "Endpoint requests in flight", min=1)
+    timeout: float = opt(600.0, "Seconds per endpoint request", min=1.0)
+    retries: int = opt(3, "Endpoint retries (with exponential backoff)", min=0)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.model is not None and self.endpoint is not None:
+            raise RunError("give exactly one of --model SPEC (local engine) or --endpoint URL")
+        if self.endpoint is None:
+            self.model = self.model or "default"
+        if self.draft not in ("", "none") and self.endpoint:
+            raise RunError("--draft is for the local engine; an endpoint uses whatever draft its server loaded")
+
+
+@dataclass(kw_only=True)
+class EvalConfig(GeneratorOptions, SamplingOptions):
     """``tpro eval run``: the benchmark, the generator (local model or endpoint), the modes, budgets and sampling.
     Saved as ``config.json`` in the run directory and compared on resume."""
 
@@ -82,22 +114,6 @@ class EvalConfig(ModelOptions, SamplingOptions, BatchOptions):
     max_new_tokens_direct: int = opt(
         256, "Tokens to generate at most per answer in direct mode", min=1, aliases=("--max-tokens-direct",)
     )
-    # The model is the local engine's; None when --endpoint is given (the embedded default otherwise).
-    model: str | None = opt(
-        None,
-        "Local engine: default (the embedded model; what runs without --endpoint) | hub id | local dir | .gguf file",
-        short="-m",
-    )
-    endpoint: str | None = opt(
-        None,
-        "OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1 (API key from $TPRO_API_KEY if set)",
-        short="-e",
-    )
-    api_model: str | None = opt(None, "Model name sent to the endpoint (default: its first model)")
-    draft: str = opt("none", DRAFT_HELP + " (local engine)")
-    concurrency: int = opt(4, "Endpoint requests in flight", min=1)
-    timeout: float = opt(600.0, "Seconds per endpoint request", min=1.0)
-    retries: int = opt(3, "Endpoint retries (with exponential backoff)", min=0)
     out: str | None = opt(
         None,
         "Run directory (default runs/eval/BENCH-MODEL). Running again with the same settings resumes it.",
@@ -107,12 +123,6 @@ class EvalConfig(ModelOptions, SamplingOptions, BatchOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.model is not None and self.endpoint is not None:
-            raise RunError("give exactly one of --model SPEC (local engine) or --endpoint URL")
-        if self.endpoint is None:
-            self.model = self.model or "default"
-        if self.draft not in ("", "none") and self.endpoint:
-            raise RunError("--draft is for the local engine; an endpoint uses whatever draft its server loaded")
         if self.fields and self.path is None:
             raise RunError("--question-field/--answer-field/--id-field apply to --path FILE; give the file too")
 
@@ -189,7 +199,7 @@ class LocalGenerator:
         self.concurrency = batch.max_batch if batch is not None else 1
 
     @classmethod
-    def from_config(cls, cfg: EvalConfig, log: Callable[[str], None] = print) -> LocalGenerator:
+    def from_config(cls, cfg: GeneratorOptions, log: Callable[[str], None] = print) -> LocalGenerator:
         from tpro.engine import Engine
 
         lm = cfg.load_model(progress=False)
@@ -452,26 +462,50 @@ def run_jobs(
         if on_record:
             on_record(rec)
 
+    for job, result in bounded(one, jobs, concurrency):
+        finish(job, result)
+    return failures
+
+
+def bounded(fn: Callable[[Any], Any], jobs: list, concurrency: int) -> Iterator[tuple[Any, Callable[[], Any]]]:
+    """Run ``fn(job)`` over ``jobs`` with at most ``concurrency`` in flight (threads); -> (job, result getter) in
+    the order they finish (the getter re-raises the job's exception). ``concurrency`` 1 runs them in this thread."""
     if concurrency <= 1:
         for job in jobs:
-            finish(job, lambda job=job: one(job))
-        return failures
-    # Bounded in flight: never more than `concurrency` requests submitted and unfinished.
-    pending: dict[Future, Job] = {}
-    todo: Iterator[Job] = iter(jobs)
+            yield job, (lambda job=job: fn(job))
+        return
+    pending: dict[Future, Any] = {}
+    todo = iter(jobs)
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         while True:
             while len(pending) < concurrency:
                 job = next(todo, None)
                 if job is None:
                     break
-                pending[pool.submit(one, job)] = job
+                pending[pool.submit(fn, job)] = job
             if not pending:
                 break
             ready, _ = wait(pending, return_when=FIRST_COMPLETED)
             for fut in ready:
-                finish(pending.pop(fut), fut.result)
-    return failures
+                yield pending.pop(fut), fut.result
+
+
+def make_generator(cfg: GeneratorOptions, log: Callable[[str], None] = print) -> Generator:
+    """The endpoint client or the local engine that ``cfg`` names."""
+    if cfg.endpoint:
+        return EndpointGenerator(
+            cfg.endpoint,
+            cfg.api_model,
+            api_key=os.environ.get("TPRO_API_KEY"),
+            timeout_s=cfg.timeout,
+            retries=cfg.retries,
+        )
+    return LocalGenerator.from_config(cfg, log)
+
+
+def generator_concurrency(generator: Generator, cfg: GeneratorOptions) -> int:
+    """Generations to keep in flight: ``--concurrency`` for an endpoint, the batch size for the local engine."""
+    return cfg.concurrency if isinstance(generator, EndpointGenerator) else getattr(generator, "concurrency", 1)
 
 
 def run_eval(
@@ -527,20 +561,8 @@ def _run_locked(cfg, out, spec, items, generator, progress, log) -> dict:
     )
     own = generator is None
     if jobs:
-        if generator is None:
-            if cfg.endpoint:
-                generator = EndpointGenerator(
-                    cfg.endpoint,
-                    cfg.api_model,
-                    api_key=os.environ.get("TPRO_API_KEY"),
-                    timeout_s=cfg.timeout,
-                    retries=cfg.retries,
-                )
-            else:
-                generator = LocalGenerator.from_config(cfg, log)
-        concurrency = (
-            cfg.concurrency if isinstance(generator, EndpointGenerator) else getattr(generator, "concurrency", 1)
-        )
+        generator = generator or make_generator(cfg, log)
+        concurrency = generator_concurrency(generator, cfg)
         try:
             failures = _run_with_progress(jobs, spec, cfg, generator, out / "items.jsonl", concurrency, progress, log)
         finally:
