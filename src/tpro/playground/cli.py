@@ -1,5 +1,6 @@
 """``tpro playground``: the side-by-side page (``tpro.playground.launch``: with no endpoint given, a local
-``tpro serve --draft auto`` for both panes); ``tpro playground export-prefs OUT.jsonl``: votes -> DPO pairs.
+``tpro serve --draft auto`` for both panes); ``tpro playground export-prefs OUT.jsonl``: votes -> DPO pairs;
+``tpro playground leaderboard``: votes -> Bradley-Terry scores with intervals (``tpro.playground.leaderboard``).
 
 The bare stage name is a command of its own (options from ``PlaygroundConfig``) and a group of verbs (each from its
 config), so ``tpro playground --port 8600`` and ``tpro playground export-prefs out.jsonl`` both work.
@@ -11,7 +12,7 @@ import json
 
 import click
 
-from tpro.config import ConfigCommand, command, json_flag
+from tpro.config import ConfigCommand, command, fail, json_flag
 from tpro.playground.export import ExportConfig, export_votes
 from tpro.playground.launch import PlaygroundConfig, run
 
@@ -47,3 +48,27 @@ def export_prefs(cfg: ExportConfig, as_json: bool = False):
         click.echo(
             f"{counts['pairs']} pairs from {counts['votes']} votes ({counts['skipped']} ties or both bad) -> {cfg.out}"
         )
+
+
+@command(
+    "tpro.playground.leaderboard:LeaderboardConfig",
+    group=app,
+    extra=[json_flag("Print the leaderboard as JSON.")],
+)
+def leaderboard(cfg, as_json: bool = False):
+    """Rank the voted models: Bradley-Terry scores with 95% bootstrap intervals (ties and 'both bad' count half a
+    win each way), win rates against --baseline; --out DIR writes leaderboard.json, .md and .png."""
+    from tpro.eval.arena import ArenaError
+    from tpro.playground.leaderboard import run_leaderboard
+
+    try:
+        result = run_leaderboard(cfg)
+    except ArenaError as e:
+        fail(str(e))
+    if as_json:
+        click.echo(json.dumps({k: v for k, v in result.items() if k != "markdown"}, ensure_ascii=False, indent=2))
+        return
+    click.echo(result["markdown"], nl=False)
+    n = result["votes"]
+    note = f"{n} vote{'s' * (n != 1)}, {result['self_votes']} of a model against itself skipped"
+    click.echo(note + (f"; written to {', '.join(result['files'])}" if result["files"] else ""), err=True)
