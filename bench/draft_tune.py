@@ -128,7 +128,7 @@ def modelled_ms(log: list, dec) -> float:
     from tpro.eagle import policy
     from tpro.eagle.decoder import EagleDecoder
 
-    steps = [s for s in log if s is not None][1:]
+    steps = [s for s in log if s is not None and s.tokens][1:]  # token-less steps: prefill progress, not verifies
     eagle = isinstance(dec, EagleDecoder)
     curve = dec.cfg.verify_ms if eagle else policy.VERIFY_MS["bf16"]
     heads = sum(s is None for s in log) * (dec.cfg.depth * dec.cfg.level_ms if eagle else 0.0)

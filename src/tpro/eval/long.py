@@ -58,8 +58,14 @@ class LongConfig(GeneratorOptions, SamplingOptions):
     tokenizer: str | None = opt(
         None, "Tokenizer that counts lengths for --endpoint (hub id or dir; default: the embedded model's)"
     )
-    # Long prompts pad to a common width in a batch (KV and attention over the padding): keep batches small.
-    batch: int = opt(4, "Cases decoded together by the local engine (1 = one at a time)", min=1, max=64)
+    # 1: a long case's time is its prefill, which is compute-bound on a CPU (batching saves nothing there), and rows
+    # of a batch pad to a common width (KV and attention over the padding). Batch where answers are long (reasoning).
+    batch: int = opt(
+        1,
+        "Cases decoded together by the local engine (1 = one at a time; more pays off for long answers)",
+        min=1,
+        max=64,
+    )
     out: str | None = opt(None, "Run directory (default runs/long/MODEL). Run again to resume.", short="-o")
     progress: bool = opt(True, "A progress bar (--no-progress: one log line per case)")
 
