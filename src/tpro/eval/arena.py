@@ -391,7 +391,10 @@ def plot(rows: list[dict], path: str | Path, title: str = "Bradley-Terry scores,
     rows = rows[::-1]  # matplotlib draws y = 0 at the bottom
     y = np.arange(len(rows))
     score = np.array([r["score"] for r in rows])
-    err = np.array([[r["score"] - r["lower"] for r in rows], [r["upper"] - r["score"] for r in rows]])
+    # a percentile interval need not contain the full-data score (all ties: 1000 vs 1000 +- float noise): clamp at 0
+    err = np.array(
+        [[max(0.0, r["score"] - r["lower"]) for r in rows], [max(0.0, r["upper"] - r["score"]) for r in rows]]
+    )
     fig, ax = plt.subplots(figsize=(7, 1.2 + 0.45 * len(rows)))
     ax.errorbar(score, y, xerr=err, fmt="o", color="tab:blue", ecolor="tab:gray", capsize=4)
     ax.set_yticks(y, [r["model"] for r in rows], fontsize=8)

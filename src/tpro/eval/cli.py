@@ -13,7 +13,7 @@ from tpro.config import Config, command, fail, group, json_flag, opt
 
 app = group(
     "Math benchmarks (T-Math, MGSM, MATH-500, AIME, GSM8K): direct vs reasoning, accuracy and cost; long-context "
-    "retrieval in Russian."
+    "retrieval in Russian; a judged pairwise arena with Bradley-Terry scores."
 )
 
 
@@ -52,6 +52,23 @@ def long_(cfg, as_json: bool = False):
     if as_json:
         return _dump(summary)
     click.echo((cfg.run_dir() / "report.md").read_text(encoding="utf-8"))
+
+
+@command("tpro.eval.arena_run:ArenaConfig", name="arena", group=app, extra=[json_flag("Print the summary as JSON.")])
+def arena(cfg, as_json: bool = False):
+    """Judged arena (the Arena-Hard method): answers, pairwise judge verdicts in both orders, Bradley-Terry board."""
+    from tpro.eval.arena import ArenaError
+    from tpro.eval.arena_run import run_arena
+    from tpro.eval.runner import EndpointError
+    from tpro.models.loading import ModelLoadError
+
+    try:
+        summary = run_arena(cfg, progress=cfg.progress and not as_json, log=lambda s: click.echo(s, err=True))
+    except (ArenaError, ModelLoadError, EndpointError, FileNotFoundError, UnicodeDecodeError) as e:
+        fail(str(e))
+    if as_json:
+        return _dump({k: v for k, v in summary.items() if k != "markdown"})
+    click.echo(summary["markdown"])
 
 
 @command("tpro.eval.report:ReportConfig", group=app, extra=[json_flag("Print the summaries as JSON.")])
