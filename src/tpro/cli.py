@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("tpro.bench.cli", "Decode benchmarks: EAGLE vs vanilla vs model.generate, per domain."),
     "eval": ("tpro.eval.cli", "Math benchmarks (T-Math, MGSM, MATH-500, AIME, GSM8K), direct vs reasoning."),
     "serve": ("tpro.serve.cli", "OpenAI-compatible server on the engine (EAGLE optional)."),
-    "playground": ("tpro.playground.cli", "Side-by-side web playground; votes as a Bradley-Terry leaderboard and as DPO pairs."),
+    "playground": ("tpro.playground.cli", "Side-by-side web playground; votes as a leaderboard and as DPO pairs."),
     "data": ("tpro.data.cli", "Data curation: dedup, decontamination, tags and balance, reward and difficulty."),
     "train": ("tpro.train.cli", "Training recipes over TRL: midtrain, SFT, reward model, DPO."),
 }
