@@ -117,11 +117,13 @@ def test_questions_in_both_formats_with_a_limit_and_clear_errors(tmp_path):
     with pytest.raises(RunError, match="row 1: no question text"):
         load_questions(config(tmp_path, bad, []))
     with pytest.raises(RunError, match="exactly one question source"):
-        ArenaConfig(judge_local="j")
+        ArenaConfig(judge_local="j").check_sources()  # a YAML file or --print-config may leave sources out
+    with pytest.raises(RunError, match="exactly one question source"):
+        run_arena(ArenaConfig(judge_local="j"), tmp_path / "r", log=lambda _: None)  # a run may not
     with pytest.raises(RunError, match="does not exist"):
         ArenaConfig(questions=str(tmp_path / "none.jsonl"), judge_local="j")
     with pytest.raises(RunError, match="exactly one judge"):
-        ArenaConfig(questions=str(bad))
+        ArenaConfig(questions=str(bad)).check_sources()
 
 
 def test_an_endpoint_judge_takes_its_own_api_key_and_falls_back_to_the_shared_one(tmp_path, monkeypatch):

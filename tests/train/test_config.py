@@ -41,6 +41,8 @@ def _changed(cls):
             }.get(f.name, "float32")
         elif f.name == "stop":
             vals[f.name] = ["</s>"]
+        elif f.name == "rope_scaling":
+            vals[f.name] = "yarn:2"
         elif d is None:
             vals[f.name] = 7
         elif isinstance(d, bool):

@@ -120,20 +120,24 @@ class ArenaConfig(GeneratorOptions, SamplingOptions):
 
     def __post_init__(self):
         super().__post_init__()
-        if (self.questions is None) == (not self.hub):
-            raise RunError(
-                "give exactly one question source: --questions FILE (arena-hard JSONL) or --hub "
-                f"({HUB_QUESTIONS}, needs network)"
-            )
         if self.questions is not None and not Path(self.questions).is_file():
             raise RunError(f"--questions {self.questions} does not exist. Fix: pass an arena-hard question JSONL")
-        if (self.judge_endpoint is None) == (self.judge_local is None):
-            raise RunError("give exactly one judge: --judge-endpoint URL (+ --judge-model) or --judge-local SPEC")
         if self.judge_model and not self.judge_endpoint:
             raise RunError("--judge-model names a model at --judge-endpoint; give the endpoint too")
         for p in [*self.answers, *([self.judge_prompt] if self.judge_prompt else [])]:
             if not Path(p).exists():
                 raise RunError(f"{p} does not exist. Fix: pass an existing file or directory")
+
+    def check_sources(self) -> None:
+        """What a run needs beyond valid settings (``--print-config`` and YAML files may leave them out): one question
+        source and one judge."""
+        if (self.questions is None) == (not self.hub):
+            raise RunError(
+                "give exactly one question source: --questions FILE (arena-hard JSONL) or --hub "
+                f"({HUB_QUESTIONS}, needs network)"
+            )
+        if (self.judge_endpoint is None) == (self.judge_local is None):
+            raise RunError("give exactly one judge: --judge-endpoint URL (+ --judge-model) or --judge-local SPEC")
 
     @property
     def modes(self) -> list[str]:
@@ -416,6 +420,7 @@ def run_arena(
     """Run (or resume) the arena of ``cfg`` into ``out`` -> the leaderboard summary (also written as
     leaderboard.json / .md / .png). ``generator`` / ``judge``: ones built already (tests, callers that hold an
     engine); otherwise from the config, and only when there is something left to generate or judge."""
+    cfg.check_sources()
     out = Path(out) if out is not None else cfg.run_dir()
     progress = cfg.progress if progress is None else progress
     questions = load_questions(cfg)
