@@ -57,6 +57,7 @@ from tpro.eval.runner import (
     EndpointGenerator,
     Generator,
     GeneratorOptions,
+    ModeBudgets,
     RunError,
     _lock_run_dir,
     bounded,
@@ -64,7 +65,7 @@ from tpro.eval.runner import (
     make_generator,
 )
 from tpro.io import JSONLError, append_jsonl, atomic_write, read_jsonl, write_json
-from tpro.options import MAX_TEMPERATURE, MODE_HELP, Mode, ModeOrBoth, SamplingOptions, expand_modes
+from tpro.options import MAX_TEMPERATURE, MODE_HELP, Mode, ModeOrBoth, SamplingOptions
 
 # ru_llm_arena's questions (github.com/VikhrModels/ru_llm_arena, "General": 500 prompts of the LMSYS online
 # arena in 50 topics, arena-hard v0.1 format: question_id, cluster, category, turns). Its dataset card declares no
@@ -76,7 +77,7 @@ JUDGE_PROMPT = Path(__file__).parent / "data" / "arena_judge.yaml"
 
 
 @dataclass(kw_only=True)
-class ArenaConfig(GeneratorOptions, SamplingOptions):
+class ArenaConfig(ModeBudgets, GeneratorOptions, SamplingOptions):
     """``tpro eval arena``: questions, the model under test (local engine or endpoint), published answers, the
     judge, the baseline and the bootstrap."""
 
@@ -138,13 +139,6 @@ class ArenaConfig(GeneratorOptions, SamplingOptions):
             )
         if (self.judge_endpoint is None) == (self.judge_local is None):
             raise RunError("give exactly one judge: --judge-endpoint URL (+ --judge-model) or --judge-local SPEC")
-
-    @property
-    def modes(self) -> list[str]:
-        return expand_modes(self.mode)
-
-    def budget(self, mode: str) -> int:
-        return self.max_new_tokens_direct if mode == "direct" else self.max_new_tokens
 
     def run_dir(self) -> Path:
         if self.out:

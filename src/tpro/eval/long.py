@@ -30,6 +30,7 @@ from tpro.eval.runner import (
     EndpointError,
     Generator,
     GeneratorOptions,
+    ModeBudgets,
     RunError,
     _lock_run_dir,
     bounded,
@@ -37,11 +38,11 @@ from tpro.eval.runner import (
     make_generator,
 )
 from tpro.io import append_jsonl, atomic_write, write_json
-from tpro.options import MODE_HELP, ModeOrBoth, SamplingOptions, expand_modes
+from tpro.options import MODE_HELP, ModeOrBoth, SamplingOptions
 
 
 @dataclass(kw_only=True)
-class LongConfig(GeneratorOptions, SamplingOptions):
+class LongConfig(ModeBudgets, GeneratorOptions, SamplingOptions):
     """``tpro eval long``: the grid (tasks, lengths, depths, trials), the haystack, the generator and the budgets."""
 
     tasks: str = opt(
@@ -84,13 +85,6 @@ class LongConfig(GeneratorOptions, SamplingOptions):
         if bad or not tasks:
             raise ValueError(f"unknown task(s) {', '.join(bad) or '(none)'}; choose from {', '.join(haystack.TASKS)}")
         return tasks, haystack.parse_lengths(self.lengths), haystack.parse_depths(self.depths)
-
-    @property
-    def modes(self) -> list[str]:
-        return expand_modes(self.mode)
-
-    def budget(self, mode: str) -> int:
-        return self.max_new_tokens_direct if mode == "direct" else self.max_new_tokens
 
     def run_dir(self) -> Path:
         if self.out:

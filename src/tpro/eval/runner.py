@@ -87,8 +87,20 @@ class GeneratorOptions(ModelOptions, BatchOptions):
             raise RunError("--draft is for the local engine; an endpoint uses whatever draft its server loaded")
 
 
+class ModeBudgets:
+    """``modes`` and ``budget(mode)`` for a config with ``mode`` and two budgets: ``max_new_tokens`` (reasoning: trace
+    + answer) and ``max_new_tokens_direct`` (every evaluation config)."""
+
+    @property
+    def modes(self) -> list[str]:
+        return expand_modes(self.mode)
+
+    def budget(self, mode: str) -> int:
+        return self.max_new_tokens_direct if mode == "direct" else self.max_new_tokens
+
+
 @dataclass(kw_only=True)
-class EvalConfig(GeneratorOptions, SamplingOptions):
+class EvalConfig(ModeBudgets, GeneratorOptions, SamplingOptions):
     """``tpro eval run``: the benchmark, the generator (local model or endpoint), the modes, budgets and sampling.
     Saved as ``config.json`` in the run directory and compared on resume."""
 
@@ -127,17 +139,10 @@ class EvalConfig(GeneratorOptions, SamplingOptions):
             raise RunError("--question-field/--answer-field/--id-field apply to --path FILE; give the file too")
 
     @property
-    def modes(self) -> list[str]:
-        return expand_modes(self.mode)
-
-    @property
     def fields(self) -> dict[str, str]:
         """Field-name overrides for --path rows: {"question": "problem"}."""
         pairs = (("question", self.question_field), ("answer", self.answer_field), ("id", self.id_field))
         return {k: v for k, v in pairs if v}
-
-    def budget(self, mode: str) -> int:
-        return self.max_new_tokens_direct if mode == "direct" else self.max_new_tokens
 
     def run_dir(self) -> Path:
         if self.out:
