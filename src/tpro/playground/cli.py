@@ -59,7 +59,7 @@ def leaderboard(cfg, as_json: bool = False):
     """Rank the voted models: Bradley-Terry scores with 95% bootstrap intervals (ties and 'both bad' count half a
     win each way), win rates against --baseline; --out DIR writes leaderboard.json, .md and .png."""
     from tpro.eval.arena import ArenaError
-    from tpro.playground.leaderboard import run_leaderboard
+    from tpro.playground.leaderboard import note, run_leaderboard
 
     try:
         result = run_leaderboard(cfg)
@@ -69,6 +69,4 @@ def leaderboard(cfg, as_json: bool = False):
         click.echo(json.dumps({k: v for k, v in result.items() if k != "markdown"}, ensure_ascii=False, indent=2))
         return
     click.echo(result["markdown"], nl=False)
-    n = result["votes"]
-    note = f"{n} vote{'s' * (n != 1)}, {result['self_votes']} of a model against itself skipped"
-    click.echo(note + (f"; written to {', '.join(result['files'])}" if result["files"] else ""), err=True)
+    click.echo(note(result) + (f"; written to {', '.join(result['files'])}" if result["files"] else ""), err=True)

@@ -11,7 +11,7 @@ Votes become battles as arena-hard treats verdicts: left pane = model_a, "left"/
 "both_bad" a "tie (bothbad)", both counted half a win each way. Each answer's length (characters) and markdown
 counts go into the battle, so ``--style-control`` works on votes too.
 
-What this module does not know: the page, the servers, how a score is fitted.
+What this module does not know: the page (which shows ``board``), the servers, how a score is fitted.
 """
 
 from __future__ import annotations
@@ -77,36 +77,50 @@ def resolve_baseline(name: str | None, models: list[str]) -> str | None:
     raise ConfigError(f"--baseline: {hint}. Fix: pass one of: {', '.join(sorted(models))}")
 
 
-def run_leaderboard(cfg: LeaderboardConfig) -> dict:
-    """The leaderboard of the votes in ``cfg.db``: {"db", "votes", "self_votes", "baseline", "style_control",
-    "style_coefficients", "rows", "markdown", "files"}; writes the files when ``cfg.out`` is set."""
-    db = Path(cfg.db) if cfg.db else default_db()
-    if not db.is_file():
-        raise ConfigError(f"no votes file at {db}. Fix: vote in `tpro playground` first, or pass --db PATH")
-    rows = list(VoteStore(db).rows())
+def board(rows: list[dict], cfg: LeaderboardConfig, where: str) -> dict:
+    """Vote rows (``VoteStore.rows()``) -> {"votes", "self_votes", "baseline", "style_control", "rounds", "seed",
+    "style_coefficients", "rows", "markdown"}: what the command prints and the page shows. ConfigError when there
+    are no votes or no two different contestants (``where`` names the votes in the message)."""
     if not rows:
-        raise ConfigError(f"{db} holds no votes. Fix: vote in `tpro playground` first, or pass another --db")
+        raise ConfigError(f"{where} holds no votes. Fix: vote in `tpro playground` first, or pass another --db")
     battles = votes_to_battles(rows)
     models = list(dict.fromkeys(m for b in battles for m in (b["model_a"], b["model_b"])))
     if len(models) < 2:
         raise ConfigError(
-            f"{db}: all {len(rows)} votes compare a model with itself (same model and mode in both panes, e.g. "
-            "with and without EAGLE, which answers alike). Fix: vote between different models or modes"
+            f"{where}: all {len(rows)} votes compare a model with itself (same model and mode in both panes, e.g. "
+            "with and without EAGLE, which answers alike); such votes are skipped. Fix: vote between different "
+            "models or modes: give one pane another model or endpoint, or switch its reasoning or temperature"
         )
     baseline = resolve_baseline(cfg.baseline, models)
-    board = leaderboard(battles, baseline, cfg.rounds, cfg.seed, cfg.style_control)
+    table = leaderboard(battles, baseline, cfg.rounds, cfg.seed, cfg.style_control)
     coefs = style_controlled(battles, baseline)[1] if cfg.style_control else {}
-    md = markdown_table(board, baseline)
+    md = markdown_table(table, baseline)
     if coefs:
         md += "\nStyle coefficients (log-odds per RMS unit, positive = that style wins votes): "
         md += ", ".join(f"{k} {v:+.3f}" for k, v in coefs.items()) + "\n"
-    result = {"db": str(db), "votes": len(rows), "self_votes": len(rows) - len(battles), "baseline": baseline,
-              "style_control": cfg.style_control, "rounds": cfg.rounds, "seed": cfg.seed,
-              "style_coefficients": coefs, "rows": board, "markdown": md, "files": []}  # fmt: skip
+    return {"votes": len(rows), "self_votes": len(rows) - len(battles), "baseline": baseline,
+            "style_control": cfg.style_control, "rounds": cfg.rounds, "seed": cfg.seed,
+            "style_coefficients": coefs, "rows": table, "markdown": md}  # fmt: skip
+
+
+def note(result: dict) -> str:
+    """One line under the table: how many votes, how many skipped as a model against itself."""
+    n = result["votes"]
+    return f"{n} vote{'s' * (n != 1)}, {result['self_votes']} of a model against itself skipped"
+
+
+def run_leaderboard(cfg: LeaderboardConfig) -> dict:
+    """The leaderboard of the votes in ``cfg.db``: ``board``'s dict plus "db" and "files"; writes the files when
+    ``cfg.out`` is set."""
+    db = Path(cfg.db) if cfg.db else default_db()
+    if not db.is_file():
+        raise ConfigError(f"no votes file at {db}. Fix: vote in `tpro playground` first, or pass --db PATH")
+    result = {"db": str(db), **board(list(VoteStore(db).rows()), cfg, str(db)), "files": []}
     if cfg.out:
         out = Path(cfg.out)
         write_json(out / "leaderboard.json", {k: v for k, v in result.items() if k not in ("markdown", "files")})
-        atomic_write(out / "leaderboard.md", md)
-        plot(board, out / "leaderboard.png", title=f"Playground votes ({len(battles)} battles), 95% intervals")
+        atomic_write(out / "leaderboard.md", result["markdown"])
+        battles = result["votes"] - result["self_votes"]
+        plot(result["rows"], out / "leaderboard.png", title=f"Playground votes ({battles} battles), 95% intervals")
         result["files"] = [str(out / n) for n in ("leaderboard.json", "leaderboard.md", "leaderboard.png")]
     return result
