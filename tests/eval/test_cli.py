@@ -23,7 +23,15 @@ def test_list_human_and_json():
     assert {"t-math", "mgsm-ru", "aime-2025", "jsonl"} <= {x["name"] for x in rows}
     assert next(x for x in rows if x["name"] == "mgsm-ru")["source"] == "hub juletxara/mgsm"
     ru = json.loads(runner.invoke(app, ["list", "--language", "ru", "--json"]).output)
-    assert {x["name"] for x in ru} == {"t-math", "mgsm-ru", "jsonl"}
+    assert {x["name"] for x in ru} == {
+        "t-math",
+        "mgsm-ru",
+        "jsonl",
+        "choice-jsonl",
+        "ru-mmlu-pro",
+        "mera-rummlu",
+        "mera-ruopenbookqa",
+    }
 
 
 def test_bad_input_exits_2_with_a_message(tmp_path):

@@ -1,4 +1,5 @@
-"""Answer checking for math benchmarks: pull the final answer out of a model's text, compare it with the gold.
+"""Answer checking: pull the final answer out of a model's text, compare it with the gold (math, exact names, and
+multiple-choice letters, whose extraction lives in ``tpro.eval.choice``).
 
 ``extract_answer(text)`` finds the final answer: the last ``\\boxed{…}``; else the last ``<answer>…</answer>``;
 else the last "Ответ: …" / "answer is …" / "#### …" phrase; else the last number in the text (not in an output
@@ -216,8 +217,23 @@ def exact_equal(pred: str, gold: str) -> bool:
     return clean(pred).casefold().replace(" ", "") == clean(gold).casefold().replace(" ", "")
 
 
+def letters_equal(pred: str, gold: str) -> bool:
+    """Multiple choice: the extracted option letter is the gold letter (both already letters A..J)."""
+    return pred.strip().upper() == gold.strip().upper()
+
+
 # A benchmark spec's ``metric`` names one of these comparisons of (extracted answer, gold).
-METRICS = {"math": answers_equal, "exact": exact_equal}
+METRICS = {"math": answers_equal, "exact": exact_equal, "choice": letters_equal}
+
+
+def extract_for(metric: str, text: str | None, last_number: bool = True, n_options: int | None = None) -> str | None:
+    """What ``metric`` compares, pulled out of a model's answer: the option letter for ``choice``
+    (``tpro.eval.choice.extract_letter``; ``n_options`` bounds the letters), else ``extract_answer``."""
+    if metric == "choice":
+        from tpro.eval.choice import MAX_OPTIONS, extract_letter
+
+        return extract_letter(text, n_options or MAX_OPTIONS)
+    return extract_answer(text, last_number)
 
 
 def is_correct(predicted_text: str | None, gold: str) -> bool:

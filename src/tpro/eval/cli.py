@@ -1,5 +1,5 @@
-"""``tpro eval``: run a math benchmark on the local engine or an endpoint, report runs, list benchmarks, and list
-benchmark items found in a training file. Each verb's options come from its config dataclass (``EvalConfig``,
+"""``tpro eval``: run a benchmark (math, or multiple choice) on the local engine or an endpoint, report runs, list
+benchmarks, and list benchmark items found in a training file. Each verb's options come from its config dataclass (``EvalConfig``,
 ``ReportConfig``, ``ContaminationConfig``); heavy imports happen inside the commands."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import click
 from tpro.config import Config, command, fail, group, json_flag, opt
 
 app = group(
-    "Math benchmarks (T-Math, MGSM, MATH-500, AIME, GSM8K): direct vs reasoning, accuracy and cost; long-context "
-    "retrieval in Russian; a judged pairwise arena with Bradley-Terry scores."
+    "Math benchmarks (T-Math, MGSM, MATH-500, AIME, GSM8K): direct vs reasoning, accuracy and cost; multiple choice "
+    "(ruMMLU-Pro, MERA, any JSONL) by generated letter or log-likelihood; long-context retrieval in Russian; a judged "
+    "pairwise arena with Bradley-Terry scores."
 )
 
 

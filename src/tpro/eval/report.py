@@ -9,6 +9,9 @@ Per run and mode, from ``items.jsonl`` alone (so a partial or killed run can be 
     tokens (avg@K / mean tokens × 1000: what a point of accuracy costs), truncated and no-answer shares.
 The report puts modes and runs side by side and says, where a run has both modes, what the reasoning trace
 bought (accuracy) for what it cost (tokens, latency), and on which items the modes disagree.
+Multiple choice adds, where records carry a subject, accuracy per subject and the macro accuracy (the mean over
+subjects, each subject weighted alike, beside the accuracy over all items), and for ``--scoring loglik`` runs
+(mode "loglik") the accuracy under each normalisation (sum, per token, per character).
 
 This module reads run directories (``tpro.eval.runner`` writes them and calls it, never the other way); it knows
 nothing about models or endpoints.
@@ -49,7 +52,10 @@ def read_records(path: str | Path) -> list[dict]:
 
 
 def modes_of(config: dict) -> list[str]:
-    """A run's modes from its ``config.json`` (``mode: both``; before the one vocabulary, ``modes: [...]``)."""
+    """A run's modes from its ``config.json`` (``mode: both``; before the one vocabulary, ``modes: [...]``;
+    ``scoring: loglik``: the one mode "loglik")."""
+    if config.get("scoring") == "loglik":
+        return ["loglik"]
     return list(config["modes"]) if "modes" in config else expand_modes(config.get("mode", "both"))
 
 
@@ -64,17 +70,17 @@ def load_run(run_dir: Path, recheck: bool = False) -> tuple[dict, list[dict]]:
     """-> (config, records). ``recheck``: extract and compare again with today's checker (after a checker fix,
     without generating again)."""
     from tpro.eval.benchmarks import BenchmarkError, load_spec
-    from tpro.eval.check import METRICS, extract_answer
+    from tpro.eval.check import METRICS, extract_for
 
     run_dir = Path(run_dir)
     conf = run_dir / "config.json"
     if not conf.exists():
         raise FileNotFoundError(f"{run_dir}: no config.json, not an eval run directory (tpro eval run --out DIR)")
     config = json.loads(conf.read_text(encoding="utf-8"))
-    metric = METRICS["math"]
+    metric = "math"
     if recheck:
         try:
-            metric = METRICS[load_spec(config["bench"]).metric]
+            metric = load_spec(config["bench"]).metric
         except BenchmarkError:  # a user spec that moved: the default comparison
             pass
     seen, records = set(), []
@@ -82,9 +88,10 @@ def load_run(run_dir: Path, recheck: bool = False) -> tuple[dict, list[dict]]:
         key = (r["mode"], r["id"], r["sample"])
         if key not in seen:
             seen.add(key)
-            if recheck:
-                r["extracted"] = extract_answer(r["answer"], last_number=r.get("finish_reason") != "length")
-                r["correct"] = r["extracted"] is not None and metric(r["extracted"], r["gold"])
+            if recheck and r["mode"] != "loglik":  # a log-likelihood choice has no text to read again
+                last_number = r.get("finish_reason") != "length"
+                r["extracted"] = extract_for(metric, r["answer"], last_number, r.get("n_options"))
+                r["correct"] = r["extracted"] is not None and METRICS[metric](r["extracted"], r["gold"])
             records.append(r)
     return config, records
 
@@ -108,6 +115,25 @@ def _majority_correct(recs: list[dict]) -> bool:
 def _pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else 0.0
+
+
+def subject_accuracy(records: list[dict], correct=lambda r: r["correct"]) -> dict:
+    """Accuracy per subject and over subjects. An item's score is the mean of ``correct`` over its samples (greedy:
+    right or wrong); a subject's accuracy is the mean over its items; ``macro_accuracy`` the mean over subjects;
+    ``accuracy`` the mean over all items. Records without a subject count as the subject "-"."""
+    by_item: dict[str, list[dict]] = {}
+    for r in records:
+        by_item.setdefault(r["id"], []).append(r)
+    by_subject: dict[str, list[float]] = {}
+    for recs in by_item.values():
+        score = statistics.fmean(float(correct(r)) for r in recs)
+        by_subject.setdefault(recs[0].get("subject") or "-", []).append(score)
+    subjects = {s: {"items": len(v), "accuracy": statistics.fmean(v)} for s, v in sorted(by_subject.items())}
+    return {
+        "accuracy": statistics.fmean(x for v in by_subject.values() for x in v) if by_item else None,
+        "macro_accuracy": statistics.fmean(v["accuracy"] for v in subjects.values()) if subjects else None,
+        "subjects": subjects,
+    }
 
 
 def mode_metrics(records: list[dict]) -> dict:
@@ -137,13 +163,30 @@ def mode_metrics(records: list[dict]) -> dict:
         "acc_per_1k_tokens": avg_k / mean_tokens * 1000 if mean_tokens else None,
         "truncated": statistics.fmean(float(r["finish_reason"] == "length") for r in records),
         "no_answer": statistics.fmean(float(r["extracted"] is None) for r in records),
+        **_choice_metrics(records),
     }
+
+
+def _choice_metrics(records: list[dict]) -> dict:
+    """Multiple-choice extras of a mode: per-subject and macro accuracy when records carry subjects; for loglik
+    records the same under each normalisation (``by_norm``). Nothing for other benchmarks."""
+    out = {}
+    if any(r.get("subject") for r in records):
+        acc = subject_accuracy(records)
+        out = {"macro_accuracy": acc["macro_accuracy"], "subjects": acc["subjects"]}
+    if records and all("correct_by" in r for r in records):
+        out["by_norm"] = {
+            norm: subject_accuracy(records, lambda r, norm=norm: r["correct_by"][norm])
+            for norm in records[0]["correct_by"]
+        }
+    return out
 
 
 def summarize(config: dict, records: list[dict]) -> dict:
     modes = [m for m in modes_of(config) if any(r["mode"] == m for r in records)]
     out = {
         "bench": config.get("bench"),
+        "scoring": config.get("scoring", "generate"),
         "generator": next((r["generator"] for r in records), config.get("endpoint") or config.get("model")),
         "sampling": {
             **{k: config.get(k) for k in ("temperature", "top_p", "top_k", "seed", "samples")},
@@ -188,10 +231,13 @@ def markdown(runs: list[tuple[str, dict]]) -> str:
     for label, s in runs:
         md = s["modes"]
         sp = s["sampling"]
-        lines.append(
-            f"**{label}**: sampling temperature {sp['temperature']}, top_p {sp['top_p']}, top_k {sp['top_k']}, "
-            f"seed {sp['seed']}, K={sp['samples']}, max tokens {sp['max_tokens']}."
-        )
+        if s.get("scoring") == "loglik":
+            lines.append(f"**{label}**: no generation; each option's text scored by the model's log-likelihood.")
+        else:
+            lines.append(
+                f"**{label}**: sampling temperature {sp['temperature']}, top_p {sp['top_p']}, top_k {sp['top_k']}, "
+                f"seed {sp['seed']}, K={sp['samples']}, max tokens {sp['max_tokens']}."
+            )
         if "paired" in s:
             d, r, p = md["direct"], md["reasoning"], s["paired"]
             tok = (r["mean_output_tokens"] / d["mean_output_tokens"]) if d["mean_output_tokens"] else None
@@ -206,6 +252,46 @@ def markdown(runs: list[tuple[str, dict]]) -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def choice_markdown(runs: list[tuple[str, dict]]) -> str:
+    """Per-subject accuracy tables of multiple-choice runs (one per run and mode), macro and all-item rows last;
+    loglik runs get a column per normalisation. Empty for runs without subjects or normalisations."""
+    lines = []
+    for label, s in runs:
+        for mode, m in s["modes"].items():
+            if "subjects" not in m and "by_norm" not in m:
+                continue
+            if "by_norm" in m:
+                norms = list(m["by_norm"])
+                cols = {n: m["by_norm"][n] for n in norms}
+                heading = (
+                    f"**{label}**, options scored by log-likelihood (sum: summed log-probability; token: per token; "
+                    "char: per character, lm-eval's acc_norm, the one the table above reports):"
+                )
+            else:
+                norms = ["accuracy"]
+                cols = {
+                    "accuracy": {
+                        "subjects": m["subjects"],
+                        "macro_accuracy": m["macro_accuracy"],
+                        "accuracy": m["avg@k"],
+                    }
+                }
+                heading = f"**{label}**, {mode} (accuracy: avg@K):"
+            subjects = cols[norms[0]]["subjects"]
+            lines += [heading, "", "| subject | items | " + " | ".join(norms) + " |", "|" + "---|" * (2 + len(norms))]
+            for subj, row in subjects.items():
+                accs = " | ".join(_f(cols[n]["subjects"][subj]["accuracy"]) for n in norms)
+                lines.append(f"| {subj} | {row['items']} | {accs} |")
+            lines.append(
+                f"| macro (mean of {len(subjects)} subjects) | {m['items']} | "
+                + " | ".join(_f(cols[n]["macro_accuracy"]) for n in norms)
+                + " |"
+            )
+            lines.append(f"| all items | {m['items']} | " + " | ".join(_f(cols[n]["accuracy"]) for n in norms) + " |")
+            lines.append("")
+    return "\n".join(["## Multiple choice: accuracy per subject", "", *lines]) if lines else ""
 
 
 def plots(runs: list[tuple[str, dict, list[dict]]], out_dir: Path) -> list[Path]:
@@ -241,7 +327,8 @@ def plots(runs: list[tuple[str, dict, list[dict]]], out_dir: Path) -> list[Path]
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("Accuracy vs output tokens, per mode")
     ax.grid(alpha=0.3)
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:  # a loglik-only report has no generated tokens to plot
+        ax.legend()
     fig.tight_layout()
     p1 = out_dir / "accuracy_vs_tokens.png"
     fig.savefig(p1, dpi=120)
@@ -287,6 +374,8 @@ def write_outputs(
     report_path = target / "report.md"
     pngs = plots(runs, target / "plots")
     text = markdown([(label, s) for label, s, _ in runs])
+    choice = choice_markdown([(label, s) for label, s, _ in runs])
+    text += "\n" + choice + "\n" if choice else ""
     text += "\n" + "\n".join(f"![{p.stem}](plots/{p.name})" for p in pngs) + "\n"
     atomic_write(report_path, text)
     return report_path, pngs, [s for _, s, _ in runs]

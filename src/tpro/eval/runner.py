@@ -16,6 +16,11 @@ loses at most the generations in flight and ``run`` again resumes without redoin
 of item i is seeded by ``tpro.engine.samples.sample_seed`` (the toolkit's one seed rule). Answers are checked in
 the main thread (math-verify's timeout needs it).
 
+Multiple-choice benchmarks (``metric: choice``) run either way: ``--scoring generate`` (the default) generates in
+each mode and reads the option letter from the answer; ``--scoring loglik`` scores every option's text by the local
+model's log-likelihood instead (``tpro.eval.choice.score_jobs``: one record per item, mode "loglik", the same
+run directory, resume and report).
+
 This module knows nothing about how a model is loaded or served beyond those two interfaces.
 """
 
@@ -29,12 +34,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from tpro.config import ConfigError, opt
 from tpro.engine.samples import sample_seed
 from tpro.eval.benchmarks import BenchmarkSpec, Item
-from tpro.eval.check import METRICS, extract_answer
+from tpro.eval.check import METRICS, extract_for
 from tpro.eval.report import budgets_of, modes_of, read_records, write_outputs
 from tpro.io import append_jsonl, write_json
 from tpro.options import (
@@ -112,6 +117,11 @@ class EvalConfig(ModeBudgets, GeneratorOptions, SamplingOptions):
     hub: bool = opt(False, "Load from the Hugging Face hub even when a copy ships with tpro")
     limit: int | None = opt(None, "Only the first N items", min=1)
     mode: ModeOrBoth = opt("both", MODE_HELP + "; both: every item in each mode")
+    scoring: Literal["generate", "loglik"] = opt(
+        "generate",
+        "generate: answers generated in each --mode and checked; loglik (multiple-choice benchmarks, local model "
+        "only): each option's text scored by log-likelihood, per token and per character too; --mode is ignored",
+    )
     samples: int = opt(1, "Generations per item and mode (pass@1, avg@K, maj@K, pass@K)", short="-k", min=1)
     # The shared budget is reasoning mode's (trace + answer); direct mode asks for the answer alone and gets its own,
     # smaller one. Defaults 512 / 256: the README's; docs/benchmarks.md's T-Math run used 256 / 128
@@ -137,6 +147,17 @@ class EvalConfig(ModeBudgets, GeneratorOptions, SamplingOptions):
         super().__post_init__()
         if self.fields and self.path is None:
             raise RunError("--question-field/--answer-field/--id-field apply to --path FILE; give the file too")
+        if self.scoring == "loglik" and self.endpoint:
+            raise RunError(
+                "--scoring loglik reads the log-probability of every option, which needs a local model (--model); "
+                "an endpoint only generates: use --scoring generate with it"
+            )
+        if self.scoring == "loglik" and self.samples > 1:
+            raise RunError("--scoring loglik is deterministic: --samples applies to --scoring generate")
+
+    @property
+    def modes(self) -> list[str]:
+        return ["loglik"] if self.scoring == "loglik" else super().modes
 
     @property
     def fields(self) -> dict[str, str]:
@@ -148,7 +169,7 @@ class EvalConfig(ModeBudgets, GeneratorOptions, SamplingOptions):
         if self.out:
             return Path(self.out)
         who = Path(self.model).name if self.model else (self.api_model or "endpoint")
-        return Path("runs") / "eval" / f"{Path(self.bench).stem}-{who}"
+        return Path("runs") / "eval" / f"{Path(self.bench).stem}-{who}{'-loglik' if self.scoring == 'loglik' else ''}"
 
 
 def result_settings(config: dict) -> dict:
@@ -162,6 +183,7 @@ def result_settings(config: dict) -> dict:
         "path": config.get("path"),
         **{f"{k}_field": config.get(f"{k}_field", fields.get(k)) for k in ("question", "answer", "id")},
         "hub": config.get("hub", False),
+        "scoring": config.get("scoring", "generate"),
         "modes": modes,
         "samples": config.get("samples", 1),
         "max_tokens": {m: budgets_of(config).get(m) for m in modes},
@@ -413,7 +435,8 @@ def sampling_params(cfg: EvalConfig, job: Job):
 
 
 def record(job: Job, spec: BenchmarkSpec, prompt: str, gen: Generation, generator: str) -> dict:
-    extracted = extract_answer(gen.answer, last_number=gen.finish_reason != "length")
+    n_options = len(job.item.options) or None  # multiple choice: the letters an answer may name
+    extracted = extract_for(spec.metric, gen.answer, last_number=gen.finish_reason != "length", n_options=n_options)
     tps = gen.output_tokens / gen.latency_s if gen.output_tokens and gen.latency_s > 0 else None
     return {
         "id": job.item.id,
@@ -435,6 +458,7 @@ def record(job: Job, spec: BenchmarkSpec, prompt: str, gen: Generation, generato
         "tokens_per_s": None if tps is None else round(tps, 3),
         "finish_reason": gen.finish_reason,
         "flag": job.item.meta.get("flag"),
+        **({"subject": job.item.subject, "n_options": n_options} if spec.metric == "choice" else {}),
         **({"extra": gen.extra} if gen.extra else {}),
     }
 
@@ -557,46 +581,65 @@ def _lock_run_dir(out: Path):
 
 
 def _run_locked(cfg, out, spec, items, generator, progress, log) -> dict:
+    if cfg.scoring == "loglik" and spec.metric != "choice":
+        raise RunError(f"--scoring loglik scores the options of multiple-choice benchmarks; {spec.name} has none")
     done = open_run_dir(out, cfg)
     jobs = plan(items, cfg, done)
     total = len(items) * len(cfg.modes) * cfg.samples
+    what = "generations" if cfg.scoring == "generate" else "items scored by log-likelihood"
     log(
-        f"{len(items)} items x {len(cfg.modes)} mode(s) x {cfg.samples} sample(s) = {total} generations; "
+        f"{len(items)} items x {len(cfg.modes)} mode(s) x {cfg.samples} sample(s) = {total} {what}; "
         f"{total - len(jobs)} done already, {len(jobs)} to go -> {out}"
     )
     own = generator is None
-    if jobs:
+    items_path = out / "items.jsonl"
+    failures: list[tuple[Job, str]] = []
+    if jobs and cfg.scoring == "loglik":
+        from tpro.eval.choice import score_jobs
+
+        lm = cfg.load_model(progress=False)
+        loop = lambda on_record: score_jobs(jobs, spec, lm, items_path, on_record)
+        failures = _run_with_progress(jobs, spec, lm.name, progress, log, loop)
+    elif jobs:
         generator = generator or make_generator(cfg, log)
         concurrency = generator_concurrency(generator, cfg)
+        loop = lambda on_record: run_jobs(jobs, spec, cfg, generator, items_path, concurrency, on_record)
         try:
-            failures = _run_with_progress(jobs, spec, cfg, generator, out / "items.jsonl", concurrency, progress, log)
+            failures = _run_with_progress(jobs, spec, generator.name, progress, log, loop)
         finally:
             if own and hasattr(generator, "close"):
                 generator.close()
-        for job, err in failures:
-            log(f"failed {job.item.id} {job.mode} #{job.sample}: {err}")
-        if failures:
-            log(f"{len(failures)} generation(s) failed and were not recorded; run again to retry them")
+    for job, err in failures:
+        log(f"failed {job.item.id} {job.mode} #{job.sample}: {err}")
+    if failures:
+        log(f"{len(failures)} generation(s) failed and were not recorded; run again to retry them")
     report_path, pngs, summaries = write_outputs([out])
     log(f"report: {report_path}; plots: {', '.join(str(p) for p in pngs)}")
     return summaries[0]
 
 
-def _run_with_progress(jobs, spec, cfg, generator, items_path, concurrency, progress, log):
+def _run_with_progress(jobs, spec, who: str, progress, log, loop: Callable[[Callable[[dict], None]], list]):
+    """``loop(on_record)`` runs the jobs (``run_jobs`` or ``tpro.eval.choice.score_jobs``) -> failures; this shows a
+    bar over it, or logs one line per record."""
     counts = {"n": 0, "right": 0}
 
     def note(rec: dict) -> None:
         counts["n"] += 1
         counts["right"] += rec["correct"]
         if not progress:  # a log file gets one line per generation instead of a bar
+            cost = (
+                f"{rec['output_tokens']} tokens, {rec['latency_s']:.1f} s, {rec['finish_reason']}"
+                if rec["mode"] != "loglik"
+                else f"by {', '.join(f'{k} {v}' for k, v in rec['chosen'].items())}, {rec['latency_s']:.1f} s"
+            )
             log(
                 f"[{counts['n']}/{len(jobs)}] {rec['id']} {rec['mode']} #{rec['sample']}: "
                 f"{'right' if rec['correct'] else 'wrong'} (extracted {rec['extracted']!r}, gold {rec['gold']!r}), "
-                f"{rec['output_tokens']} tokens, {rec['latency_s']:.1f} s, {rec['finish_reason']}"
+                + cost
             )
 
     if not progress:
-        return run_jobs(jobs, spec, cfg, generator, items_path, concurrency, note)
+        return loop(note)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -609,12 +652,10 @@ def _run_with_progress(jobs, spec, cfg, generator, items_path, concurrency, prog
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()
     ) as bar:
-        task = bar.add_task(f"{spec.name} on {generator.name}", total=len(jobs))
+        task = bar.add_task(f"{spec.name} on {who}", total=len(jobs))
 
         def tick(rec: dict) -> None:
             note(rec)
-            bar.update(
-                task, advance=1, description=f"{spec.name} on {generator.name}: {counts['right']}/{counts['n']} right"
-            )
+            bar.update(task, advance=1, description=f"{spec.name} on {who}: {counts['right']}/{counts['n']} right")
 
-        return run_jobs(jobs, spec, cfg, generator, items_path, concurrency, tick)
+        return loop(tick)
