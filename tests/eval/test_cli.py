@@ -54,7 +54,7 @@ def test_bad_input_exits_2_with_a_message(tmp_path):
     r = runner.invoke(app, ["report"])
     assert r.exit_code == 2 and "one or more run directories" in r.stderr
     r = runner.invoke(app, ["report", str(tmp_path)])
-    assert r.exit_code == 2 and "not an eval run directory" in r.stderr
+    assert r.exit_code == 2 and "neither an eval run" in r.stderr
     r = runner.invoke(app, ["report", str(tmp_path), str(tmp_path)])
     assert r.exit_code == 2 and "--out" in r.stderr
     r = runner.invoke(app, ["contamination", str(tmp_path / "missing.jsonl")])

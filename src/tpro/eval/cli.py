@@ -74,11 +74,12 @@ def arena(cfg, as_json: bool = False):
 
 @command("tpro.eval.report:ReportConfig", group=app, extra=[json_flag("Print the summaries as JSON.")])
 def report(cfg, as_json: bool = False):
-    """Compare runs and modes: accuracy, tokens, latency, accuracy per 1k tokens; plots."""
+    """Compare runs and modes: accuracy, tokens, latency, accuracy per 1k tokens; math, multiple-choice and arena
+    runs of several models in one table across benchmarks; plots."""
     from tpro.eval.report import write_outputs
 
     if not cfg.run_dirs:
-        fail("give one or more run directories (tpro eval run --out DIR)")
+        fail("give one or more run directories (tpro eval run --out DIR, tpro eval arena --out DIR)")
     if len(cfg.run_dirs) > 1 and cfg.out is None:
         fail("several runs: say where the combined report goes with --out DIR")
     try:

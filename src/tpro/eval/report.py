@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tpro.config import Config, opt
@@ -35,7 +35,11 @@ from tpro.options import expand_modes
 class ReportConfig(Config):
     """``tpro eval report``: which runs to compare and where the report goes."""
 
-    run_dirs: list[str] = opt([], "One or more run directories (tpro eval run --out)", positional=True)
+    run_dirs: list[str] = opt(
+        [],
+        "One or more run directories: tpro eval run --out (math, multiple choice) or tpro eval arena --out",
+        positional=True,
+    )
     out: str | None = opt(
         None,
         "Where to write report.md and plots/ (default: the run dir when there is one run; required for several)",
@@ -182,6 +186,12 @@ def _choice_metrics(records: list[dict]) -> dict:
     return out
 
 
+def headline(m: dict) -> float | None:
+    """The one number of a mode's metrics for tables across benchmarks: macro accuracy where items have subjects
+    (multiple choice; for loglik runs under the per-character normalisation), else avg@K (pass@1 when K = 1)."""
+    return m.get("macro_accuracy", m.get("avg@k"))
+
+
 def summarize(config: dict, records: list[dict]) -> dict:
     modes = [m for m in modes_of(config) if any(r["mode"] == m for r in records)]
     out = {
@@ -210,9 +220,9 @@ def _f(x, fmt="{:.3f}") -> str:
     return "–" if x is None else fmt.format(x)
 
 
-def markdown(runs: list[tuple[str, dict]]) -> str:
+def markdown(runs: list[tuple[str, dict]], title: bool = True) -> str:
     """A report comparing modes within each run and runs with each other. ``runs``: (label, summary)."""
-    lines = ["# Evaluation report", ""]
+    lines = ["# Evaluation report", ""] if title else []
     lines += [
         "| run | bench | generator | mode | items | K | pass@1 | avg@K | maj@K | pass@K | mean out tokens "
         "| mean latency s | p90 latency s | tokens/s | acc per 1k tokens | truncated | no answer |",
@@ -362,20 +372,38 @@ def plots(runs: list[tuple[str, dict, list[dict]]], out_dir: Path) -> list[Path]
 def write_outputs(
     run_dirs: list[Path], out: Path | None = None, recheck: bool = False
 ) -> tuple[Path, list[Path], list[dict]]:
-    """Summaries (each run's summary.json), report.md and plots. One run: all inside it. Several: under ``out``."""
-    runs = []
-    for d in run_dirs:
-        config, records = load_run(Path(d), recheck)
+    """Summaries (each eval run's summary.json), report.md and plots. One run: all inside it. Several: under ``out``.
+    Arena run directories (``tpro eval arena --out``) join the table across benchmarks (``tpro.eval.board``), which
+    the report starts with when its runs cover more than one benchmark."""
+    from tpro.eval import board
+
+    runs, cells, summaries = [], [], []
+    for d in map(Path, run_dirs):
+        if board.kind_of(d) == "arena":
+            arena = board.arena_cells(d)
+            cells += arena
+            summaries.append({"kind": "arena", "run": str(d), "cells": [asdict(c) for c in arena]})
+            continue
+        config, records = load_run(d, recheck)
         s = summarize(config, records)
-        write_json(Path(d) / "summary.json", s)
-        runs.append((Path(d).name, s, records))
+        write_json(d / "summary.json", s)
+        runs.append((d.name, s, records))
+        cells += board.eval_cells(s)
+        summaries.append({"kind": "eval", **s})
     target = Path(out) if out is not None else Path(run_dirs[0])
     target.mkdir(parents=True, exist_ok=True)
     report_path = target / "report.md"
-    pngs = plots(runs, target / "plots")
-    text = markdown([(label, s) for label, s, _ in runs])
-    choice = choice_markdown([(label, s) for label, s, _ in runs])
-    text += "\n" + choice + "\n" if choice else ""
+    text, pngs = "# Evaluation report\n\n", []
+    if len(board.benches(cells)) > 1 or len(runs) < len(run_dirs):
+        text += board.markdown(cells) + "\n"
+        png = board.plot(cells, target / "plots" / "score_vs_tokens.png")
+        pngs += [png] if png else []
+        write_json(target / "board.json", [asdict(c) for c in cells])
+    if runs:
+        pngs += plots(runs, target / "plots")
+        text += markdown([(label, s) for label, s, _ in runs], title=False)
+        choice = choice_markdown([(label, s) for label, s, _ in runs])
+        text += "\n" + choice + "\n" if choice else ""
     text += "\n" + "\n".join(f"![{p.stem}](plots/{p.name})" for p in pngs) + "\n"
     atomic_write(report_path, text)
-    return report_path, pngs, [s for _, s, _ in runs]
+    return report_path, pngs, summaries
