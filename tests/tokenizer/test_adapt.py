@@ -1,10 +1,24 @@
+import hashlib
 import json
 import math
+import os
+import subprocess
+import sys
 
 import pytest
 
-from tpro.tokenizer.adapt import CYRILLIC_PIECE, AdaptConfig, adapt, removal_order
+from tpro.tokenizer.adapt import (
+    CYRILLIC_PIECE,
+    AdaptConfig,
+    adapt,
+    carries_other_cyrillic,
+    log_smoothed_scores,
+    removal_order,
+    token_usage,
+    write_output,
+)
 from tpro.tokenizer.bpe import load_base, token_bytes, token_text
+from tpro.tokenizer.corpus import load_corpus
 
 from .conftest import SMALL_CORPUS, SMALL_KEEP
 
@@ -61,7 +75,7 @@ def test_removal_order_is_closed_and_protects(tiny_qwen2_dir):
     base = load_base(str(tiny_qwen2_dir))
     # Arbitrary scores: removal must stay closed whatever they are.
     score = Counter({i: (i * 7919) % 13 for i in base.vocab.values()})
-    order, eff = removal_order(base, score, protect_ascii=False)
+    order, eff = removal_order(base, score, protect_ascii=False, protect_cyrillic=False)
     assert not set(order) & set(base.added)
     assert all(len(token_bytes(t)) > 1 for t in order)
     for k in (1, 10, 57, len(order) // 2, len(order)):
@@ -75,6 +89,112 @@ def test_removal_order_is_closed_and_protects(tiny_qwen2_dir):
     for a, b in base.merges:
         if a + b in eff and eff[a + b] < math.inf:
             assert eff[a] >= eff[a + b] and eff[b] >= eff[a + b]
+
+
+def test_report_records_corpus_sources_and_weights(adapted_tiny):
+    import wordfreq
+
+    _, report = adapted_tiny
+    assert report["profile"] == "ru-first" and report["language_weights"]["ru"] == 3.0
+    assert report["missing_sources"] == []
+    rows = {r["spec"]: r for r in report["corpus_sources"]}
+    assert list(rows) == SMALL_CORPUS + SMALL_KEEP
+    ru, uk, en, math_ = (rows[s] for s in SMALL_CORPUS + SMALL_KEEP)
+    # The profile weighs the Cyrillic word lists (ru 3, uk 1); keep-mix domains keep their own @WEIGHT.
+    assert (ru["role"], ru["weight"], uk["weight"]) == ("cyrillic", 3.0, 1.0)
+    assert (en["role"], en["weight"], math_["weight"]) == ("keep", 2.0, 0.5)
+    data = wordfreq.available_languages("best")["ru"]
+    assert ru["sha256"] == hashlib.sha256(open(data, "rb").read()).hexdigest() and ru["chunks"] > 4000
+    assert all(r["bytes"] > 0 and len(r["sha256"]) == 64 and r["version"] for r in rows.values())
+
+
+def test_carries_other_cyrillic():
+    from tokenizers import pre_tokenizers
+
+    def bl(text):  # text -> its byte-level token string
+        return pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False).pre_tokenize_str(text)[0][0]
+
+    for text in (" әке", "і", "Ї", " бұл", "ў", "ђ", "ҙ", " һыу", "ӣ", "Ө"):
+        assert carries_other_cyrillic(bl(text)), text
+    for text in (" мама", "ё", "Ё", " the", "ъ", "12"):
+        assert not carries_other_cyrillic(bl(text)), text
+    # A token cut after the lead byte 0xD3 of a two-byte letter: that letter is outside Russian (U+04C0-U+04FF).
+    assert carries_other_cyrillic(bl(" ба") + bl("ә")[0])
+    assert not carries_other_cyrillic(bl(" ба") + bl("я")[0])  # 0xD1: shared with Russian, undecided
+
+
+def test_other_cyrillic_tokens_are_protected(other_cyrillic_base):
+    """Scored on a Russian-only mix, Kazakh/Ukrainian/Bashkir tokens score lowest; protection keeps every one."""
+    from tokenizers import Regex, pre_tokenizers
+
+    base = load_base(str(other_cyrillic_base))
+    carriers = {t for t in base.vocab if len(token_bytes(t)) > 1 and carries_other_cyrillic(t)}
+    assert len(carriers) > 20  # the base does have such tokens ('ә', ' қазақ', 'ї', ...)
+    pre = pre_tokenizers.Split(Regex(r" ?\w+| ?[^\w\s]+|\s+"), "isolated").pre_tokenize_str
+    ru = load_corpus(["wordfreq:ru:3000"], pre).counts
+    score = log_smoothed_scores([(token_usage(base.build(), ru), 1.0)])
+    unprotected, _ = removal_order(base, score, protect_ascii=True, protect_cyrillic=False)
+    assert carriers & set(unprotected[:60])  # without protection they go first
+    order, eff = removal_order(base, score, protect_ascii=True, protect_cyrillic=True)
+    assert not carriers & set(order) and all(eff[t] == math.inf for t in carriers)
+    # Closed as before: a kept merge never uses a removed token, whatever prefix is removed.
+    for k in (10, len(order)):
+        removed = set(order[:k])
+        assert all(a not in removed and b not in removed for a, b in base.merges if a + b not in removed)
+
+
+def test_adapt_keeps_other_cyrillic_tokens_unless_told(other_cyrillic_base, tmp_path):
+    def run(out, protect):
+        cfg = AdaptConfig(
+            base=str(other_cyrillic_base),
+            out=str(out),
+            swap=60,
+            corpus=["wordfreq:ru:3000"],
+            keep_corpus=["wordfreq:en:2000"],
+            trainer_words=30_000,
+            protect_cyrillic=protect,
+        )
+        adapt(cfg, show_progress=False)
+        return [r["removed"] for r in json.loads((out / "swap.json").read_text())]
+
+    assert not any(carries_other_cyrillic(t) for t in run(tmp_path / "on", True))
+    assert any(carries_other_cyrillic(t) for t in run(tmp_path / "off", False))
+
+
+def _adapt_in_subprocess(base, out, hash_seed: str):
+    code = (
+        "import sys; from tpro.tokenizer.adapt import AdaptConfig, adapt; "
+        "adapt(AdaptConfig(base=sys.argv[1], out=sys.argv[2], swap=40, corpus=sys.argv[3].split(','), "
+        "keep_corpus=sys.argv[4].split(','), trainer_words=50_000), show_progress=False)"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+    args = [sys.executable, "-c", code, str(base), str(out), ",".join(SMALL_CORPUS), ",".join(SMALL_KEEP)]
+    r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+
+
+def test_two_runs_write_byte_identical_tokenizers(tiny_qwen2_dir, tmp_path):
+    """Separate processes with different hash seeds (set and dict-of-set order differ): the same bytes."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    _adapt_in_subprocess(tiny_qwen2_dir, a, "1")
+    _adapt_in_subprocess(tiny_qwen2_dir, b, "2")
+    for name in ("tokenizer.json", "swap.json"):
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name
+    ra, rb = (json.loads((d / "report.json").read_text()) for d in (a, b))
+    assert ra["corpus_sources"] == rb["corpus_sources"] and len(json.loads((a / "swap.json").read_text())) == 40
+
+
+def test_failed_write_leaves_nothing_half_written(tiny_qwen2_dir, tmp_path):
+    base = load_base(str(tiny_qwen2_dir))
+    out = tmp_path / "out"
+    with pytest.raises(TypeError):  # report.json cannot be written: after tokenizer.json and swap.json were
+        write_output(out, base, base.to_json(), [], {"bad": object()})
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary directory
+    out.mkdir()
+    (out / "old.txt").write_text("previous run")
+    with pytest.raises(TypeError):
+        write_output(out, base, base.to_json(), [], {"bad": object()})
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and (out / "old.txt").read_text() == "previous run"
 
 
 def test_swap_larger_than_removable_is_a_clear_error(tiny_qwen2_dir, tmp_path):

@@ -44,7 +44,9 @@ def test_adapt_check_report_remap(tiny_qwen3_dir, tmp_path):
     assert all(c["ok"] for c in json.loads(r.stdout))
 
     text = tmp_path / "ru.txt"
-    text.write_text("Сегодня в городе прошла большая конференция.\nМама мыла раму.\n", encoding="utf-8")
+    # Frequent words, which a 24-token swap learns; not the tiny base's own training sentences ("Мама мыла раму"),
+    # whose whole-word tokens are rare in the word lists and may be among the ones removed.
+    text.write_text("Он не знает, как на это ответить.\nМы были в городе и на море.\n", encoding="utf-8")
     r = runner.invoke(
         app,
         [
@@ -62,7 +64,7 @@ def test_adapt_check_report_remap(tiny_qwen3_dir, tmp_path):
     )
     assert r.exit_code == 0, r.output
     rows = {row["tokenizer"]: row for row in json.loads(r.stdout)}
-    assert rows["new"]["tokens"] < rows["base"]["tokens"] and rows["new"]["words"] == rows["base"]["words"] == 9
+    assert rows["new"]["tokens"] < rows["base"]["tokens"] and rows["new"]["words"] == rows["base"]["words"] == 14
     assert (tmp_path / "rep" / "density.png").is_file() and (tmp_path / "rep" / "density.md").is_file()
 
     r = runner.invoke(
@@ -175,3 +177,72 @@ def test_shipped_configs_read_and_name_their_command():
         r = runner.invoke(app, [verb, "--config", str(f), "--print-config"])
         assert r.exit_code == 0, r.output
         assert yaml.safe_load(r.stdout).items() >= yaml.safe_load(f.read_text(encoding="utf-8")).items()
+
+
+def test_default_corpus_missing_source_exits_2_unless_allowed(tiny_qwen2_dir, tmp_path, monkeypatch):
+    from tpro.tokenizer import corpus
+
+    monkeypatch.setattr(corpus, "HUNSPELL_DIR", tmp_path / "no-hunspell")  # a machine without the word lists
+    out = tmp_path / "o"
+    r = runner.invoke(app, ["adapt", "--base", str(tiny_qwen2_dir), "--out", str(out), "--swap", "8", "--quiet"])
+    assert r.exit_code == 2
+    for lang in ("ru", "uk", "be", "bg", "sr", "kk", "mn"):
+        assert f"apt-get install hunspell-{lang}" in r.stderr
+    assert "--allow-missing" in r.stderr and not out.exists()
+    # --allow-missing goes on without them, says so, and records what is missing.
+    args = ["adapt", "--base", str(tiny_qwen2_dir), "--out", str(out), "--swap", "8", "--trainer-words", "20000"]
+    args += ["--corpus", "wordfreq:ru:2000", "--corpus", "hunspell:kk", "--keep-corpus", SMALL_KEEP[0]]
+    r = runner.invoke(app, [*args, "--quiet"])
+    assert r.exit_code == 2 and "hunspell-kk" in r.stderr and not out.exists()
+    r = runner.invoke(app, [*args, "--allow-missing", "--lang-weights", "ru=2", "--profile", "even"])
+    assert r.exit_code == 0, r.output
+    assert "hunspell-kk" in r.stdout and "warning: --allow-missing" in r.output
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["missing_sources"]) == 1 and "hunspell:kk" in report["missing_sources"][0]
+    assert [s["spec"] for s in report["corpus_sources"]] == ["wordfreq:ru:2000", SMALL_KEEP[0]]
+    assert report["language_weights"] == {"ru": 2.0} and report["corpus_sources"][0]["weight"] == 2.0
+
+
+def _save(tok, directory):
+    directory.mkdir()
+    tok.save(str(directory / "tokenizer.json"))
+    return directory
+
+
+def test_bad_bases_exit_2_and_write_nothing(tmp_path):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    wordpiece = _save(Tokenizer(models.WordPiece({"[UNK]": 0, "мама": 1}, unk_token="[UNK]")), tmp_path / "wp")
+    unigram = _save(Tokenizer(models.Unigram([("<unk>", 0.0), ("▁мама", -1.0)], unk_id=0)), tmp_path / "ug")
+    sp = Tokenizer(models.BPE({"▁": 0, "м": 1, "а": 2, "▁м": 3}, [("▁", "м")]))  # SentencePiece-style pieces
+    sp.pre_tokenizer, sp.decoder = pre_tokenizers.Metaspace(), decoders.Metaspace()
+    metaspace = _save(sp, tmp_path / "sp")
+    sp.pre_tokenizer, sp.decoder = pre_tokenizers.ByteLevel(), decoders.ByteLevel()  # says ByteLevel, pieces are not
+    mislabelled = _save(sp, tmp_path / "sp-bl")
+    out = tmp_path / "o"
+    for base, says in [
+        (wordpiece, "holds a WordPiece model, not a BPE one"),
+        (unigram, "holds a Unigram model, not a BPE one"),
+        (metaspace, "not a byte-level one"),
+        (mislabelled, "not made of byte-level characters"),
+    ]:
+        r = runner.invoke(app, ["adapt", "--base", str(base), "--out", str(out), "--corpus", "math", "--quiet"])
+        assert r.exit_code == 2 and says in r.stderr and "only byte-level BPE" in r.stderr, (base, r.output)
+        assert not out.exists() and not list(tmp_path.glob("o.tmp*"))
+
+
+def test_remap_with_another_models_vocabulary_exits_2(tiny_qwen2_dir, adapted_tiny, other_cyrillic_base, tmp_path):
+    import shutil
+
+    out = tmp_path / "m"
+    base = ["remap-model", "--model", str(tiny_qwen2_dir), "--out", str(out)]
+    r = runner.invoke(app, [*base, "--tokenizer", str(other_cyrillic_base)])  # a vocabulary of its own
+    assert r.exit_code == 2 and "not adapted from this model's vocabulary" in r.stderr, r.output
+    # Same size, but swap.json disagrees with the ids that differ from the model's tokenizer.
+    tok = tmp_path / "tok"
+    shutil.copytree(adapted_tiny[0], tok)
+    swap = json.loads((tok / "swap.json").read_text())
+    (tok / "swap.json").write_text(json.dumps(swap[1:]))
+    r = runner.invoke(app, [*base, "--tokenizer", str(tok)])
+    assert r.exit_code == 2 and "swap.json lists 39 swapped" in r.stderr, r.output
+    assert not out.exists() and not list(tmp_path.glob("m.tmp*"))

@@ -9,7 +9,8 @@ The recipe (T-pro 2.0, section on the tokenizer):
    (``eff``), and removal walks ``(eff, -merge rank)`` upwards, which removes a token only together with (after)
    everything built on it. The merges that make a removed token go with it; merges that use it make removed
    tokens, so the cascade is closed by construction. Never removed: the byte alphabet, added/special tokens,
-   tokens no merge makes, and (by default) pure-ASCII tokens, so English, code and digits tokenize as before.
+   tokens no merge makes, and (by default) pure-ASCII tokens, so English, code and digits tokenize as before, and
+   tokens carrying a Cyrillic letter outside the Russian alphabet, so no other Cyrillic language loses a token.
 3. **Candidates**: a BPE trained on the Cyrillic corpus with the base normalizer and pre-tokenizer (the
    ``tokenizers`` trainer), ranked by tokens saved = corpus uses of the candidate x (base pieces - 1). A
    candidate waits until its trainer parents are available (kept or chosen), so chains are chosen bottom-up.
@@ -19,6 +20,9 @@ The recipe (T-pro 2.0, section on the tokenizer):
    candidate is re-encoded; any that does not come out as itself is dropped and the merges recomputed. Dropped
    candidates are replaced from the queue until the freed ids are full.
 5. **Ids**: new tokens take the freed ids (ascending, in order of tokens saved). Vocabulary size is unchanged.
+
+The output depends only on the inputs: every ordering is a sort with a total tie-break or follows the corpus
+order, never set or hash order, so two runs write byte-identical tokenizer.json and swap.json.
 
 It knows nothing about models (``remap.py``) or held-out evaluation (``density.py``).
 """
@@ -31,6 +35,7 @@ import math
 import os
 import re
 import shutil
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -39,12 +44,29 @@ from pathlib import Path
 from tpro.config import Config, ConfigError, opt
 from tpro.io import replace_dir
 from tpro.tokenizer.bpe import TOKENIZER_FILES, BaseBPE, load_base, token_bytes, token_text
-from tpro.tokenizer.corpus import DEFAULT_KEEP, default_cyrillic_specs, load_corpus, split_weight
+from tpro.tokenizer.corpus import (
+    DEFAULT_CYRILLIC,
+    DEFAULT_KEEP,
+    PROFILES,
+    default_cyrillic_specs,
+    language_weights,
+    load_corpus,
+    split_weight,
+)
 
 # A candidate is a run of Cyrillic letters (with combining marks and apostrophe-free), optionally after one space:
 # exactly the shape of a word piece under GPT-2/Qwen/Llama-3 pre-tokenizers. No digits, punctuation or Latin, so
 # code and numbers cannot change.
 CYRILLIC_PIECE = re.compile(r" ?[\u0400-\u04FF\u0500-\u052F\u0300-\u036F]+")
+
+# The Russian alphabet. Any other Cyrillic letter (і ї є ґ ў ђ ј љ њ ћ џ ѓ ќ ѕ ә ө ү ң һ җ ғ қ ұ ҙ ҫ ҡ ӣ ӯ ҳ ҷ ...)
+# belongs to another language, and a base token carrying one is that language's: protected like ASCII, so no
+# Cyrillic language loses a token. Unprotected, a language with no word list scores ~0 on the keep mix and loses
+# them first; issue 14 measured Bashkir +12.7% and Tatar +2.4% tokens/word against the base. In Qwen2.5/Qwen3's
+# vocabulary these are ~150 tokens, mostly single letters ('ҙ', 'ә'): removing one splits its letter into two
+# byte tokens everywhere.
+RUSSIAN_LETTERS = frozenset("абвгдеёжзийклмнопрстуфхцчшщъыьэюяАБВГДЕЁЖЗИЙКЛМНОПРСТУФХЦЧШЩЪЫЬЭЮЯ")
+CYRILLIC_BLOCKS = re.compile("[\u0400-\u052f\u1c80-\u1c8f\ua640-\ua69f]")
 
 
 @dataclass(kw_only=True)
@@ -57,8 +79,22 @@ class AdaptConfig(Config):
     corpus: list[str] = opt(
         [],
         "Cyrillic source, repeatable: wordfreq:LANG[:N], hunspell:LANG, FILE.txt, FILE.jsonl:FIELD, "
-        "FILE.tsv (word<TAB>count), hf:NAME[:CONFIG]:SPLIT:FIELD; suffix @WEIGHT. Default (none given): wordfreq "
-        "ru/uk/bg/mk plus the installed hunspell ru/uk/be/bg/sr/kk.",
+        "FILE.tsv (word<TAB>count), hf:NAME[:CONFIG]:SPLIT:FIELD; suffix @WEIGHT (x the language's weight for "
+        "word lists). Default (none given), the same on every machine: " + ", ".join(DEFAULT_CYRILLIC) + ".",
+    )
+    profile: str = opt(
+        "ru-first",
+        "Language weights of the Cyrillic corpus: ru-first (ru 3, mn 0.25, the others 1: Russian gets the most new "
+        "tokens) or even (every language 1).",
+        choices=tuple(PROFILES),
+    )
+    lang_weights: list[str] = opt(
+        [], "LANG=WEIGHT[,LANG=WEIGHT...], repeatable: override the profile's weight of a language, e.g. ru=4,kk=1.5."
+    )
+    allow_missing: bool = opt(
+        False,
+        "Adapt without corpus sources that are not installed (e.g. a hunspell list), naming them, instead of "
+        "stopping: the tokenizer then differs from the default one.",
     )
     keep_corpus: list[str] = opt(
         [],
@@ -68,6 +104,9 @@ class AdaptConfig(Config):
     )
     cyrillic_keep_weight: float = opt(1.0, "Weight of the Cyrillic corpus inside the keep mix.", min=0.0)
     protect_ascii: bool = opt(True, "Never remove pure-ASCII tokens (English, code and digits tokenize as before).")
+    protect_cyrillic: bool = opt(
+        True, "Never remove tokens carrying a Cyrillic letter outside the Russian alphabet (і ў ә ң ...)."
+    )
     candidate_factor: float = opt(
         2.5, "Trainer vocabulary = byte alphabet + the base's Cyrillic pieces + factor * swap.", min=0.0
     )
@@ -109,13 +148,31 @@ def log_smoothed_scores(usages: list[tuple[Counter, float]]) -> Counter:
     return score
 
 
-def removal_order(base: BaseBPE, score: Counter, protect_ascii: bool) -> tuple[list[str], dict[str, float]]:
+def carries_other_cyrillic(token: str) -> bool:
+    """Does the byte-level ``token`` carry a Cyrillic letter outside the Russian alphabet?"""
+    b = token_bytes(token)
+    text = b.decode("utf-8", errors="ignore")
+    if any(c.isalpha() and c not in RUSSIAN_LETTERS for c in CYRILLIC_BLOCKS.findall(text)):
+        return True
+    # A merge may end a token halfway through a letter: lead bytes 0xD2 and 0xD3 start U+0480-U+04FF, where no
+    # Russian letter is (Russian's lead bytes 0xD0/0xD1 are shared with і ї є ў ..., so those stay undecided).
+    return b[-1] in (0xD2, 0xD3)
+
+
+def removal_order(
+    base: BaseBPE, score: Counter, protect_ascii: bool, protect_cyrillic: bool = True
+) -> tuple[list[str], dict[str, float]]:
     """Removable tokens, least valuable first; closed under "built from": a prefix never strands a kept merge."""
     made_at = {a + b: r for r, (a, b) in enumerate(base.merges)}
     protected = set(base.added)
     eff: dict[str, float] = {}
     for tok, i in base.vocab.items():
-        if tok in protected or tok not in made_at or (protect_ascii and max(token_bytes(tok)) < 128):
+        if (
+            tok in protected
+            or tok not in made_at
+            or (protect_ascii and max(token_bytes(tok)) < 128)
+            or (protect_cyrillic and carries_other_cyrillic(tok))
+        ):
             eff[tok] = math.inf
         else:
             eff[tok] = score.get(i, 0.0)
@@ -206,7 +263,7 @@ class CandidateQueue:
         self.children: dict[str, list[str]] = {}
         self.heap: list[tuple[float, str]] = []
         for z, (a, b) in parents.items():
-            for p in {a, b}:
+            for p in (a,) if a == b else (a, b):
                 self.children.setdefault(p, []).append(z)
             if self._ready(z):
                 self.heap.append((-saved[z], z))
@@ -282,6 +339,14 @@ def add_reaching_merges(base, kept_vocab, kept_merges, cands, max_passes, on_pas
 # ------------------------------------------------------------------------------------------------- main
 
 
+def warn(prog, message: str) -> None:
+    """A warning on stderr (through the progress console when there is one, so bars do not garble it)."""
+    if prog is not None:
+        prog.console.log(f"warning: {message}")
+    else:
+        print(f"warning: {message}", file=sys.stderr)
+
+
 def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -305,6 +370,7 @@ def adapt(cfg: AdaptConfig, show_progress: bool = True) -> dict:
     pre = base_tok.pre_tokenizer.pre_tokenize_str
     corpus_specs = cfg.corpus or default_cyrillic_specs()
     keep_specs = cfg.keep_corpus or list(DEFAULT_KEEP)
+    lang_w = language_weights(cfg.profile, cfg.lang_weights)
     timings: dict[str, float] = {}
     prog = _progress() if show_progress else None
     with prog or nullcontext():
@@ -325,8 +391,17 @@ def adapt(cfg: AdaptConfig, show_progress: bool = True) -> dict:
                 prog.update(task, completed=prog.tasks[task].total or 1, total=prog.tasks[task].total or 1)
 
         task = stage("reading corpora")
-        cyr = load_corpus(corpus_specs, pre)
-        keep_domains = [(spec, load_corpus([spec], pre)) for spec in keep_specs]
+        cyr_corpus = load_corpus(corpus_specs, pre, lang_w, cfg.allow_missing)
+        keep_corpora = [(spec, load_corpus([spec], pre, allow_missing=cfg.allow_missing)) for spec in keep_specs]
+        missing = cyr_corpus.missing + [m for _, c in keep_corpora for m in c.missing]
+        for m in missing:
+            warn(prog, f"--allow-missing: adapting without {m}")
+        for lang in sorted(set(lang_w) - {s.language for s in cyr_corpus.sources} - set(PROFILES[cfg.profile])):
+            warn(prog, f"--lang-weights names {lang!r}, but no Cyrillic corpus source is in that language")
+        cyr = cyr_corpus.counts
+        keep_domains = [(spec, c.counts) for spec, c in keep_corpora]
+        sources = [{"role": "cyrillic", **s.record()} for s in cyr_corpus.sources]
+        sources += [{"role": "keep", **s.record()} for _, c in keep_corpora for s in c.sources]
         done(task, "corpora")
         if not cyr:
             raise ConfigError("the Cyrillic corpus is empty. Fix: check the --corpus sources")
@@ -335,11 +410,13 @@ def adapt(cfg: AdaptConfig, show_progress: bool = True) -> dict:
         task = stage("scoring base tokens on the keep mix", total=sum(len(c) for _, c in domains))
         usages = [(token_usage(base_tok, c, prog, task), split_weight(spec)[1]) for spec, c in domains]
         score = log_smoothed_scores(usages)
-        order, eff = removal_order(base, score, cfg.protect_ascii)
+        order, eff = removal_order(base, score, cfg.protect_ascii, cfg.protect_cyrillic)
+        n_protected_cyr = sum(1 for t in base.vocab if cfg.protect_cyrillic and carries_other_cyrillic(t))
         done(task, "scoring")
         if len(order) < cfg.swap:
             raise ConfigError(
-                f"only {len(order)} tokens are removable; lower --swap (or allow ASCII removal: --no-protect-ascii)"
+                f"only {len(order)} tokens are removable; lower --swap (or lift protection: --no-protect-ascii, "
+                "--no-protect-cyrillic)"
             )
 
         task = stage("training the Cyrillic BPE")
@@ -440,6 +517,11 @@ def adapt(cfg: AdaptConfig, show_progress: bool = True) -> dict:
             "config": cfg.to_dict(),
             "corpus": corpus_specs,
             "keep_corpus": keep_specs,
+            "profile": cfg.profile,
+            "language_weights": lang_w,
+            "corpus_sources": sources,
+            "missing_sources": missing,
+            "protected_other_cyrillic": n_protected_cyr,
             "vocab_size": base.vocab_size,
             "swapped": len(chosen),
             "removable_tokens": len(order),
@@ -483,13 +565,17 @@ def write_output(out: Path, base: BaseBPE, new_json: dict, swap: list[dict], rep
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    (tmp / "tokenizer.json").write_text(json.dumps(new_json, ensure_ascii=False), encoding="utf-8")
-    if base.directory is not None:
-        for name in TOKENIZER_FILES:
-            if (base.directory / name).is_file():
-                shutil.copy2(base.directory / name, tmp / name)
-    if not (tmp / "tokenizer_config.json").is_file():
-        (tmp / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"}))
-    (tmp / "swap.json").write_text(json.dumps(swap, ensure_ascii=False, indent=1), encoding="utf-8")
-    (tmp / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
-    replace_dir(tmp, out)
+    try:
+        (tmp / "tokenizer.json").write_text(json.dumps(new_json, ensure_ascii=False), encoding="utf-8")
+        if base.directory is not None:
+            for name in TOKENIZER_FILES:
+                if (base.directory / name).is_file():
+                    shutil.copy2(base.directory / name, tmp / name)
+        if not (tmp / "tokenizer_config.json").is_file():
+            (tmp / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"}))
+        (tmp / "swap.json").write_text(json.dumps(swap, ensure_ascii=False, indent=1), encoding="utf-8")
+        (tmp / "report.json").write_text(json.dumps(report, ensure_ascii=False, indent=1), encoding="utf-8")
+        replace_dir(tmp, out)
+    except BaseException:  # a failed write (disk full, interrupt) leaves neither half a directory nor a temp one
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

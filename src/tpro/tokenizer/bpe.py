@@ -126,16 +126,22 @@ def load_base(spec: str) -> BaseBPE:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise TokenizerSpecError(f"{path} is not a readable tokenizer.json: {e}") from e
-    model = data.get("model") or {}
-    if model.get("type") != "BPE" or not _is_byte_level(data):
+    model = data.get("model") if isinstance(data, dict) else None
+    model = model if isinstance(model, dict) else {}
+    need = "only byte-level BPE vocabularies (GPT-2, Qwen, Llama-3 style) can be adapted"
+    if model.get("type") != "BPE" or not isinstance(model.get("vocab"), dict) or "merges" not in model:
+        raise TokenizerSpecError(f"{path} holds a {model.get('type') or 'unknown'} model, not a BPE one: {need}")
+    added = {t["content"]: t["id"] for t in data.get("added_tokens", [])}
+    alphabet = byte_decoder()
+    odd = next((t for t in model["vocab"] if t not in added and any(c not in alphabet for c in t)), None)
+    if not _is_byte_level(data) or odd is not None:
+        why = f"token {odd!r} is not made of byte-level characters" if odd else "no ByteLevel pre-tokenizer/decoder"
         raise TokenizerSpecError(
-            f"{path} is a {model.get('type')} tokenizer without a ByteLevel pre-tokenizer/decoder; "
-            "only byte-level BPE vocabularies (GPT-2/Qwen/Llama-3 style) can be adapted"
+            f"{path} is a BPE but not a byte-level one ({why}; e.g. a SentencePiece-style vocabulary): {need}"
         )
     raw = model["merges"]
     as_strings = bool(raw) and isinstance(raw[0], str)
     merges = [tuple(m.split(" ", 1)) if as_strings else tuple(m) for m in raw]
-    added = {t["content"]: t["id"] for t in data.get("added_tokens", [])}
     return BaseBPE(
         data=data,
         vocab=dict(model["vocab"]),

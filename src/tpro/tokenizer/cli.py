@@ -51,6 +51,8 @@ def adapt(cfg, as_json: bool = False, quiet: bool = False):
     )
     for name, d in report["density_on_corpus"].items():
         click.echo(f"  tokens per chunk on {name}: {d['base']:.3f} -> {d['adapted']:.3f}")
+    for m in report["missing_sources"]:
+        click.echo(f"  missing (--allow-missing), not in this tokenizer: {m}")
 
 
 @command("tpro.tokenizer.check:CheckConfig", group=app, extra=[json_flag("Print results as JSON.")])

@@ -1,4 +1,4 @@
-"""Corpora for tokenizer adaptation, as weighted word counts.
+"""Corpora for tokenizer adaptation, as weighted chunk counts, and a record of exactly what went in.
 
 Every source becomes a ``Counter`` of text chunks -> weight. A chunk is what the base pre-tokenizer would cut
 from running text (a word with its leading space, a punctuation run, ...): BPE never merges across chunks, so a
@@ -8,31 +8,36 @@ not drown a 30k-word one.
 
 Source specs (``--corpus`` / ``--keep-corpus``):
   ``wordfreq:LANG[:N]``  the N (default 150000) most frequent words of the ``wordfreq`` package for LANG
-  ``hunspell:LANG``      the stems of Debian's hunspell dictionary (``/usr/share/hunspell``), if installed
+  ``hunspell:LANG``      the stems of Debian's hunspell dictionary (``/usr/share/hunspell``, package hunspell-LANG)
   ``code``               Python source of the standard library on this machine (the "code" part of a keep mix)
   ``math``               a small built-in sample of math notation written for this project
   ``PATH.txt`` / ``PATH.md``   running text
   ``PATH.jsonl:FIELD``   running text in FIELD of each JSON line
   ``PATH.tsv``           ``word<TAB>count`` lines (a word-frequency list)
   ``hf:NAME[:CONFIG]:SPLIT:FIELD``   a ``datasets`` dataset (downloads; the user's path)
-Any spec may end with ``@WEIGHT`` (default 1).
+Any spec may end with ``@WEIGHT`` (default 1). In the Cyrillic corpus a word list's weight is also multiplied by
+its language's weight (a profile, ``PROFILES``, and ``--lang-weights``); files and datasets have no language.
+
+The default Cyrillic corpus is one fixed list (``DEFAULT_CYRILLIC``), the same on every machine: a source that
+is not installed stops the run (``MissingSourceError``) unless the caller allows it, and every source read is
+described (version, bytes, sha256 of its data, chunks) for ``report.json``.
 
 It knows nothing about BPE merges or vocabularies.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import platform
+import subprocess
 import sys
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tpro.io import JSONLError, read_jsonl
 
-# Word-list languages behind the default Cyrillic corpus. wordfreq ships ru/uk/bg/mk frequency lists; Debian's
-# hunspell packages add be/kk/sr (and more stems for ru/uk/bg) when installed; without them the default still
-# works on wordfreq alone.
-DEFAULT_WORDFREQ = ("ru", "uk", "bg", "mk")
-DEFAULT_HUNSPELL = ("ru", "uk", "be", "bg", "sr", "kk")
 HUNSPELL_FILES = {
     "ru": "ru_RU",
     "uk": "uk_UA",
@@ -43,6 +48,42 @@ HUNSPELL_FILES = {
     "mn": "mn_MN",
 }
 HUNSPELL_DIR = Path("/usr/share/hunspell")
+
+# The default Cyrillic corpus, the same sources on every machine (scripts/setup.sh installs the hunspell
+# packages; adapt stops when one is missing unless --allow-missing). wordfreq ships frequency lists for ru, uk, bg
+# and mk (CC BY-SA 4.0); Debian's hunspell dictionaries (MPL/LGPL/GPL or CC BY-SA, see
+# /usr/share/doc/hunspell-LANG/copyright) give stems for be, sr, kk and mn, which wordfreq lacks, and more stems
+# for ru, uk and bg. Within a language the weights add up to 1, so a language's weight in the profile is its share:
+# where both exist, real frequencies carry 0.75 and frequency-less stems 0.25 (breadth without drowning the
+# frequent words); where one list is all a language has, it carries all of it.
+# No Russian running text is in the default: the only Russian text on a Debian machine, gettext catalogs
+# (/usr/share/locale/ru), is what docs/benchmarks.md holds out to measure density.
+DEFAULT_CYRILLIC = (
+    "wordfreq:ru@0.75",
+    "hunspell:ru@0.25",
+    "wordfreq:uk@0.75",
+    "hunspell:uk@0.25",
+    "wordfreq:bg@0.75",
+    "hunspell:bg@0.25",
+    "wordfreq:mk",
+    "hunspell:be",
+    "hunspell:sr",
+    "hunspell:kk",
+    "hunspell:mn",
+)
+DEFAULT_KEEP = ("wordfreq:en:100000@2", "code@1", "math@0.5")
+
+# Language weights of the Cyrillic corpus (a language not listed weighs 1). Candidates are ranked by tokens saved
+# on the weighted corpus, so a language gets new tokens roughly in proportion to weight x how much its words still
+# split. With every language at 1 (the old default, "even"), Russian had ~16% of the corpus and gained least
+# (Qwen3 2.45 -> 2.07 tokens/word on held-out text, -15%; Gemma-3 1.90) because Qwen3 already covers it best.
+# "ru-first" gives Russian 3 of 9.25 (~32%, about twice its new tokens) and keeps the other languages of the
+# 8-language target (uk be bg sr mk kk; ky has no list and learns from kk) at 1 each; Mongolian, outside the
+# target, rides along at 0.25. Every other Cyrillic language is guarded by protection (adapt.py), not weight.
+PROFILES: dict[str, dict[str, float]] = {
+    "ru-first": {"ru": 3.0, "uk": 1.0, "be": 1.0, "bg": 1.0, "sr": 1.0, "mk": 1.0, "kk": 1.0, "mn": 0.25},
+    "even": {},
+}
 
 # Share of a word list's weight given to the capitalised form: word lists are lower-case, running text starts
 # sentences and names with capitals.
@@ -63,6 +104,47 @@ class CorpusError(ValueError):
     """A corpus spec could not be read; the message names the spec and the fix."""
 
 
+class MissingSourceError(CorpusError):
+    """Corpus sources that are not installed on this machine; the message names each package and the fix."""
+
+
+@dataclass
+class Source:
+    """One source, read: its chunk counts and what they came from (``record()`` is its report.json entry)."""
+
+    spec: str  # as given, @WEIGHT included
+    kind: str  # wordfreq | hunspell | code | math | text | jsonl | tsv | hf
+    language: str | None
+    weight: float  # @WEIGHT x the language's weight
+    version: str | None  # of the package or data the words come from; None for a plain file
+    data: str  # the file (or description) the sha256 is of
+    bytes: int
+    sha256: str
+    counts: Counter = field(repr=False)
+
+    def record(self) -> dict:
+        return {
+            "spec": self.spec,
+            "kind": self.kind,
+            "language": self.language,
+            "weight": self.weight,
+            "version": self.version,
+            "data": self.data,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "chunks": len(self.counts),
+        }
+
+
+@dataclass
+class Corpus:
+    """The weighted union of sources: chunk -> weight, the sources read and the ones skipped as missing."""
+
+    counts: Counter
+    sources: list[Source]
+    missing: list[str]
+
+
 def split_weight(spec: str) -> tuple[str, float]:
     if "@" in spec:
         head, _, w = spec.rpartition("@")
@@ -73,11 +155,44 @@ def split_weight(spec: str) -> tuple[str, float]:
     return spec, 1.0
 
 
-def _normalised(counts: Counter, weight: float) -> Counter:
-    total = sum(counts.values())
-    if total <= 0:
-        return Counter()
-    return Counter({k: v * weight / total for k, v in counts.items()})
+def language_weights(profile: str, overrides: list[str] = ()) -> dict[str, float]:
+    """The profile's language weights with ``LANG=WEIGHT[,LANG=WEIGHT...]`` overrides applied, sorted by language."""
+    if profile not in PROFILES:
+        raise CorpusError(f"unknown profile {profile!r}; profiles: {', '.join(PROFILES)}")
+    weights = dict(PROFILES[profile])
+    for item in (x.strip() for group in overrides for x in group.split(",")):
+        if not item:
+            continue
+        lang, eq, w = item.partition("=")
+        try:
+            value = float(w)
+        except ValueError:
+            value = -1.0
+        if not eq or not lang.strip() or value < 0:
+            raise CorpusError(f"--lang-weights {item!r}: expected LANG=WEIGHT with WEIGHT >= 0, e.g. ru=4,uk=1")
+        weights[lang.strip()] = value
+    return dict(sorted(weights.items()))
+
+
+def source_language(head: str) -> str | None:
+    """The language of a word-list spec (``wordfreq:LANG[:N]``, ``hunspell:LANG``); None for everything else."""
+    kind, _, rest = head.partition(":")
+    return rest.partition(":")[0] if kind in ("wordfreq", "hunspell") else None
+
+
+# ------------------------------------------------------------------------------------------------ readers
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _word_chunks(words: dict[str, float]) -> Counter:
@@ -96,9 +211,18 @@ def _word_chunks(words: dict[str, float]) -> Counter:
     return out
 
 
-def wordfreq_words(lang: str, n: int = 150_000) -> dict[str, float]:
-    import wordfreq
+def _wordfreq():
+    try:
+        import wordfreq
+    except ImportError as e:
+        raise MissingSourceError(
+            "the wordfreq package is not installed. Fix: pip install 'tpro[tokenizer]' (bash scripts/setup.sh)"
+        ) from e
+    return wordfreq
 
+
+def wordfreq_words(lang: str, n: int = 150_000) -> dict[str, float]:
+    wordfreq = _wordfreq()
     langs = wordfreq.available_languages(wordlist="best")
     if lang not in langs:
         raise CorpusError(f"wordfreq has no list for {lang!r}; it has {', '.join(sorted(langs))}")
@@ -106,25 +230,42 @@ def wordfreq_words(lang: str, n: int = 150_000) -> dict[str, float]:
     return dict(list(d.items())[:n])
 
 
-HUNSPELL_MAX = 60_000  # stems per dictionary (evenly spaced): uk_UA alone has ~1M, and stems carry no frequency
+HUNSPELL_MAX = 60_000  # stems per dictionary (evenly spaced): uk_UA alone has ~330k, and stems carry no frequency
+
+
+def hunspell_path(lang: str) -> Path:
+    return HUNSPELL_DIR / f"{HUNSPELL_FILES.get(lang, lang)}.dic"
 
 
 def hunspell_words(lang: str, limit: int = HUNSPELL_MAX) -> dict[str, float] | None:
     """Stems of the installed hunspell dictionary, each weight 1 (no frequencies); None if not installed."""
-    name = HUNSPELL_FILES.get(lang, lang)
-    dic = HUNSPELL_DIR / f"{name}.dic"
+    dic = hunspell_path(lang)
     if not dic.is_file():
         return None
     words: dict[str, float] = {}
+    # Line 1 is the entry count; some files (mn_MN) carry '#' comment lines; an entry is 'stem[/FLAGS]'.
     for line in dic.read_bytes().decode("utf-8", errors="ignore").splitlines()[1:]:
         w = line.split("/", 1)[0].strip()
-        if w and not w[0].isdigit():
+        if w and not w[0].isdigit() and not w.startswith("#"):
             words[w] = 1.0
     if len(words) > limit:
         keys = list(words)
         step = len(keys) / limit
         words = {keys[int(i * step)]: 1.0 for i in range(limit)}
     return words
+
+
+def dpkg_version(path: Path) -> str | None:
+    """'package version' of the Debian package that installed ``path``; None without dpkg or a package."""
+    try:
+        owner = subprocess.run(["dpkg-query", "-S", str(path)], capture_output=True, text=True, check=False)
+        package = owner.stdout.split(":", 1)[0].strip() if owner.returncode == 0 else ""
+        if not package:
+            return None
+        v = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True, check=False)
+    except OSError:
+        return None
+    return f"{package} {v.stdout.strip()}" if v.returncode == 0 and v.stdout.strip() else None
 
 
 def python_code_text(max_files: int = 60) -> str:
@@ -145,92 +286,155 @@ def text_chunks(texts, pre_tokenize) -> Counter:
     return out
 
 
-def read_source(spec: str, pre_tokenize) -> Counter:
-    """One corpus spec (weight suffix already removed) -> chunk counts (unnormalised)."""
+def missing_reason(head: str) -> str | None:
+    """What is not installed for a spec (weight removed), with the fix; None when it can be read."""
+    kind, _, rest = head.partition(":")
+    if kind == "hunspell" and not hunspell_path(rest).is_file():
+        return (
+            f"hunspell:{rest} needs {hunspell_path(rest)} (Debian package hunspell-{rest}). "
+            f"Fix: apt-get install hunspell-{rest} (bash scripts/setup.sh installs the default's)"
+        )
+    if kind == "wordfreq":
+        try:
+            _wordfreq()
+        except MissingSourceError as e:
+            return f"wordfreq:{rest}: {e}"
+    return None
+
+
+def read_source(spec: str, pre_tokenize, weight: float = 1.0, language_weight: float = 1.0) -> Source:
+    """One corpus spec (weight suffix already removed) -> its chunk counts (unnormalised) and description."""
     kind, _, rest = spec.partition(":")
+    w = weight * language_weight
     if kind == "wordfreq":
         lang, _, n = rest.partition(":")
-        return _word_chunks(wordfreq_words(lang, int(n) if n else 150_000))
+        counts = _word_chunks(wordfreq_words(lang, int(n) if n else 150_000))
+        data = Path(_wordfreq().available_languages(wordlist="best")[lang])
+        version = f"wordfreq {importlib.metadata.version('wordfreq')}"
+        return Source(spec, kind, lang, w, version, data.name, data.stat().st_size, _sha256_file(data), counts)
     if kind == "hunspell":
         words = hunspell_words(rest)
         if words is None:
-            raise CorpusError(
-                f"hunspell dictionary for {rest!r} is not installed. Fix: apt-get install hunspell-{rest} "
-                "(or drop this source)"
-            )
-        return _word_chunks(words)
-    if spec == "code":
-        return text_chunks([python_code_text()], pre_tokenize)
-    if spec == "math":
-        return text_chunks(MATH_SAMPLE.splitlines(keepends=True), pre_tokenize)
+            raise MissingSourceError(missing_reason(spec))
+        dic = hunspell_path(rest).resolve()
+        counts = _word_chunks(words)
+        return Source(spec, kind, rest, w, dpkg_version(dic), str(dic), dic.stat().st_size, _sha256_file(dic), counts)
+    if spec in ("code", "math"):
+        text = python_code_text() if spec == "code" else MATH_SAMPLE
+        lines = [text] if spec == "code" else text.splitlines(keepends=True)
+        version = f"python {platform.python_version()} stdlib" if spec == "code" else "built-in"
+        n = len(text.encode("utf-8"))
+        return Source(spec, spec, None, w, version, spec, n, _sha256_text(text), text_chunks(lines, pre_tokenize))
     if kind == "hf":
-        parts = rest.split(":")
-        if len(parts) not in (3, 4):
-            raise CorpusError(f"dataset spec {spec!r} must be hf:NAME[:CONFIG]:SPLIT:FIELD")
-        from datasets import load_dataset
-
-        name, config, split, field = parts if len(parts) == 4 else (parts[0], None, parts[1], parts[2])
-        ds = load_dataset(name, config, split=split)
-        return text_chunks((row[field] for row in ds), pre_tokenize)
-    path_s, _, field = spec.partition(":") if ".jsonl:" in spec else (spec, "", "")
+        return _read_dataset(spec, rest, pre_tokenize, w)
+    path_s, _, fld = spec.partition(":") if ".jsonl:" in spec else (spec, "", "")
     path = Path(path_s).expanduser()
     if not path.is_file():
         raise CorpusError(
             f"corpus {spec!r}: no such file. Use a file (.txt, .md, .jsonl:FIELD, .tsv), wordfreq:LANG, "
             "hunspell:LANG, code, math or hf:NAME:SPLIT:FIELD"
         )
+    described = dict(version=None, data=str(path), bytes=path.stat().st_size, sha256=_sha256_file(path))
     if path.suffix == ".jsonl":
-        if not field:
-            raise CorpusError(f"corpus {spec!r}: name the JSON field, e.g. {path}:text")
-        try:
-            rows = read_jsonl(path)
-        except JSONLError as e:
-            raise CorpusError(str(e)) from e
-        missing = next((i for i, row in enumerate(rows, 1) if field not in row), None)
-        if missing is not None:
-            raise CorpusError(f"{path}: row {missing} has no field {field!r}. Fix: name a field every row has")
-        return text_chunks((str(row[field]) for row in rows), pre_tokenize)
+        return Source(spec, "jsonl", None, w, counts=_jsonl_chunks(path, fld, spec, pre_tokenize), **described)
     if path.suffix == ".tsv":
-        words: dict[str, float] = {}
-        for i, line in enumerate(path.open(encoding="utf-8"), 1):
-            if not line.strip():
-                continue
-            w, _, c = line.rstrip("\n").partition("\t")
-            try:
-                words[w] = words.get(w, 0.0) + float(c)
-            except ValueError as e:
-                raise CorpusError(f"{path}:{i}: expected 'word<TAB>count', got {line.strip()!r}") from e
-        return _word_chunks(words)
-    return text_chunks(path.open(encoding="utf-8"), pre_tokenize)
+        return Source(spec, "tsv", None, w, counts=_word_chunks(_tsv_words(path)), **described)
+    with path.open(encoding="utf-8") as f:
+        counts = text_chunks(f, pre_tokenize)
+    return Source(spec, "text", None, w, counts=counts, **described)
+
+
+def _jsonl_chunks(path: Path, fld: str, spec: str, pre_tokenize) -> Counter:
+    if not fld:
+        raise CorpusError(f"corpus {spec!r}: name the JSON field, e.g. {path}:text")
+    try:
+        rows = read_jsonl(path)
+    except JSONLError as e:
+        raise CorpusError(str(e)) from e
+    missing = next((i for i, row in enumerate(rows, 1) if fld not in row), None)
+    if missing is not None:
+        raise CorpusError(f"{path}: row {missing} has no field {fld!r}. Fix: name a field every row has")
+    return text_chunks((str(row[fld]) for row in rows), pre_tokenize)
+
+
+def _tsv_words(path: Path) -> dict[str, float]:
+    words: dict[str, float] = {}
+    for i, line in enumerate(path.open(encoding="utf-8"), 1):
+        if not line.strip():
+            continue
+        w, _, c = line.rstrip("\n").partition("\t")
+        try:
+            words[w] = words.get(w, 0.0) + float(c)
+        except ValueError as e:
+            raise CorpusError(f"{path}:{i}: expected 'word<TAB>count', got {line.strip()!r}") from e
+    return words
+
+
+def _read_dataset(spec: str, rest: str, pre_tokenize, w: float) -> Source:
+    parts = rest.split(":")
+    if len(parts) not in (3, 4):
+        raise CorpusError(f"dataset spec {spec!r} must be hf:NAME[:CONFIG]:SPLIT:FIELD")
+    import datasets
+
+    name, config, split, fld = parts if len(parts) == 4 else (parts[0], None, parts[1], parts[2])
+    ds = datasets.load_dataset(name, config, split=split)
+    h, n = hashlib.sha256(), 0
+
+    def texts():
+        nonlocal n
+        for row in ds:
+            b = str(row[fld]).encode("utf-8")
+            h.update(len(b).to_bytes(8, "little") + b)
+            n += len(b)
+            yield str(row[fld])
+
+    counts = text_chunks(texts(), pre_tokenize)
+    version = f"datasets {datasets.__version__}, {ds.info.version or 'no version'}"
+    return Source(spec, "hf", None, w, version, f"{name} {config or ''} {split} {fld}", n, h.hexdigest(), counts)
+
+
+# ------------------------------------------------------------------------------------------------- corpus
 
 
 def default_cyrillic_specs() -> list[str]:
-    """The offline default: wordfreq lists plus whichever hunspell dictionaries are installed."""
-    specs = [f"wordfreq:{lang}" for lang in DEFAULT_WORDFREQ]
-    # Stems without frequencies: a small share where wordfreq already covers the language, a full share where
-    # hunspell is the only source (be, sr, kk), so no language is left to the others' spill-over.
-    specs += [
-        f"hunspell:{lang}@{0.3 if lang in DEFAULT_WORDFREQ else 1.0}"
-        for lang in DEFAULT_HUNSPELL
-        if hunspell_words_available(lang)
-    ]
-    return specs
+    """The default Cyrillic corpus: the fixed ``DEFAULT_CYRILLIC`` list, whatever is installed."""
+    return list(DEFAULT_CYRILLIC)
 
 
-def hunspell_words_available(lang: str) -> bool:
-    return (HUNSPELL_DIR / f"{HUNSPELL_FILES.get(lang, lang)}.dic").is_file()
+def _normalised(counts: Counter, weight: float) -> Counter:
+    total = sum(counts.values())
+    if total <= 0 or weight <= 0:  # a weight of 0 leaves the source out (the trainer would still see each chunk)
+        return Counter()
+    return Counter({k: v * weight / total for k, v in counts.items()})
 
 
-DEFAULT_KEEP = ("wordfreq:en:100000@2", "code@1", "math@0.5")
+def load_corpus(
+    specs: list[str], pre_tokenize, lang_weights: dict[str, float] | None = None, allow_missing: bool = False
+) -> Corpus:
+    """Weighted union of ``specs``, each source normalised to @WEIGHT x its language's weight (default 1).
 
-
-def load_corpus(specs: list[str], pre_tokenize) -> Counter:
-    """Weighted union of ``specs``; each source normalised to its weight."""
+    A source that is not installed raises ``MissingSourceError`` naming every such source before anything is
+    read, unless ``allow_missing``: then it is skipped and listed in ``Corpus.missing``."""
+    lang_weights = lang_weights or {}
+    missing = [r for spec in specs if (r := missing_reason(split_weight(spec)[0])) is not None]
+    if missing and not allow_missing:
+        raise MissingSourceError(
+            "corpus sources not installed on this machine:\n  "
+            + "\n  ".join(missing)
+            + "\nThe default corpus is a fixed list so every machine builds the same tokenizer: install them, or "
+            "pass --allow-missing to adapt without them (the tokenizer then differs from the default one)."
+        )
     total: Counter = Counter()
+    sources = []
     for spec in specs:
         head, weight = split_weight(spec)
-        counts = read_source(head, pre_tokenize)
-        if not counts:
+        if missing_reason(head) is not None:
+            continue
+        lang = source_language(head)
+        src = read_source(head, pre_tokenize, weight, lang_weights.get(lang, 1.0) if lang else 1.0)
+        src.spec = spec
+        if not src.counts:
             print(f"warning: corpus {spec!r} is empty", file=sys.stderr)
-        total.update(_normalised(counts, weight))
-    return total
+        total.update(_normalised(src.counts, src.weight))
+        sources.append(src)
+    return Corpus(total, sources, missing)

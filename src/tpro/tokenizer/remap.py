@@ -184,6 +184,29 @@ def collect_contexts(model, base_tok, new_tok, swapped: dict[int, str], lines: l
     return fits
 
 
+def check_vocabularies(cfg, model_vocab: dict, new_b, swapped: dict, rows: int, swap_file: Path) -> None:
+    """The adapted tokenizer must come from ``--model``'s own vocabulary: same size, ids within the embedding
+    rows, and (where swap.json is there) exactly the ids it lists changed. Else nothing is written."""
+    fix = "Fix: pass the model whose tokenizer `tpro tokenizer adapt --base` was given, or adapt that model's tokenizer"
+    if new_b.vocab_size > rows:
+        raise ConfigError(
+            f"the tokenizer {cfg.tokenizer!r} has ids up to {new_b.vocab_size - 1} but the model {cfg.model!r} has "
+            f"{rows} embedding rows: the tokenizer was not adapted from this model's vocabulary. {fix}"
+        )
+    if len(new_b.vocab) != len(model_vocab):
+        raise ConfigError(
+            f"the tokenizer {cfg.tokenizer!r} has {len(new_b.vocab)} tokens, the model {cfg.model!r}'s own tokenizer "
+            f"{len(model_vocab)}; adapt keeps the size, so it was not adapted from this model's vocabulary. {fix}"
+        )
+    if swap_file.is_file():
+        listed = {row["id"] for row in json.loads(swap_file.read_text(encoding="utf-8"))}
+        if set(swapped) != listed:
+            raise ConfigError(
+                f"{len(swapped)} ids differ between the model {cfg.model!r}'s tokenizer and {cfg.tokenizer!r}, but "
+                f"its swap.json lists {len(listed)} swapped: the tokenizer was adapted from another vocabulary. {fix}"
+            )
+
+
 def remap(cfg: RemapConfig, show_progress: bool = True) -> dict:
     """Load ``cfg.model``, re-initialise swapped rows, save model + adapted tokenizer to ``cfg.out``."""
     import torch
@@ -206,8 +229,7 @@ def remap(cfg: RemapConfig, show_progress: bool = True) -> dict:
     emb = model.get_input_embeddings().weight  # [V, d]
     head = model.get_output_embeddings().weight  # [V, d]
     tied = emb.data_ptr() == head.data_ptr()
-    if swapped and max(swapped) >= emb.shape[0]:
-        raise ConfigError(f"tokenizer id {max(swapped)} is outside the model's {emb.shape[0]} embedding rows")
+    check_vocabularies(cfg, base_json["model"]["vocab"], new_b, swapped, emb.shape[0], tok_path.parent / "swap.json")
     base_tok = lm.tokenizer.backend_tokenizer
     pieces = {i: base_tok.encode(token_text(z), add_special_tokens=False).ids for i, z in swapped.items()}
     bad = [swapped[i] for i, p in pieces.items() if not p or any(j in swapped for j in p)]
@@ -250,13 +272,17 @@ def remap(cfg: RemapConfig, show_progress: bool = True) -> dict:
     out = Path(cfg.out)
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    shutil.copy2(tok_path, tmp / "tokenizer.json")
-    for name in (*TOKENIZER_FILES, "swap.json", "report.json"):
-        src = Path(tok_dir or tok_path.parent) / name
-        if src.is_file():
-            shutil.copy2(src, tmp / (name if name != "report.json" else "tokenizer_report.json"))
-    stats["seconds"] = round(time.perf_counter() - t0, 1)
-    (tmp / "tpro_remap.json").write_text(json.dumps({"config": cfg.to_dict(), **stats}, indent=1))
-    replace_dir(tmp, out)
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        shutil.copy2(tok_path, tmp / "tokenizer.json")
+        for name in (*TOKENIZER_FILES, "swap.json", "report.json"):
+            src = Path(tok_dir or tok_path.parent) / name
+            if src.is_file():
+                shutil.copy2(src, tmp / (name if name != "report.json" else "tokenizer_report.json"))
+        stats["seconds"] = round(time.perf_counter() - t0, 1)
+        (tmp / "tpro_remap.json").write_text(json.dumps({"config": cfg.to_dict(), **stats}, indent=1))
+        replace_dir(tmp, out)
+    except BaseException:  # a failed save leaves neither half a checkpoint nor a temp directory
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     return stats
