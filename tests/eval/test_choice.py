@@ -40,6 +40,8 @@ LETTER_CASES = [
     ("\\boxed{A}", "A"),
     ("Итак, \\boxed{\\text{B}}", "B"),
     ("B) Париж", "B"),
+    ("<answer>D</answer>", "D"),
+    ("Сначала (A), но нет.\n<answer> C </answer>", "C"),
     ("Ответ: В", "B"),  # Cyrillic В standing alone is the letter
     ("Ответ:\n\n**Е**", "E"),  # Cyrillic Е, with 5 options
     ("<think>Сначала A? Нет, скорее C.</think>Ответ: C", "C"),

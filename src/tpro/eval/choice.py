@@ -98,6 +98,7 @@ _PHRASE_RE = re.compile(
 _ALONE_RE = re.compile(rf"^{_OPEN}{_LETTER}{_CLOSE}$")  # the whole answer is a letter: "B", "**B**", "(B)."
 _BOLD_RE = re.compile(rf"\*\*\s*\(?{_LETTER}\)?[.)]?\s*\*\*")  # "**C**", "**(C)**"
 _BRACKETED_RE = re.compile(rf"[(\[]{_LETTER}[)\]]")  # "(D)", "[A]"
+_TAG_RE = re.compile(r"<answer>(.*?)</answer>", re.S | re.I)  # small models imitate XML answer tags
 _LEADING_RE = re.compile(rf"(?m)^[ \t>#*_-]*{_LETTER}\s*[).:]")  # "B) текст", "C. текст" at the start of a line
 
 
@@ -117,7 +118,8 @@ def _last(patterns: tuple[re.Pattern, ...], text: str, valid: str) -> str | None
 def extract_letter(text: str | None, n_options: int = MAX_OPTIONS) -> str | None:
     """The option letter (Latin, within the first ``n_options``) a model's answer settles on, or None.
 
-    After a reasoning trace (``</think>``) only the answer counts; an unclosed trace has no answer. Then, first
+    After a reasoning trace (``</think>``) only the answer counts; an unclosed trace has no answer. Inside
+    ``<answer>…</answer>`` tags only the last tagged text counts. Then, first
     found wins: the last ``\\boxed{}`` holding a letter; the last "Ответ: X" / "answer is X" / "правильный вариант
     X"; the whole answer being a letter; the last bold or bracketed letter ("**C**", "(D)"); a letter opening a
     line ("B) текст") when every such line names the same one.
@@ -129,6 +131,8 @@ def extract_letter(text: str | None, n_options: int = MAX_OPTIONS) -> str | None
     elif "<think>" in text:
         return None
     valid = LETTERS[: max(1, min(n_options, MAX_OPTIONS))]
+    if tagged := _TAG_RE.findall(text):  # "<answer>E</answer>": the last tagged answer is the answer
+        text = tagged[-1]
     boxed = last_boxed(text)
     if boxed is not None and (m := _ALONE_RE.match(clean(boxed)) or _LEADING_RE.match(clean(boxed))):
         if letter := _letter(m, valid):
