@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -399,7 +400,7 @@ def plot(rows: list[dict], path: str | Path, title: str = "Bradley-Terry scores,
     ax.errorbar(score, y, xerr=err, fmt="o", color="tab:blue", ecolor="tab:gray", capsize=4)
     ax.set_yticks(y, [r["model"] for r in rows], fontsize=8)
     ax.set_xlabel("score (Elo scale)")
-    ax.set_title(title)
+    ax.set_title("\n".join(textwrap.wrap(title, 70)), fontsize=10)
     ax.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     fig.savefig(path, dpi=120)

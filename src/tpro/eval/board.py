@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import re
 import statistics
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -175,20 +176,26 @@ def plot(cells: list[Cell], path: Path) -> Path | None:
 
     cols = benches(points)
     colors = {"direct": "tab:blue", "reasoning": "tab:orange"}
-    fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(cols), figsize=(4.2 * len(cols), 4.2), squeeze=False)
     for ax, bench in zip(axes[0], cols):
-        for c in (c for c in points if c.bench == bench):
+        here = [c for c in points if c.bench == bench]
+        several = len({c.model for c in here}) > 1  # one model: the legend's modes say it all
+        for c in here:
             yerr = None
             if c.lower is not None and c.upper is not None:
                 yerr = [[max(0.0, c.score - c.lower)], [max(0.0, c.upper - c.score)]]
-            ax.errorbar(c.tokens, c.score, yerr=yerr, fmt="o", color=colors.get(c.mode, "gray"), capsize=3)
-            ax.annotate(f"{c.model} [{c.mode}]", (c.tokens, c.score), textcoords="offset points", xytext=(4, 4),
-                        fontsize=7)  # fmt: skip
-        ax.set_title(bench, fontsize=8)
+            seen = ax.get_legend_handles_labels()[1]
+            ax.errorbar(c.tokens, c.score, yerr=yerr, fmt="o", color=colors.get(c.mode, "gray"), capsize=3,
+                        label=None if c.mode in seen else c.mode)  # fmt: skip
+            if several:
+                ax.annotate(c.model[:24], (c.tokens, c.score), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_title("\n".join(textwrap.wrap(bench, 40)), fontsize=8)
         ax.set_xlabel("mean output tokens")
         ax.set_ylabel("score, %")
         ax.set_ylim(-2, 102)
+        ax.margins(x=0.15)
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
