@@ -49,7 +49,7 @@ for stage in $stages; do
         --max-new-tokens-direct 128 --max-new-tokens 512 --concurrency 8 --out "$RUNS/mc-generate" --no-progress \
         > "$RUNS/mc-generate.log" 2>&1 ;;
     report)
-      "$TPRO" eval report "$RUNS/mc-generate" "$RUNS/mc-loglik" "$RUNS/arena" --out "$OUT" --json \
+      "$TPRO" eval report "$RUNS/mc-generate" "$RUNS/mc-loglik" "$RUNS/arena" --out "$OUT" --recheck --json \
         > "$OUT/report.json" ;;
     *) echo "unknown stage $stage (arena, mc, report)" >&2; exit 2 ;;
   esac
