@@ -371,3 +371,56 @@ def test_cli_end_to_end_on_a_tiny_local_model(tiny_qwen2_dir, tmp_path):
 
     again = CliRunner().invoke(app, args)  # resumed: nothing left to generate or judge
     assert again.exit_code == 0 and "0 to generate" in again.output and "0 question(s) to judge" in again.output
+
+
+# ------------------------------------------------------------------------------------------------ published judgments
+
+
+def _judgment_rows(model: str, scores: list[tuple[str | None, str | None]]) -> list[dict]:
+    """Rows as arena-hard's gen_judgment.py writes them (game 1: the baseline's answer is A)."""
+    return [{"question_id": q, "model": model, "judge": "gpt-4-1106-preview",
+             "games": [{"user_prompt": "...", "judgment": "...", "score": g1},
+                       {"user_prompt": "...", "judgment": "...", "score": g2}]}
+            for q, (g1, g2) in enumerate(scores)]  # fmt: skip
+
+
+def test_published_judgments_give_the_closed_form_win_rate_and_style_control_only_with_answers(tmp_path):
+    # One model against the baseline: the Bradley-Terry fit's win rate is the weighted share of won battles
+    # (ties half, >> three times): here wins 3*2 + 1 = 7, losses 1 + 3 = 4, ties 2 halves -> (7 + 1) / (7 + 4 + 2)
+    scores = [("B>>A", "A>>B"), ("B>A", "A=B"), ("A>B", "B>>A"), ("A=B", None), (None, None)]
+    d = tmp_path / "model_judgment" / "gpt-4-1106-preview"
+    d.mkdir(parents=True)
+    write_jsonl(d / "m.jsonl", _judgment_rows("m", scores))
+    write_jsonl(d / "base.jsonl", _judgment_rows("base", [("A=B", "A=B")]))  # the baseline vs itself: skipped
+    cfg = ArenaConfig(judgments=[str(d)], baseline="base", rounds=20, out=str(tmp_path / "pub"))
+    s = run_arena(cfg, log=quiet)
+    m = next(r for r in s["plain"] if r["model"] == "m")
+    assert m["win_rate"] == pytest.approx(8 / 13, abs=1e-4)
+    assert s["unparseable"] == {"gpt-4-1106-preview": {"games": 10, "unparseable": 3, "rate": 0.3}}
+    assert s["style_controlled"] == [] and (tmp_path / "pub" / "leaderboard.png").is_file()
+    # with both models' answers, style control is fitted too
+    published(tmp_path, "base", "норма", n=5)
+    published(tmp_path, "m", "**ответ** подлиннее, с выделением", n=5)
+    cfg = ArenaConfig(judgments=[str(d)], baseline="base", answers=[str(tmp_path / "published")], rounds=20,
+                      out=str(tmp_path / "pub2"))  # fmt: skip
+    assert [r["model"] for r in run_arena(cfg, log=quiet)["style_controlled"]] == ["m", "base"]
+
+
+def test_published_judgments_bad_input_and_the_cli(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    write_jsonl(bad, [{"question_id": 1, "model": "m", "games": [{"score": "A>B"}]}])
+    with pytest.raises(RunError, match="two games"):
+        run_arena(ArenaConfig(judgments=[str(bad)], baseline="base", out=str(tmp_path / "x")), log=quiet)
+    with pytest.raises(RunError, match="--judgments needs --baseline"):
+        ArenaConfig(judgments=[str(bad)]).check_sources()
+    good = tmp_path / "good.jsonl"
+    write_jsonl(good, _judgment_rows("m", [("B>A", "A>B"), ("A>B", "B>A")]))
+    from tpro.eval.cli import app
+
+    r = CliRunner().invoke(app, ["arena", "--judgments", str(good), "--baseline", "base", "-o", str(tmp_path / "o"),
+                                 "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert {row["model"] for row in out["plain"]} == {"m", "base"} and out["battles"] == 4
+    r = CliRunner().invoke(app, ["arena", "--judgments", str(bad), "--baseline", "base", "-o", str(tmp_path / "o2")])
+    assert r.exit_code == 2 and "not an arena-hard judgment" in r.stderr

@@ -89,6 +89,11 @@ class ArenaConfig(ModeBudgets, GeneratorOptions, SamplingOptions):
     answers: list[str] = opt(
         [], "Published answers: arena-hard model_answer JSONL files or directories of them (repeatable)"
     )
+    judgments: list[str] = opt(
+        [],
+        "Published judgments: arena-hard model_judgment JSONL files or directories of them (game 1: baseline as A). "
+        "Only the leaderboard is fitted from them: no answers, no judge (--questions, if given, selects questions)",
+    )
     baseline: str | None = opt(
         None, "Contestant every answer is judged against: a model in --answers or RUN/answers, or 'NAME [mode]'"
     )
@@ -125,13 +130,19 @@ class ArenaConfig(ModeBudgets, GeneratorOptions, SamplingOptions):
             raise RunError(f"--questions {self.questions} does not exist. Fix: pass an arena-hard question JSONL")
         if self.judge_model and not self.judge_endpoint:
             raise RunError("--judge-model names a model at --judge-endpoint; give the endpoint too")
-        for p in [*self.answers, *([self.judge_prompt] if self.judge_prompt else [])]:
+        for p in [*self.answers, *self.judgments, *([self.judge_prompt] if self.judge_prompt else [])]:
             if not Path(p).exists():
                 raise RunError(f"{p} does not exist. Fix: pass an existing file or directory")
 
     def check_sources(self) -> None:
         """What a run needs beyond valid settings (``--print-config`` and YAML files may leave them out): one question
-        source and one judge."""
+        source and one judge (published judgments: a baseline only)."""
+        if self.judgments:
+            if not self.baseline:
+                raise RunError("--judgments needs --baseline: the model every published judgment compared against")
+            if self.hub:
+                raise RunError("--judgments fits published verdicts; --hub would fetch questions to answer. Drop --hub")
+            return
         if (self.questions is None) == (not self.hub):
             raise RunError(
                 "give exactly one question source: --questions FILE (arena-hard JSONL) or --hub "
@@ -143,6 +154,8 @@ class ArenaConfig(ModeBudgets, GeneratorOptions, SamplingOptions):
     def run_dir(self) -> Path:
         if self.out:
             return Path(self.out)
+        if self.judgments and not self.questions:
+            return Path("runs") / "arena" / f"published-{Path(self.judgments[0]).stem}"
         return Path("runs") / "arena" / (Path(self.questions).stem if self.questions else HUB_QUESTIONS.split("/")[1])
 
     def contestant_base(self) -> str | None:
@@ -416,6 +429,8 @@ def run_arena(
     engine); otherwise from the config, and only when there is something left to generate or judge."""
     cfg.check_sources()
     out = Path(out) if out is not None else cfg.run_dir()
+    if cfg.judgments:
+        return published_leaderboard(cfg, out, log)
     progress = cfg.progress if progress is None else progress
     questions = load_questions(cfg)
     prompt = load_judge_prompt(cfg.judge_prompt)
@@ -622,6 +637,12 @@ def write_leaderboard(out: Path, cfg: ArenaConfig, questions: list[Question], ju
     judges = sorted(p.name for p in (out / "judgments").glob("*") if p.is_dir()) if (out / "judgments").is_dir() else []
     rates = {j: unparseable(judged_records(out, j, questions, cfg.baseline)) for j in judges}
     records = judged_records(out, slug(judge), questions, cfg.baseline)
+    return write_summary(out, cfg, summarize_records(records, cfg, judge, len(questions), rates))
+
+
+def summarize_records(records: list[dict], cfg: ArenaConfig, judge: str, questions: int, rates: dict) -> dict:
+    """Judgment records (both games each) -> the leaderboard summary: battles, per-contestant counts, plain and
+    style-controlled Bradley-Terry rows with bootstrap intervals."""
     battles = battles_of(records)
     per_model: dict[str, dict] = {}
     for r in records:
@@ -630,16 +651,23 @@ def write_leaderboard(out: Path, cfg: ArenaConfig, questions: list[Question], ju
         m["games"] += len(r["games"])
         m["unparseable"] += sum(g.get("score") is None for g in r["games"])
         m["chars"] += (r.get("style") or {}).get("model", {}).get("len", 0)
-    summary = {"judge": judge, "baseline": cfg.baseline, "questions": len(questions), "battles": len(battles),
+    summary = {"judge": judge, "baseline": cfg.baseline, "questions": questions, "battles": len(battles),
                "unparseable": rates, "contestants": per_model, "rounds": cfg.rounds, "seed": cfg.seed or 0,
                "plain": [], "style_controlled": [], "style_coefficients": {}}  # fmt: skip
     models = {m for b in battles for m in (b["model_a"], b["model_b"])}
+    has_style = bool(battles) and all("len_a" in b for b in battles)  # published judgments without answers: none
     if len(models) >= 2:
         seed = cfg.seed or 0
         summary["plain"] = leaderboard(battles, cfg.baseline, cfg.rounds, seed)
-        if cfg.style_control:
+        if cfg.style_control and has_style:
             summary["style_controlled"] = leaderboard(battles, cfg.baseline, cfg.rounds, seed, style_control=True)
             summary["style_coefficients"] = style_controlled(battles, cfg.baseline)[1]
+    return summary
+
+
+def write_summary(out: Path, cfg: ArenaConfig, summary: dict) -> dict:
+    """RUN/leaderboard.{json,md,png} of a summary -> the summary with its markdown."""
+    out.mkdir(parents=True, exist_ok=True)
     md = leaderboard_markdown(summary)
     summary["markdown"] = md
     write_json(out / "leaderboard.json", {k: v for k, v in summary.items() if k != "markdown"})
@@ -647,7 +675,60 @@ def write_leaderboard(out: Path, cfg: ArenaConfig, questions: list[Question], ju
     rows = summary["style_controlled"] or summary["plain"]
     if rows:
         what = "style-controlled" if summary["style_controlled"] else "Bradley-Terry"
-        plot(rows, out / "leaderboard.png", title=f"Judge {judge}, baseline {cfg.baseline}: {what} scores, 95% CI")
+        title = f"Judge {summary['judge']}, baseline {cfg.baseline}: {what} scores, 95% CI"
+        plot(rows, out / "leaderboard.png", title=title)
+    return summary
+
+
+def read_judgments(paths: list[Path], baseline: str, answers: dict[str, dict[str, Answer]]) -> list[dict]:
+    """Published arena-hard judgment rows (``question_id``/``uid``, ``model``, ``judge``, ``games``: two games with a
+    ``score`` label or null, game 1 with the baseline as A) -> judgment records against ``baseline``. Where
+    ``answers`` hold both answers of a question, their style features come along (style control needs them)."""
+    files = [f for p in paths for f in (sorted(p.glob("*.jsonl")) if p.is_dir() else [p])]
+    records, seen = [], set()
+    for f in files:
+        try:
+            rows = read_jsonl(f, on_error="truncated")
+        except JSONLError as e:
+            raise RunError(str(e)) from None
+        for i, row in enumerate(rows):
+            qid, games = row.get("question_id", row.get("uid")), row.get("games")
+            where = f"{f} row {i + 1}"
+            if qid is None or not row.get("model") or not isinstance(games, list) or len(games) != 2:
+                raise RunError(f"{where}: not an arena-hard judgment (question_id/uid, model, two games)")
+            if any(not isinstance(g, dict) or "score" not in g for g in games):
+                raise RunError(f"{where}: a game without a 'score' label (null when the judge gave none)")
+            if row["model"] == baseline:  # the baseline judged against itself carries no information
+                continue
+            key = (row["model"], str(qid))
+            if key in seen:
+                raise RunError(f"{where}: {row['model']!r} is judged twice on question {qid!r}. Fix: pass one file")
+            seen.add(key)
+            rec = {"question_id": qid, "model": row["model"], "baseline": baseline, "judge": row.get("judge"),
+                   "games": [{"score": g["score"]} for g in games]}  # fmt: skip
+            mine, base = answers.get(row["model"], {}).get(str(qid)), answers.get(baseline, {}).get(str(qid))
+            if mine is not None and base is not None:
+                rec["style"] = {"model": style_features(mine.text), "baseline": style_features(base.text)}
+            records.append(rec)
+    if not records:
+        raise RunError(f"no judgments against other models than {baseline!r} in {', '.join(map(str, files))}")
+    return records
+
+
+def published_leaderboard(cfg: ArenaConfig, out: Path, log: Callable[[str], None] = print) -> dict:
+    """``--judgments``: the leaderboard of published verdicts (no answers generated, no judge called); with
+    ``--answers`` holding the baseline's and the models' answers, style control too."""
+    records = read_judgments([Path(p) for p in cfg.judgments], cfg.baseline, load_answer_sets(
+        [Path(p) for p in cfg.answers]))  # fmt: skip
+    if cfg.questions:
+        ids = {q.id for q in load_questions(cfg)}
+        records = [r for r in records if str(r["question_id"]) in ids]
+    judges = sorted({str(r.get("judge") or "published") for r in records})
+    judge = "+".join(judges)
+    questions = len({str(r["question_id"]) for r in records})
+    summary = summarize_records(records, cfg, judge, questions, {judge: unparseable(records)})
+    write_summary(out, cfg, summary)
+    log(f"leaderboard of {len(records)} published judgments: {out / 'leaderboard.md'}")
     return summary
 
 
