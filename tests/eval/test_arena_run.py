@@ -424,3 +424,14 @@ def test_published_judgments_bad_input_and_the_cli(tmp_path):
     assert {row["model"] for row in out["plain"]} == {"m", "base"} and out["battles"] == 4
     r = CliRunner().invoke(app, ["arena", "--judgments", str(bad), "--baseline", "base", "-o", str(tmp_path / "o2")])
     assert r.exit_code == 2 and "not an arena-hard judgment" in r.stderr
+
+
+def test_a_contestant_missing_answers_is_counted_not_hidden(tmp_path):
+    qfile = questions_file(tmp_path, 4)
+    base = published(tmp_path, "base", "норма", n=4)
+    partial = published(tmp_path, "partial", "частично", n=2)  # answers to questions 0 and 1 only
+    logs = []
+    s = run_arena(config(tmp_path, qfile, [base, partial]), generator=Answerer(), judge=Judge(lambda *a: "[[A=B]]"),
+                  log=logs.append)  # fmt: skip
+    assert "warning: partial has no answer to 2 of 4 question(s); not judged there" in logs
+    assert s["contestants"]["partial"]["questions"] == 2 and s["contestants"]["m [direct]"]["questions"] == 4

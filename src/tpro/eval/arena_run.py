@@ -513,6 +513,9 @@ def _judge(cfg, questions, prompt, published, out, generator, judge, own, progre
         log(f"warning: {lacking} question(s) have no answer of the baseline {cfg.baseline}; they are not judged")
     jobs = []
     for contestant in sorted(set(sets) - {cfg.baseline}):
+        missing = sum(q.id not in sets[contestant] for q in questions)
+        if missing:  # counted, not hidden: the leaderboard's "judged questions" column shows it too
+            log(f"warning: {contestant} has no answer to {missing} of {len(questions)} question(s); not judged there")
         path = out / "judgments" / slug(name) / f"{slug(contestant)}.jsonl"
         records = read_records(path)
         _check_settings(path, records, judge_settings(cfg, prompt), f"judgments by {name}")
