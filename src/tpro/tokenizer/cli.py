@@ -1,7 +1,7 @@
-"""``tpro tokenizer adapt|check|report|remap-model``: commands generated from the configs of ``tpro.tokenizer``.
+"""``tpro tokenizer adapt|check|report|remap-model|recover``: commands generated from the configs of ``tpro.tokenizer``.
 
 Each command's options are its config's fields (``AdaptConfig``, ``CheckConfig``, ``ReportConfig``,
-``RemapConfig``); heavy imports (tokenizers, transformers, torch) happen inside the commands. Bad input ends
+``RemapConfig``, ``RecoverConfig``); heavy imports (tokenizers, transformers, torch) happen inside the commands. Bad input ends
 with ``error: ...`` on stderr and exit code 2; a failed ``check`` exits 1.
 """
 
@@ -14,7 +14,9 @@ import click
 
 from tpro.config import command, fail, group, json_flag
 
-app = group("Cyrillic-dense tokenizer: adapt a byte-level BPE, check it, report density, remap a model.")
+app = group(
+    "Cyrillic-dense tokenizer: adapt a byte-level BPE, check it, report density, remap a model, recover its quality."
+)
 
 
 @contextmanager
@@ -113,3 +115,39 @@ def remap_model(cfg, as_json: bool = False):
         else f"remapped {stats['swapped']} rows ({cfg.method}, fitted {stats['fitted']}, tied={stats['tied']}) "
         f"-> {cfg.out}"
     )
+
+
+@command(
+    "tpro.tokenizer.recover:RecoverConfig",
+    group=app,
+    extra=[json_flag("Print recover.json."), click.Option(["--quiet"], is_flag=True, help="No progress bars.")],
+)
+def recover(cfg, as_json: bool = False, quiet: bool = False):
+    """Recover a remapped model's quality under a time budget: init, swapped rows, then all weights.
+
+    Stages (--stages init:mean|awedist,rows:ce|alm|alm+ce[:SHARE],full[:SHARE]) share --budget-minutes, counted
+    across restarts: rerun the same command to resume OUT/checkpoint. Writes OUT/model (loadable by
+    `tpro generate --model`), OUT/recover.json and, with --eval, bits/char on held-out text. --control trains the
+    unswapped base the same way. Multi-GPU: accelerate launch -m tpro.tokenizer.recover --config ...
+    """
+    from tpro.tokenizer.recover import recover as run
+
+    with _user_errors():
+        summary = run(cfg, show_progress=not quiet)
+    if as_json:
+        click.echo(json.dumps(summary, ensure_ascii=False, indent=1))
+        return summary
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table("stage", "stopped", "steps", "tokens", "minutes", "last loss")
+    for s in summary["stages"]:
+        last = s["losses"][-1] if s["losses"] else None
+        loss = "" if last is None else f"{last[2 if s['name'] == 'init' else 1]:.4f}"
+        t.add_row(f"{s['name']}:{s['variant']}", str(s["stopped"]), str(s["steps"]), str(s["tokens"]),
+                  f"{s['elapsed_s'] / 60:.1f}", loss)  # fmt: skip
+    Console().print(t)
+    ev = summary["eval"]
+    bpc = f"; {ev['bpc']:.4f} bits/char on {ev['texts']} held-out texts" if ev else ""
+    click.echo(f"{summary['total_s'] / 60:.1f} of {summary['budget_s'] / 60:g} minutes{bpc} -> {summary['final_dir']}")
+    return summary
