@@ -16,10 +16,10 @@ import click
 COMMANDS: dict[str, tuple[str, str]] = {
     "model": ("tpro.models.cli", "Inspect the embedded default model; convert GGUF files."),
     "generate": ("tpro.engine.cli", "Generate an answer (direct or reasoning), streamed, with telemetry."),
-    "tokenizer": ("tpro.tokenizer.cli", "Cyrillic-dense tokenizer: adapt, check, report density, remap a model."),
+    "tokenizer": ("tpro.tokenizer.cli", "Cyrillic-dense tokenizer: adapt, check, density, remap a model, recover it."),
     "eagle": ("tpro.eagle.cli", "EAGLE draft heads: build data, train, export for SGLang."),
-    "bench": ("tpro.bench.cli", "Decode benchmarks: EAGLE vs vanilla vs model.generate, per domain."),
-    "eval": ("tpro.eval.cli", "Math benchmarks (T-Math, MGSM, MATH-500, AIME, GSM8K), direct vs reasoning."),
+    "bench": ("tpro.bench.cli", "Decode speed: EAGLE, suffix drafts, weight formats, model.generate, llama.cpp."),
+    "eval": ("tpro.eval.cli", "Math, multiple-choice, judged-arena and long-context evals; one report across them."),
     "serve": ("tpro.serve.cli", "OpenAI-compatible server on the engine (EAGLE optional)."),
     "playground": ("tpro.playground.cli", "Side-by-side web playground; votes as a leaderboard and as DPO pairs."),
     "data": ("tpro.data.cli", "Data curation: dedup, decontamination, tags and balance, reward and difficulty."),
