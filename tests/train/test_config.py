@@ -108,6 +108,8 @@ def test_bad_inputs(tmp_path):
         PairsConfig(prompts="p", out="o", k=1)
     res = runner.invoke(app, ["midtrain", "--data", "d", "--out", "o", "--train_only", "everything"])
     assert res.exit_code == 2 and "everything" in res.output
+    res = runner.invoke(app, ["sft", "--data", "d", "--out", "o", "--rope_scaling", "yarn:0.5"])  # before any load
+    assert res.exit_code == 2 and "yarn:0.5" in res.output
 
 
 def test_stage_main_is_the_cli(tmp_path, capsys):

@@ -57,6 +57,21 @@ def test_sft_both_modes(tiny_qwen2_dir, train_data, tmp_path):
     assert load_model(str(out / "final"), progress=False).tokenizer.chat_template  # the next stage can load it
 
 
+def test_sft_with_rope_scaling_trains_and_serves_scaled(tiny_qwen2_dir, train_data, tmp_path):
+    """--rope_scaling reaches the model being trained (its rotary embedding) and final/config.json, so the trained
+    model loads with the same positions it was trained with."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    out = tmp_path / "sft-yarn"
+    argv = ["--model", str(tiny_qwen2_dir), "--data", str(train_data["sft"]), "--out", str(out), "--max_steps", "2"]
+    sft.main([*argv, "--rope_scaling", "yarn:2", *COMMON])
+    params = AutoConfig.from_pretrained(out / "final").rope_parameters
+    assert params["rope_type"] == "yarn" and params["factor"] == 2.0
+    plain = AutoModelForCausalLM.from_pretrained(tiny_qwen2_dir).model.rotary_emb
+    trained = AutoModelForCausalLM.from_pretrained(out / "final").model.rotary_emb
+    assert not torch.allclose(trained.inv_freq, plain.inv_freq) and trained.attention_scaling > 1.0
+
+
 def test_midtrain_embeddings_only(tiny_qwen3_dir, train_data, tmp_path):
     out = tmp_path / "mt"
     s = midtrain.main(

@@ -65,8 +65,20 @@ class TrainConfig(Config):
     resume: bool = opt(True, "Resume from the newest complete checkpoint in out/ when there is one")
     seed: int = opt(0, "Seed for data order and init")
     threads: int = opt(0, "torch CPU threads (0 = torch's default)", min=0)
+    rope_scaling: str | None = opt(
+        None,
+        "RoPE scaling to train with, for sequences past the pretraining context (--max-length above it): none | "
+        "yarn:FACTOR[:ORIGINAL] | linear:FACTOR | dynamic:FACTOR[:ORIGINAL]; written into final/config.json, so "
+        "the trained model serves with it. yarn:4:32768 is Qwen3's documented 131k setting",
+    )
     limit: int = opt(0, "Use only the first N rows of data (0 = all); for smoke runs", min=0)
     report_to: str = opt("none", "Trackers for transformers (none, tensorboard, wandb, ...)")
+
+    def __post_init__(self):
+        super().__post_init__()
+        from tpro.models.rope import parse_rope_scaling  # no torch: a bad spec fails before any model loads
+
+        parse_rope_scaling(self.rope_scaling)
 
     def weights_dtype(self):
         import torch
@@ -128,6 +140,20 @@ def load_tokenizer(path: str):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+def load_pretrained(config: TrainConfig, path: str, auto_class: Any = None, **config_overrides) -> Any:
+    """``auto_class.from_pretrained(path)`` (``AutoModelForCausalLM`` by default) in the recipe's dtype, with
+    ``config_overrides`` (e.g. ``num_labels=1``) and the recipe's ``rope_scaling`` written into the model config
+    before the model is built (the rotary embedding reads it once, at construction; ``tpro.models.rope``), so
+    training, ``final/config.json`` and serving all see the same positions."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from tpro.models.rope import apply_rope_scaling, parse_rope_scaling
+
+    model_config = AutoConfig.from_pretrained(path, **config_overrides)
+    apply_rope_scaling(model_config, parse_rope_scaling(config.rope_scaling))
+    return (auto_class or AutoModelForCausalLM).from_pretrained(path, config=model_config, dtype=config.weights_dtype())
 
 
 def base_model(config: TrainConfig) -> tuple[str, Any]:

@@ -31,7 +31,6 @@ class DPORecipe(common.TrainConfig, common.ChatMode):
 
 def run(config: DPORecipe) -> dict:
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
 
     from tpro.train.chat import preference_as_text
@@ -43,9 +42,9 @@ def run(config: DPORecipe) -> dict:
     def dataset(rows: list[dict]) -> Dataset:
         return Dataset.from_list([preference_as_text(tokenizer, r, config.chat_mode()) for r in rows])
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=config.weights_dtype())
+    model = common.load_pretrained(config, path)
     # Full fine-tuning needs a frozen reference; with LoRA TRL uses the base weights with adapters disabled.
-    ref = None if config.lora else AutoModelForCausalLM.from_pretrained(path, dtype=config.weights_dtype())
+    ref = None if config.lora else common.load_pretrained(config, path)
     trainer = DPOTrainer(
         model=model,
         ref_model=ref,

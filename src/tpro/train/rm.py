@@ -54,7 +54,7 @@ def run(config: RMRecipe) -> dict:
     started = time.time()
     train_rows, eval_rows = common.load_rows(config)
     path, tokenizer = common.base_model(config)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=config.weights_dtype())
+    model = common.load_pretrained(config, path, AutoModelForSequenceClassification, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id  # the head reads the last non-pad token
     args = RewardConfig(
         **common.trainer_kwargs(config), center_rewards_coefficient=config.center_rewards_coefficient or None

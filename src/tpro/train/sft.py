@@ -34,7 +34,6 @@ def fit(
     SFTTrainer (``freeze(model)`` before training when given); save, summarise. ``config``: a recipe with
     ``packing`` (SFT, midtraining)."""
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
     started = time.time()
@@ -50,7 +49,7 @@ def fit(
         )
 
     train_ds = to_dataset(rows)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=config.weights_dtype())
+    model = common.load_pretrained(config, path)
     if freeze is not None:
         freeze(model)
     # bfd packing would switch to padding-free batches, which need FlashAttention; wrapped does not.
