@@ -334,6 +334,8 @@ class DynamicInt8Linear(nn.Module):
                 q, self.scales.double(), torch.zeros(q.shape[0], dtype=torch.long), 0
             )
             self._packed = torch.ops.quantized.linear_prepack(qw, None)  # fbgemm's own layout (not a buffer)
+        # the appended columns (built once: a Python list -> tensor per call cost ~10 us x 168 layers a step)
+        self._ends = torch.tensor([[-1.0, 1.0] + [0.0] * (self.PAD - 2)])  # [1, PAD]
 
     @property
     def weight(self) -> torch.Tensor:
@@ -343,12 +345,12 @@ class DynamicInt8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [..., K] -> [..., N]
         xf = x.reshape(-1, self.in_features).float()  # [M, K]
-        amax = xf.abs().amax(-1, keepdim=True).clamp_min(1e-30)  # [M, 1]
-        ends = torch.tensor([-1.0, 1.0] + [0.0] * (self.PAD - 2)).expand(xf.shape[0], -1)  # [M, PAD]
+        amax = torch.linalg.vector_norm(xf, float("inf"), -1, keepdim=True).clamp_min_(1e-30)  # [M, 1] max |x|
+        ends = self._ends.expand(xf.shape[0], -1)  # [M, PAD]
         y = torch.ops.quantized.linear_dynamic(torch.cat([xf / amax, ends], 1), self._packed, self.REDUCE_RANGE)
-        y = y * amax
+        y = y.mul_(amax)  # [M, N], a fresh tensor: in place saves an allocation
         if self.bias is not None:
-            y = y + self.bias
+            y = y.add_(self.bias)
         return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
 
     def extra_repr(self) -> str:
