@@ -243,3 +243,40 @@ def test_one_hot_vocab_default_and_the_shipped_recipe_agree():
     shipped = {k: v for k, v in meta["train"].items() if k not in ("data", "out", "threads", "target")}
     mine = recipe.to_dict()
     assert {k: mine[k] for k in shipped} == shipped
+
+
+def test_head_follows_the_targets_rope_scaling(tiny_qwen2_dir, tiny_qwen2, tmp_path):
+    """A head loaded for a target with --rope-scaling gets the target's scaled rotary embedding (its features come
+    from scaled positions); a plain target keeps plain RoPE; the weights are the same either way."""
+    from tpro.eagle.head import save_head
+    from tpro.models import load_model
+
+    scaled = load_model(str(tiny_qwen2_dir), dtype="float32", progress=False, rope_scaling="yarn:2")
+    save_head(init_head(tiny_qwen2.model, seed=3), tmp_path / "h")
+    plain_head, scaled_head = load_head(tmp_path / "h", tiny_qwen2.model), load_head(tmp_path / "h", scaled.model)
+    for head, target in ((plain_head, tiny_qwen2.model), (scaled_head, scaled.model)):
+        torch.testing.assert_close(head.rotary.inv_freq, target.model.rotary_emb.inv_freq, rtol=0, atol=0)
+        assert head.rotary.attention_scaling == target.model.rotary_emb.attention_scaling
+    assert scaled_head.cfg.rope_scaling["rope_type"] == "yarn" and plain_head.cfg.rope_scaling is None
+    assert not torch.allclose(scaled_head.rotary.inv_freq, plain_head.rotary.inv_freq)
+    for k, v in plain_head.state_dict().items():
+        torch.testing.assert_close(scaled_head.state_dict()[k], v)
+
+
+def test_export_writes_the_served_targets_rope_scaling(tiny_qwen2, tmp_path):
+    from transformers import LlamaConfig
+
+    from tpro.eagle.head import save_head
+
+    save_head(init_head(tiny_qwen2.model, seed=4), tmp_path / "h")
+    plain = json.loads((export_sglang(tmp_path / "h", tmp_path / "plain") / "config.json").read_text())
+    assert "rope_scaling" not in plain
+    exp = export_sglang(tmp_path / "h", tmp_path / "yarn", rope_scaling="yarn:4")
+    cfg = json.loads((exp / "config.json").read_text())
+    native = tiny_qwen2.model.config.max_position_embeddings
+    assert cfg["rope_scaling"] == {"rope_type": "yarn", "type": "yarn", "factor": 4.0,
+                                   "original_max_position_embeddings": native}  # fmt: skip
+    read = LlamaConfig.from_pretrained(exp).rope_parameters  # as transformers-based engines read it
+    assert read["rope_type"] == "yarn" and read["factor"] == 4.0
+    r = CliRunner().invoke(app, ["export", str(tmp_path / "h"), "--out", str(tmp_path / "o"), "--rope-scaling", "x:2"])
+    assert r.exit_code == 2 and "x:2" in r.output

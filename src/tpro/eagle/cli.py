@@ -53,7 +53,7 @@ def export(cfg):
     hot_token_map.pt and a README with the command, in --out. Prints the directory."""
     from tpro.eagle.export import export_sglang
 
-    click.echo(str(_run(export_sglang, cfg.head_dir, cfg.out, cfg.model)))
+    click.echo(str(_run(export_sglang, cfg.head_dir, cfg.out, cfg.model, rope_scaling=cfg.rope_scaling)))
 
 
 @dataclass(kw_only=True)

@@ -41,6 +41,18 @@ class ExportConfig(Config):
     out: str = opt(help="Output directory", short="-o")
     format: Literal["sglang"] = opt("sglang", "sglang: a LlamaForCausalLMEagle checkpoint + the FR-Spec token map")
     model: str = target_model("Target model, named in the export's README when the head does not record it")
+    rope_scaling: str | None = opt(
+        None,
+        "RoPE scaling of the target the engine will serve (yarn:FACTOR[:ORIGINAL] | linear:FACTOR | "
+        "dynamic:FACTOR[:ORIGINAL]), written into the draft's config.json so its positions match the target's; "
+        "default: the scaling the head was trained with (none for a plain target)",
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        from tpro.models.rope import parse_rope_scaling
+
+        parse_rope_scaling(self.rope_scaling)
 
 
 def sglang_config(cfg: HeadConfig, torch_dtype: str = "bfloat16") -> dict:
@@ -61,6 +73,8 @@ def sglang_config(cfg: HeadConfig, torch_dtype: str = "bfloat16") -> dict:
         "attention_bias": False,
         "tie_word_embeddings": False,
         "torch_dtype": torch_dtype,
+        # the target's scaling, in the key SGLang reads for Llama-shaped drafts ("type" for older readers)
+        **({"rope_scaling": {**cfg.rope_scaling, "type": cfg.rope_scaling["rope_type"]}} if cfg.rope_scaling else {}),
     }
 
 
@@ -76,14 +90,25 @@ def sglang_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
 
 
 def export_sglang(
-    head_dir: str | Path, out: str | Path, target: str = "default", dtype: torch.dtype = torch.bfloat16
+    head_dir: str | Path,
+    out: str | Path,
+    target: str = "default",
+    dtype: torch.dtype = torch.bfloat16,
+    rope_scaling: str | None = None,
 ) -> Path:
     """Write ``out``: model.safetensors, config.json, hot_token_map.pt (FR-Spec heads) and a README with the
-    SGLang command. Returns ``out``."""
+    SGLang command. ``rope_scaling``: the served target's scaling spec (``tpro.models.rope``), written into the
+    draft's config (a yarn spec without ORIGINAL takes the head's native context). Returns ``out``."""
     from safetensors.torch import load_file, save_file
+
+    from tpro.models.rope import parse_rope_scaling
 
     meta = read_head_config(head_dir)
     cfg = HeadConfig(**meta["head"])
+    if scaling := parse_rope_scaling(rope_scaling):
+        if scaling["rope_type"] == "yarn":
+            scaling.setdefault("original_max_position_embeddings", cfg.max_position_embeddings)
+        cfg.rope_scaling = scaling
     state = load_file(str(Path(head_dir) / "head.safetensors"))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

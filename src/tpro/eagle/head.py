@@ -39,6 +39,8 @@ class HeadConfig:
     hot_vocab_size: int  # FR-Spec draft vocabulary size (== vocab_size when off)
     hidden_act: str = "silu"
     target: str = ""  # the target's name, for humans
+    # the target's RoPE scaling (rope_parameters without rope_theta: rope_type, factor, ...), None = plain RoPE
+    rope_scaling: dict | None = None
 
     @classmethod
     def from_target(cls, config, hot_vocab_size: int | None = None, target: str = "") -> HeadConfig:
@@ -59,6 +61,7 @@ class HeadConfig:
             hot_vocab_size=hot_vocab_size or config.vocab_size,
             hidden_act=config.hidden_act,
             target=target,
+            rope_scaling=rope_scaling_of(config),
         )
 
     def llama_config(self):
@@ -72,13 +75,22 @@ class HeadConfig:
             num_key_value_heads=self.num_key_value_heads,
             head_dim=self.head_dim,
             rms_norm_eps=self.rms_norm_eps,
-            rope_parameters={"rope_type": "default", "rope_theta": self.rope_theta},
+            rope_parameters={"rope_type": "default", **(self.rope_scaling or {}), "rope_theta": self.rope_theta},
             max_position_embeddings=self.max_position_embeddings,
             vocab_size=self.vocab_size,
             hidden_act=self.hidden_act,
             attention_bias=False,
             attn_implementation="sdpa",
         )
+
+
+def rope_scaling_of(config) -> dict | None:
+    """A model config's RoPE scaling (``rope_parameters`` minus ``rope_theta``), None for plain RoPE."""
+    rope = dict(config.rope_parameters or {})
+    if rope.get("rope_type", "default") == "default":
+        return None
+    rope.pop("rope_theta", None)
+    return rope
 
 
 class DraftHead(nn.Module):
@@ -188,6 +200,9 @@ def load_head(head_dir: str | Path, target, dtype: torch.dtype = torch.float32) 
         state = load_file(str(Path(head_dir) / "head.safetensors"))
     except Exception as e:  # a truncated or foreign file
         raise ValueError(f"{head_dir}/head.safetensors is not a readable head ({e}); retrain or re-export it") from e
+    # The head follows the target's positions: a target loaded with --rope-scaling (or trained with it) gets a
+    # head whose rotary embedding is scaled the same way, as the features it reads are (no weights change).
+    cfg.rope_scaling = rope_scaling_of(tc)
     head = DraftHead(cfg)
     head.load_state_dict(state, strict=True)
     head.to(dtype=dtype, device=target.device).eval()
