@@ -79,3 +79,8 @@ def test_generate_russian_json_on_embedded():
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["telemetry"]["generated_tokens"] > 0 and out["telemetry"]["ttft_s"] > 0
+
+
+def test_python_dash_m_tpro_is_the_cli():
+    r = subprocess.run([sys.executable, "-m", "tpro", "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "generate" in r.stdout and "serve" in r.stdout

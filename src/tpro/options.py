@@ -65,6 +65,9 @@ class ModelOptions(Config):
         "kernels; a GGUF's Q4_K tensors keep their grid) | w8a8 (int8 weights and per-row int8 activations, "
         "fbgemm on x86 CPUs; MLP down projections int4) | auto (the fastest measured for decoding here)",
     )
+    device: str = opt(
+        "auto", "Where the model runs: auto (a CUDA GPU when torch sees one, else the CPU) | cpu | cuda[:N]"
+    )
     threads: int = opt(0, "torch CPU threads (0 = torch's default)", min=0)
     rope_scaling: str | None = opt(
         None,
@@ -86,6 +89,7 @@ class ModelOptions(Config):
         return load_model(
             self.model,
             dtype=self.dtype,
+            device=self.device,
             weights=self.weights,
             threads=self.threads or None,
             progress=progress,

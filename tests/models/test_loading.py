@@ -23,6 +23,27 @@ def test_bad_specs_are_named(spec, match):
         load_model(spec, progress=False)
 
 
+@pytest.mark.parametrize(
+    "device,match",
+    [
+        ("tpu", "unknown device 'tpu'.*--device auto"),
+        ("cuda:x", "unknown device"),
+        ("cuda", "sees no CUDA GPU.*--device cpu"),
+    ],
+)
+def test_bad_devices_are_named_before_loading(device, match, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ModelLoadError, match=match):
+        load_model("/no/such/dir", device=device, progress=False)  # the device is checked before the checkpoint
+
+
+def test_device_auto_is_the_cpu_without_a_gpu_and_hub_kernels_stay_off(tiny_qwen2_dir, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    lm = load_model(str(tiny_qwen2_dir), device="auto", progress=False)
+    # transformers 5 would swap layers for code downloaded from the hub (its default with `kernels` installed)
+    assert lm.info["device"] == "cpu" and not lm.model.use_kernels
+
+
 def test_dir_without_config_is_explained(tmp_path):
     with pytest.raises(ModelLoadError, match="config.json"):
         load_model(str(tmp_path), progress=False)

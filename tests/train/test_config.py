@@ -151,3 +151,12 @@ def test_accelerate_configs_load():
         cfg = ClusterConfig.from_yaml_file(str(path))
         kinds[path.stem] = str(cfg.distributed_type)
     assert kinds == {"fsdp": "DistributedType.FSDP", "zero3": "DistributedType.DEEPSPEED"}
+
+
+def test_recipes_load_without_hub_kernels(tiny_qwen2_dir):
+    """transformers 5 turns Hub kernels (downloaded code) on by default; on a GPU that failed the first training
+    step. Every recipe loads its models through ``load_pretrained``, which keeps them off."""
+    model = common.load_pretrained(
+        common.TrainConfig(model=str(tiny_qwen2_dir), data="unused.jsonl", out="unused"), str(tiny_qwen2_dir)
+    )
+    assert model.use_kernels is False

@@ -93,10 +93,27 @@ def resolve_dtype(dtype: str, device: str = "cpu", weights: str = "bf16"):
 
 
 def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; ``cpu`` / ``cuda`` / ``cuda:N`` checked against what
+    this torch build can reach (a clear ``ModelLoadError`` instead of torch's assertion deep inside the load)."""
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cpu":
+        return device
+    kind, _, index = device.partition(":")
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise ModelLoadError(f"unknown device {device!r}. Fix: --device auto | cpu | cuda | cuda:N")
+    if not torch.cuda.is_available():
+        raise ModelLoadError(
+            f"--device {device}: torch {torch.__version__} sees no CUDA GPU here. Fix: --device cpu (or auto), or "
+            "install a CUDA build of torch (README: GPU users)"
+        )
+    if index and int(index) >= torch.cuda.device_count():
+        raise ModelLoadError(
+            f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible. Fix: cuda:0 .. "
+            f"cuda:{torch.cuda.device_count() - 1}, or set CUDA_VISIBLE_DEVICES"
+        )
     return device
 
 
@@ -279,6 +296,7 @@ def load_model(
             dtype=torch_dtype,
             trust_remote_code=trust_remote_code,
             attn_implementation=attn_implementation,
+            use_kernels=trust_remote_code,  # Hub kernels are downloaded code: only with trust_remote_code (train/common.py)
         )
     except OSError as e:
         hint = (

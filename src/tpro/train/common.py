@@ -153,7 +153,12 @@ def load_pretrained(config: TrainConfig, path: str, auto_class: Any = None, **co
 
     model_config = AutoConfig.from_pretrained(path, **config_overrides)
     apply_rope_scaling(model_config, parse_rope_scaling(config.rope_scaling))
-    return (auto_class or AutoModelForCausalLM).from_pretrained(path, config=model_config, dtype=config.weights_dtype())
+    # use_kernels=False: transformers 5 swaps layers for Hub kernels (code downloaded from kernels-community) by
+    # default when the `kernels` package is installed, and on a GPU that failed the first training step ("could not
+    # verify publisher trust status"; bench/gpu_check.py on an H200). Code from the hub runs only when a user asks.
+    return (auto_class or AutoModelForCausalLM).from_pretrained(
+        path, config=model_config, dtype=config.weights_dtype(), use_kernels=False
+    )
 
 
 def base_model(config: TrainConfig) -> tuple[str, Any]:
