@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bash bench/build_llama_cpp.sh [--force]
+# bash bench/build_llama_cpp.sh [--force] [--no-amx]
 #
 # Builds llama.cpp's Python binding (llama-cpp-python) from its PyPI source distribution, which vendors llama.cpp,
 # and installs it into the project's venv (.venv, or $PYTHON's environment), so `tpro bench decode --methods
@@ -25,7 +25,14 @@ PYTHON="${PYTHON:-$ROOT/.venv/bin/python}"
 VERSION="${LLAMA_CPP_PYTHON_VERSION:-0.3.36}"  # the version docs/benchmarks.md's llama.cpp figures were taken with
 WORK="$ROOT/build/llama-cpp-python"
 FORCE=0
-[[ "${1:-}" == "--force" ]] && FORCE=1
+NO_AMX=0
+for arg in "$@"; do
+  case "$arg" in
+    --force) FORCE=1 ;;
+    --no-amx) NO_AMX=1 ;;
+    *) echo "unknown argument $arg; usage: bash bench/build_llama_cpp.sh [--force] [--no-amx]" >&2; exit 2 ;;
+  esac
+done
 
 # GGML option <- /proc/cpuinfo flag
 FEATURES="SSE42:sse4_2 AVX:avx AVX2:avx2 AVX_VNNI:avx_vnni BMI2:bmi2 FMA:fma F16C:f16c AVX512:avx512f \
@@ -34,7 +41,9 @@ AMX_BF16:amx_bf16"
 CPU_FLAGS=" $(grep -m1 '^flags' /proc/cpuinfo | cut -d: -f2) "
 CMAKE_ARGS="-DGGML_NATIVE=OFF"
 for f in $FEATURES; do
-  if [[ "$CPU_FLAGS" == *" ${f#*:} "* ]]; then CMAKE_ARGS+=" -DGGML_${f%%:*}=ON"; else CMAKE_ARGS+=" -DGGML_${f%%:*}=OFF"; fi
+  if [[ $NO_AMX == 1 && "$f" == AMX* ]]; then
+    CMAKE_ARGS+=" -DGGML_${f%%:*}=OFF"
+  elif [[ "$CPU_FLAGS" == *" ${f#*:} "* ]]; then CMAKE_ARGS+=" -DGGML_${f%%:*}=ON"; else CMAKE_ARGS+=" -DGGML_${f%%:*}=OFF"; fi
 done
 export CMAKE_ARGS+=" -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAVA_BUILD=OFF"
 export CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}"
@@ -50,7 +59,18 @@ info() {
 print("llama-cpp-python", llama_cpp.__version__, "at", llama_cpp.__file__); print(s)'
 }
 
-if [[ $FORCE == 0 ]] && info 2>/dev/null; then
+# ...and decodes: a VM that lists AMX in /proc/cpuinfo but refuses llama.cpp's AMX tile code (one machine of this
+# kind, 2026-12-04: torch's oneDNN ran AMX, llama.cpp's AMX buffers died with SIGILL at the first token) passes
+# the import and fails only here
+smoke() {
+  "$PYTHON" - <<'PY'
+from llama_cpp import Llama
+from tpro.models.default import ensure_gguf
+Llama(model_path=str(ensure_gguf()), n_threads=2, n_ctx=256, verbose=False)("Привет", max_tokens=4)
+PY
+}
+
+if [[ $FORCE == 0 ]] && info 2>/dev/null && smoke 2>/dev/null; then
   echo "llama.cpp binding already installed and working; nothing to do (--force rebuilds)"
   exit 0
 fi
@@ -77,3 +97,15 @@ echo "== installing $WHEEL"
 # its runtime dependencies (numpy, typing-extensions, diskcache, jinja2), without touching what is installed
 "$PYTHON" -m pip install "$WHEEL"
 info
+rc=0
+smoke || rc=$?
+if [[ $rc != 0 ]]; then
+  if [[ $NO_AMX == 0 && "$CMAKE_ARGS" == *"GGML_AMX_INT8=ON"* ]]; then
+    echo "== the build died in a real decode (exit $rc; 132 = SIGILL): this CPU lists AMX but refuses llama.cpp's" \
+      "AMX code; rebuilding with AMX off" >&2
+    exec bash "${BASH_SOURCE[0]}" --force --no-amx
+  fi
+  echo "the llama.cpp binding fails a real decode (exit $rc)" >&2
+  exit 1
+fi
+echo "== a real decode ran: the binding works on this CPU"
