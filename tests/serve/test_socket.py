@@ -139,3 +139,23 @@ def test_cli_fails_clearly(args, phrase, tiny_qwen2_dir):
     r = CliRunner().invoke(app, ["--model", str(tiny_qwen2_dir), *args])
     assert r.exit_code == 2
     assert phrase in r.output
+
+
+def test_serve_compile_warms_up_then_answers_as_eager(tiny_qwen2_dir, tmp_path):
+    """``tpro serve --compile`` compiles at startup, then a request alone decodes through the compiled step and
+    gets the eager server's greedy answer (fp32, the checkpoint's weights: no rounding differences)."""
+    from tests.serve.conftest import start_server, stop_server
+
+    args = ["--model", str(tiny_qwen2_dir), "--api-key", API_KEY, "--max-batch", "1", "--dtype", "float32"]
+    answers, logs = [], []
+    for extra in ([], ["--compile"]):
+        logs.append(tmp_path / f"server{len(extra)}.log")
+        proc, url = start_server([*args, "--weights", "bf16", *extra], logs[-1])
+        try:
+            req = body(url, max_tokens=12, temperature=0)
+            r = httpx.post(url + "/v1/chat/completions", json=req, headers=AUTH, timeout=120)
+            answers.append(r.json()["choices"][0]["message"]["content"])
+        finally:
+            stop_server(proc)
+    assert answers[0] == answers[1]
+    assert "compiling the decode step" in logs[1].read_text() and "compiling" not in logs[0].read_text()

@@ -42,7 +42,9 @@ from tpro.io import atomic_path, atomic_write, write_json
 from tpro.options import DRAFT_HELP, DTYPES, MAX_TEMPERATURE, MODE_HELP, Mode, ModelOptions, SamplingOptions
 
 PEER = "llama.cpp"
-METHODS = ("generate", "pld", "vanilla", "eagle", PEER)  # generate runs once per dtype in generate_dtypes
+# generate runs once per dtype in generate_dtypes; compiled = the vanilla loop through torch.compile
+# (tpro.engine.compiled), compiled once per weight format before any timing
+METHODS = ("generate", "pld", "vanilla", "compiled", "eagle", PEER)
 BUILD_PEER = "bash bench/build_llama_cpp.sh"
 
 
@@ -138,7 +140,7 @@ def row_name(method: str, weights: str) -> str:
 def vanilla_of(method: str, present) -> str:
     """The vanilla row a row is compared with: the same weights' for engine rows, else the bf16 one (or, when it
     did not run, the first vanilla row in ``present``)."""
-    if method.startswith(("vanilla-", "eagle-")):
+    if method.startswith(("vanilla-", "eagle-", "compiled-")):
         return "vanilla-" + method.split("-", 1)[1]
     if "vanilla" in present:
         return "vanilla"
@@ -400,7 +402,7 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
     ``cfg.out``, decode.json rewritten (partial results survive a kill); decode.md and decode.png at the end."""
     from tpro.eagle import resolve_draft
     from tpro.eagle.data import PROMPTS_DIR, read_prompts
-    from tpro.engine import Engine
+    from tpro.engine import Engine, SamplingParams
     from tpro.models import build_prompt
 
     rows = read_prompts(cfg.prompts or PROMPTS_DIR / "heldout.jsonl")
@@ -424,6 +426,13 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
     for w in dict.fromkeys(cfg.weights):
         lm = model_in(cfg.dtype, w)
         engines.append((lm.info.get("weights", w), Engine.from_loaded(lm)))
+    compiled_engines = []
+    if "compiled" in cfg.methods:
+        from tpro.engine.compiled import CompiledDecoder
+
+        for w in dict.fromkeys(cfg.weights):
+            lm = model_in(cfg.dtype, w)
+            compiled_engines.append((lm.info.get("weights", w), Engine.from_loaded(lm, decoder=CompiledDecoder())))
     eagle_engines, decoders, peer = [], [], None
     notes: list[str] = []
     gen_models = {_short(d): model_in(d) for d in cfg.generate_dtypes} if "generate" in cfg.methods else {}
@@ -449,6 +458,11 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
                 notes.append(f"{PEER}: the GGUF tokenizes the first prompt differently, so it may not be the target")
                 log(notes[-1])
             peer.run(chats[0].input_ids, 2, 0.0, cfg.seed, eos)  # warm-up: page the GGUF in before any timing
+    for w, eng in compiled_engines:  # compile before any timing (one graph per cache length: prompt + budget
+        # rounded up to 1024 tokens, so these prompts share one; a prompt that needs another compiles in its timed
+        # run, and the note after the run lists every length compiled)
+        eng.complete(chats[0], SamplingParams(max_new_tokens=cfg.max_new_tokens))
+        log(f"compiled-{w}: torch.compile took {eng.decoder.compile_s} s (cache length: seconds)")
     runs: list[Run] = []
 
     def result(runs):
@@ -499,6 +513,8 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
             if "vanilla" in cfg.methods:
                 for w, eng in engines:
                     add(row_name("vanilla", w), *engine_ids(eng, chat, cfg.max_new_tokens, temp, cfg.seed))
+            for w, eng in compiled_engines:
+                add(row_name("compiled", w), *engine_ids(eng, chat, cfg.max_new_tokens, temp, cfg.seed))
             for (w, eng), dec in zip(eagle_engines, decoders):
                 # each request starts with an empty suffix memory: held-out prompts must not be drafted from an
                 # earlier row's (or an earlier temperature's) answer to the same prompt
@@ -506,6 +522,8 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
                 add(row_name("eagle", w), *engine_ids(eng, chat, cfg.max_new_tokens, temp, cfg.seed))
             if peer is not None:
                 add(PEER, *peer.run(chat.input_ids, cfg.max_new_tokens, temp, cfg.seed, eos))
+    for w, eng in compiled_engines:
+        notes.append(f"compiled-{w}: first (compiling) step per cache length, s: {eng.decoder.compile_s}")
     res = result(runs)
     if cfg.out:
         write_outputs(res, Path(cfg.out))

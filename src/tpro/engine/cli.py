@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from tpro.config import command, json_flag, like, opt
-from tpro.options import MODE_HELP, Mode, ModelOptions, SamplingOptions, Weights
+from tpro.options import COMPILE_HELP, MODE_HELP, Mode, ModelOptions, SamplingOptions, Weights
 
 
 @dataclass(kw_only=True)
@@ -22,6 +22,7 @@ class GenerateConfig(ModelOptions, SamplingOptions):
     system: str | None = opt(None, "Optional system message.")
     file: str | None = opt(None, "A UTF-8 text file (a long document) put before the prompt in the user message.")
     weights: Weights = like(ModelOptions, "weights", "auto")  # a decoding stage: the fastest measured format
+    compile: bool = opt(False, COMPILE_HELP)
 
 
 @command(
@@ -30,6 +31,7 @@ class GenerateConfig(ModelOptions, SamplingOptions):
 def app(cfg: GenerateConfig, as_json: bool = False):
     """Generate an answer to PROMPT on the local engine, streamed, with telemetry."""
     from tpro.engine import Done, Engine
+    from tpro.engine.compiled import CompiledDecoder as compiled_decoder
     from tpro.models import ReasoningStream
     from tpro.models.loading import ModelLoadError
 
@@ -39,7 +41,7 @@ def app(cfg: GenerateConfig, as_json: bool = False):
     except (ValueError, ModelLoadError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
-    engine = Engine.from_loaded(lm)
+    engine = Engine.from_loaded(lm, decoder=compiled_decoder() if cfg.compile else None)
     try:
         user = (Path(cfg.file).read_text(encoding="utf-8") + "\n\n" if cfg.file else "") + cfg.prompt
     except (OSError, UnicodeDecodeError) as e:

@@ -36,7 +36,15 @@ def app(cfg: ServeConfig):
         decoder, draft_line = resolve_draft(cfg.draft, lm)
     except (ValueError, ModelLoadError, DraftUnavailable) as e:
         raise ConfigError(str(e)) from e
-    application = build_app(Engine.from_loaded(lm), cfg, draft=decoder)
+    engine = Engine.from_loaded(lm)
+    if cfg.compile:
+        from tpro.engine import SamplingParams
+        from tpro.engine.compiled import CompiledDecoder
+
+        engine.decoder = CompiledDecoder()
+        click.echo("tpro serve: compiling the decode step (once; later starts reuse inductor's cache)...", err=True)
+        engine.complete("warm-up", SamplingParams(max_new_tokens=2))  # the cache length of short requests
+    application = build_app(engine, cfg, draft=decoder)
     click.echo(
         f"tpro serve: {cfg.served_model_name or lm.name} · {draft_line} · http://{cfg.host}:{cfg.port}/v1 · "
         f"api key {'required' if cfg.api_key else 'off'} · pid {os.getpid()}",

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from tpro.config import like, opt
-from tpro.options import DRAFT_HELP, MODE_HELP, Mode, ModelOptions, SamplingOptions, Weights
+from tpro.options import COMPILE_HELP, DRAFT_HELP, MODE_HELP, Mode, ModelOptions, SamplingOptions, Weights
 
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -19,6 +19,7 @@ class ServeConfig(ModelOptions):
     ``build_app`` reads the policy fields (queue, timeout, budgets, mode, API key, name); the command the rest."""
 
     draft: str = opt("none", DRAFT_HELP)
+    compile: bool = opt(False, COMPILE_HELP + " (compiled at startup; a request alone decodes through it)")
     # a decoding stage: the fastest measured format; with batching on a CPU that is w8a8 (quant.serving_weights)
     weights: Weights = like(
         ModelOptions,
