@@ -20,15 +20,16 @@ def eng(tiny_qwen2):
     return e
 
 
-def test_cache_length_rounds_up_and_respects_the_context():
-    assert cache_length(100, 28, 64, None) == 192  # 129 -> 3 buckets
+def test_cache_length_rounds_up_to_a_power_of_two_within_the_context():
+    assert cache_length(100, 28, 64, None) == 256  # needs 129
     assert cache_length(100, 27, 64, 2048) == 128
+    assert cache_length(10, 5, 64, 2048) == 64  # never below the smallest
     assert cache_length(100, 27, 64, 120) == 128  # never less than the request needs
-    assert cache_length(1000, 100, 1024, 1500) == 1500
+    assert cache_length(1000, 100, 1024, 1500) == 1500  # capped by the context
 
 
 def test_greedy_and_seeded_sampling_equal_the_eager_loop(eng):
-    dec = CompiledDecoder(chunk=16, bucket=64)  # the long prompt is prefilled in chunks
+    dec = CompiledDecoder(chunk=16, smallest=64)  # the long prompt is prefilled in chunks
     runs = ((PROMPTS[0], 20), (PROMPTS[1], 30), (PROMPTS[0], 70), (PROMPTS[0], 21))
     for prompt, n in runs:
         p = SamplingParams(max_new_tokens=n)
@@ -50,7 +51,17 @@ def test_a_failing_compile_decodes_eagerly_with_the_same_tokens(eng, monkeypatch
         return run
 
     monkeypatch.setattr(torch, "compile", broken)
-    dec = CompiledDecoder(bucket=64)
+    dec = CompiledDecoder(smallest=64)
     p = SamplingParams(max_new_tokens=12)
     assert eng.complete(PROMPTS[0], p, decoder=dec).token_ids == eng.complete(PROMPTS[0], p).token_ids
     assert dec.eager and "decoding eagerly" in caplog.text
+
+
+def test_warm_up_compiles_ahead_and_the_request_reuses_it(eng):
+    dec = CompiledDecoder(smallest=64)
+    p = SamplingParams(max_new_tokens=10)
+    length = cache_length(len(eng.prompt(PROMPTS[0]).input_ids), 10, 64, eng.model.config.max_position_embeddings)
+    assert set(dec.warm_up(eng.model, [length])) == {length}
+    before = dict(dec.compile_s)
+    assert eng.complete(PROMPTS[0], p, decoder=dec).token_ids == eng.complete(PROMPTS[0], p).token_ids
+    assert dec.compile_s == before  # no second compile: the warmed graph (and its reset cache) served the request

@@ -402,7 +402,7 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
     ``cfg.out``, decode.json rewritten (partial results survive a kill); decode.md and decode.png at the end."""
     from tpro.eagle import resolve_draft
     from tpro.eagle.data import PROMPTS_DIR, read_prompts
-    from tpro.engine import Engine, SamplingParams
+    from tpro.engine import Engine
     from tpro.models import build_prompt
 
     rows = read_prompts(cfg.prompts or PROMPTS_DIR / "heldout.jsonl")
@@ -428,7 +428,7 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
         engines.append((lm.info.get("weights", w), Engine.from_loaded(lm)))
     compiled_engines = []
     if "compiled" in cfg.methods:
-        from tpro.engine.compiled import CompiledDecoder
+        from tpro.engine.compiled import CompiledDecoder, cache_length
 
         for w in dict.fromkeys(cfg.weights):
             lm = model_in(cfg.dtype, w)
@@ -458,10 +458,13 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
                 notes.append(f"{PEER}: the GGUF tokenizes the first prompt differently, so it may not be the target")
                 log(notes[-1])
             peer.run(chats[0].input_ids, 2, 0.0, cfg.seed, eos)  # warm-up: page the GGUF in before any timing
-    for w, eng in compiled_engines:  # compile before any timing (one graph per cache length: prompt + budget
-        # rounded up to 1024 tokens, so these prompts share one; a prompt that needs another compiles in its timed
-        # run, and the note after the run lists every length compiled)
-        eng.complete(chats[0], SamplingParams(max_new_tokens=cfg.max_new_tokens))
+    for w, eng in compiled_engines:  # compile before any timing: one graph per cache length (prompt + budget
+        # rounded up to a power of two), each prompt's; the note after the run lists every length compiled
+        dec = eng.decoder
+        lim = eng.context_length
+        dec.warm_up(
+            eng.model, sorted({cache_length(len(c.input_ids), cfg.max_new_tokens, dec.smallest, lim) for c in chats})
+        )
         log(f"compiled-{w}: torch.compile took {eng.decoder.compile_s} s (cache length: seconds)")
     runs: list[Run] = []
 

@@ -38,12 +38,13 @@ def app(cfg: ServeConfig):
         raise ConfigError(str(e)) from e
     engine = Engine.from_loaded(lm)
     if cfg.compile:
-        from tpro.engine import SamplingParams
-        from tpro.engine.compiled import CompiledDecoder
+        from tpro.engine.compiled import CompiledDecoder, cache_length
 
-        engine.decoder = CompiledDecoder()
+        engine.decoder = dec = CompiledDecoder()
         click.echo("tpro serve: compiling the decode step (once; later starts reuse inductor's cache)...", err=True)
-        engine.complete("warm-up", SamplingParams(max_new_tokens=2))  # the cache length of short requests
+        # the cache length of a short chat with the default budget; other lengths compile on first use
+        dec.warm_up(lm.model, [cache_length(200, cfg.max_new_tokens, dec.smallest, engine.context_length)])
+        click.echo(f"tpro serve: compiled (cache length: seconds) {dec.compile_s}", err=True)
     application = build_app(engine, cfg, draft=decoder)
     click.echo(
         f"tpro serve: {cfg.served_model_name or lm.name} · {draft_line} · http://{cfg.host}:{cfg.port}/v1 · "
