@@ -81,8 +81,12 @@ class CompiledDecoder(VanillaDecoder):
                 continue
             t0 = time.perf_counter()
             zero = torch.zeros(1, 1, dtype=torch.long, device=model.device)
+            # an eager one-token "prefill" first, as in a request: the cache's tensors are created lazily at their
+            # first update, and a graph traced before that would be guarded on the uninitialised state (measured:
+            # the first real request then compiled again, 23 s, inside its timed decode)
+            model(input_ids=zero, cache=cache, use_cache=True)
             try:
-                compiled(zero, torch.zeros(1, dtype=torch.long, device=model.device))
+                compiled(zero, torch.ones(1, dtype=torch.long, device=model.device))
             except Exception as e:  # noqa: BLE001 -- as in decode: say so once, decode eagerly
                 log.warning("torch.compile failed (%s: %s); decoding eagerly", type(e).__name__, e)
                 self.eager = True
