@@ -172,7 +172,9 @@ def serving_weights(weights: str, max_batch: int) -> str:
     kernel -> w8a8, the format whose cost grows least with rows; anything else unchanged (``auto`` then resolves
     as for one sequence). Measured on an AVX2 EPYC, 20 clients x 128 tokens, 2 threads (docs/benchmarks.md,
     issue 13): w8a8 served 47.7 tokens/s batched against 23.1 for int4 (8.1 vs 7.2 one at a time); alone the two
-    decode at the same speed (11.1 vs 10.9 tokens/s)."""
+    decode at the same speed (11.1 vs 10.9 tokens/s). On an AMX Xeon (2026-12-04, same load) bf16 served most under
+    load (113.2 tokens/s; w8a8 78.9, int4 65.8) but decodes one sequence at ~10 tokens/s against w8a8's ~20 and
+    int4's ~27, so w8a8 stays the balanced default there too; a server that is always busy runs --weights bf16."""
     if weights != "auto" or max_batch <= 1 or torch.cuda.is_available() or not dynamic_int8_kernel_available():
         return weights
     return "w8a8"
