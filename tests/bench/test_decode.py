@@ -65,18 +65,22 @@ def test_cli_runs_every_method_and_writes_outputs(tiny_qwen2_dir, tiny_qwen2, tm
     assert r.exit_code == 0, r.output
     res = json.loads((tmp_path / "out" / "decode.json").read_text())
     methods = {(x["temperature"], x["method"]) for x in res["runs"]}
-    # generate runs in both default generate dtypes; pld at T=0 only
+    # generate runs in both default generate dtypes; pld at T=0 only; compiled = the vanilla loop compiled
     assert methods == {
         (0.0, "generate-fp32"),
         (0.0, "generate-bf16"),
         (0.0, "pld"),
         (0.0, "vanilla"),
+        (0.0, "compiled"),
         (0.0, "eagle"),
         (0.8, "generate-fp32"),
         (0.8, "generate-bf16"),
         (0.8, "vanilla"),
+        (0.8, "compiled"),
         (0.8, "eagle"),
     }
+    compiled = {x["method"]: x for x in res["runs"] if x["temperature"] == 0.0 and x["method"] == "compiled"}
+    assert compiled["compiled"]["same_prefix"] == compiled["compiled"]["tokens"]  # fp32: the vanilla row's tokens
     assert {x["domain"] for x in res["runs"]} == {"chat", "math"}
     eagle = [x for x in res["summary"] if x["method"] == "eagle" and x["domain"] == "all"]
     assert all(x["acceptance_length"] >= 1.0 and x["speedup_vs_generate"] > 0 for x in eagle)

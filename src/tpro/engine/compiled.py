@@ -12,9 +12,9 @@ Shapes: one compiled graph per cache length. The length is the prompt plus the t
 of two (at least ``smallest``), so requests of similar sizes share one graph (and its cache tensors, reset per
 request) and a longer request compiles once more (tens of seconds on a CPU, then cached on disk by inductor).
 Attention reads the whole static cache, masked, so the slack costs: a 57-token prompt with 128 new tokens decoded
-at 34-37 tokens/s over a 256-slot cache and at 30 over 1024 slots (eager: 25-26; int4, 2 threads, AMX machine). If compiling fails
-(no C++ compiler for inductor, an op dynamo cannot trace, such as w8a8's fbgemm call), the decoder says so once and
-runs the same steps eagerly."""
+at 34-37 tokens/s over a 256-slot cache and at 30 over 1024 slots (eager: 25-26; int4, 2 threads, AMX machine).
+If compiling fails (no C++ compiler for inductor, an op dynamo cannot trace, such as w8a8's fbgemm call), the
+decoder says so once and runs the same steps eagerly."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from transformers import StaticCache
 
 from tpro.engine.decoder import PREFILL_CHUNK, Step, VanillaDecoder, prefill
 from tpro.engine.sampling import next_token
+from tpro.models.rope import context_length
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +102,7 @@ class CompiledDecoder(VanillaDecoder):
     @torch.inference_mode()
     def decode(self, model, input_ids, params, generator):
         S = input_ids.shape[1]
-        limit = getattr(model.config, "max_position_embeddings", None)
-        length = cache_length(S, params.max_new_tokens, self.smallest, limit)
+        length = cache_length(S, params.max_new_tokens, self.smallest, context_length(model.config))
         cache, compiled = self._graph(model, length)
         logits, last_s = yield from prefill(model, input_ids, cache, self.chunk)  # [1, V]
         t0 = time.perf_counter()
