@@ -101,7 +101,7 @@ class ModelOptions(Config):
 COMPILE_HELP = (
     "Plain decoding's one-token step through torch.compile over a static cache (tpro.engine.compiled): on a CPU the "
     "embedded model's int4 step took ~29 ms instead of ~41 (docs/benchmarks.md, issue 17), after a one-off compile "
-    "(~50 s; later runs reuse inductor's disk cache); greedy tokens unchanged"
+    "(~30 s; seconds once inductor's disk cache is warm); greedy tokens unchanged in fp32"
 )
 
 

@@ -250,9 +250,8 @@ def train(cfg: TrainConfig, lm=None, progress: bool = True, log=print) -> Path:
         state = torch.load(ckpt / "optimizer.pt", weights_only=True)
         optim.load_state_dict(state["opt"])
         sched.load_state_dict(state["sched"])
-    acc_ = Accelerator(
-        mixed_precision=cfg.mixed_precision, cpu=target.device.type == "cpu"
-    )  # the head sits by its target
+    # the head sits on its target's device (--device), whatever else the machine has
+    acc_ = Accelerator(mixed_precision=cfg.mixed_precision, cpu=target.device.type == "cpu")
     head, optim = acc_.prepare(head, optim)
     embed = target.get_input_embeddings()
     history = []

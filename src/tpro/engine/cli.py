@@ -31,7 +31,7 @@ class GenerateConfig(ModelOptions, SamplingOptions):
 def app(cfg: GenerateConfig, as_json: bool = False):
     """Generate an answer to PROMPT on the local engine, streamed, with telemetry."""
     from tpro.engine import Done, Engine
-    from tpro.engine.compiled import CompiledDecoder as compiled_decoder
+    from tpro.engine.compiled import CompiledDecoder
     from tpro.models import ReasoningStream
     from tpro.models.loading import ModelLoadError
 
@@ -41,7 +41,7 @@ def app(cfg: GenerateConfig, as_json: bool = False):
     except (ValueError, ModelLoadError) as e:
         click.echo(f"error: {e}", err=True)
         sys.exit(2)
-    engine = Engine.from_loaded(lm, decoder=compiled_decoder() if cfg.compile else None)
+    engine = Engine.from_loaded(lm, decoder=CompiledDecoder() if cfg.compile else None)
     try:
         user = (Path(cfg.file).read_text(encoding="utf-8") + "\n\n" if cfg.file else "") + cfg.prompt
     except (OSError, UnicodeDecodeError) as e:
