@@ -73,14 +73,18 @@ def test_cli_runs_every_method_and_writes_outputs(tiny_qwen2_dir, tiny_qwen2, tm
         (0.0, "vanilla"),
         (0.0, "compiled"),
         (0.0, "eagle"),
+        (0.0, "eagle-compiled"),
         (0.8, "generate-fp32"),
         (0.8, "generate-bf16"),
         (0.8, "vanilla"),
         (0.8, "compiled"),
         (0.8, "eagle"),
+        (0.8, "eagle-compiled"),
     }
-    compiled = {x["method"]: x for x in res["runs"] if x["temperature"] == 0.0 and x["method"] == "compiled"}
-    assert compiled["compiled"]["same_prefix"] == compiled["compiled"]["tokens"]  # fp32: the vanilla row's tokens
+    greedy = {x["method"]: x for x in res["runs"] if x["temperature"] == 0.0}
+    for m in ("compiled", "eagle", "eagle-compiled"):  # fp32: the vanilla row's tokens
+        assert greedy[m]["same_prefix"] == greedy[m]["tokens"], m
+    assert any("eagle-compiled: verify ms by tree size" in n for n in res["notes"])
     assert {x["domain"] for x in res["runs"]} == {"chat", "math"}
     eagle = [x for x in res["summary"] if x["method"] == "eagle" and x["domain"] == "all"]
     assert all(x["acceptance_length"] >= 1.0 and x["speedup_vs_generate"] > 0 for x in eagle)
@@ -291,6 +295,9 @@ def test_summarize_compares_each_weight_format_with_its_own_vanilla():
     assert rows["vanilla-int4"]["speedup_vs_vanilla"] == 1.0
     assert rows["pld"]["speedup_vs_vanilla"] == 2.5  # baselines: against the checkpoint's weights
     assert bench_decode.vanilla_of("pld", ["vanilla-int8"]) == "vanilla-int8"  # no bf16 row: the first vanilla
+    assert bench_decode.vanilla_of("eagle-compiled-int4", []) == "vanilla-int4"
+    assert bench_decode.vanilla_of("eagle-compiled", ["vanilla"]) == "vanilla"
+    assert bench_decode.vanilla_of("compiled-w8a8", []) == "vanilla-w8a8"
 
 
 def test_cli_runs_each_weight_format_and_eagle_matches_its_own_greedy(tiny_qwen2_dir, tiny_qwen2, tmp_path):

@@ -44,7 +44,8 @@ from tpro.options import DRAFT_HELP, DTYPES, MAX_TEMPERATURE, MODE_HELP, Mode, M
 PEER = "llama.cpp"
 # generate runs once per dtype in generate_dtypes; compiled = the vanilla loop through torch.compile
 # (tpro.engine.compiled), compiled once per weight format before any timing
-METHODS = ("generate", "pld", "vanilla", "compiled", "eagle", PEER)
+# eagle-compiled = EAGLE with the target's verify compiled (tpro.eagle.target.CompiledTarget)
+METHODS = ("generate", "pld", "vanilla", "compiled", "eagle", "eagle-compiled", PEER)
 BUILD_PEER = "bash bench/build_llama_cpp.sh"
 
 
@@ -140,8 +141,11 @@ def row_name(method: str, weights: str) -> str:
 def vanilla_of(method: str, present) -> str:
     """The vanilla row a row is compared with: the same weights' for engine rows, else the bf16 one (or, when it
     did not run, the first vanilla row in ``present``)."""
-    if method.startswith(("vanilla-", "eagle-", "compiled-")):
-        return "vanilla-" + method.split("-", 1)[1]
+    for kind in ("eagle-compiled", "vanilla", "eagle", "compiled"):  # longest first: eagle-compiled-int4
+        if method.startswith(kind + "-"):
+            return "vanilla-" + method[len(kind) + 1 :]
+        if method == kind:
+            break
     if "vanilla" in present:
         return "vanilla"
     return next((m for m in present if m.startswith("vanilla")), "vanilla")
@@ -436,16 +440,24 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
     eagle_engines, decoders, peer = [], [], None
     notes: list[str] = []
     gen_models = {_short(d): model_in(d) for d in cfg.generate_dtypes} if "generate" in cfg.methods else {}
-    if cfg.draft != "none" and "eagle" in cfg.methods:
+    kinds = [m for m in ("eagle", "eagle-compiled") if m in cfg.methods] if cfg.draft != "none" else []
+    for kind in kinds:
         for w in dict.fromkeys(cfg.weights):
             elm = model_in(cfg.eagle_dtype or cfg.dtype, w)
+            # compiled: the verify graphs compile here, while calibrating (before any timing)
             decoder, line = resolve_draft(
-                cfg.draft, elm, depth=cfg.depth, top_k=cfg.top_k, total_tokens=cfg.total_tokens, suffix=cfg.suffix
+                cfg.draft,
+                elm,
+                compile=kind == "eagle-compiled",
+                depth=cfg.depth,
+                top_k=cfg.top_k,
+                total_tokens=cfg.total_tokens,
+                suffix=cfg.suffix,
             )
-            log(f"{elm.info.get('weights', w)}: {line}")
+            log(f"{kind} {elm.info.get('weights', w)}: {line}")
             if decoder is not None:
                 decoders.append(decoder)
-                eagle_engines.append((elm.info.get("weights", w), Engine.from_loaded(elm, decoder=decoder)))
+                eagle_engines.append((kind, elm.info.get("weights", w), Engine.from_loaded(elm, decoder=decoder)))
     chats = [build_prompt(base.tokenizer, r["prompt"], cfg.mode) for r in picked]
     eos = _eos(base.model, base.tokenizer)
     if PEER in cfg.methods and chats:
@@ -466,6 +478,11 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
             eng.model, sorted({cache_length(len(c.input_ids), cfg.max_new_tokens, dec.smallest, lim) for c in chats})
         )
         log(f"compiled-{w}: torch.compile took {eng.decoder.compile_s} s (cache length: seconds)")
+    for (kind, w, eng), dec in zip(eagle_engines, decoders):  # the compiled verify: every prompt's cache length
+        if dec.target.name == "compiled":
+            for n in sorted({len(c.input_ids) for c in chats}):
+                dec.target.warm_up(eng.model, n, cfg.max_new_tokens)
+            log(f"{row_name(kind, w)}: verify graphs (cache length, bucket): s {dec.target.compile_s}")
     runs: list[Run] = []
 
     def result(runs):
@@ -518,15 +535,19 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
                     add(row_name("vanilla", w), *engine_ids(eng, chat, cfg.max_new_tokens, temp, cfg.seed))
             for w, eng in compiled_engines:
                 add(row_name("compiled", w), *engine_ids(eng, chat, cfg.max_new_tokens, temp, cfg.seed))
-            for (w, eng), dec in zip(eagle_engines, decoders):
+            for (kind, w, eng), dec in zip(eagle_engines, decoders):
                 # each request starts with an empty suffix memory: held-out prompts must not be drafted from an
                 # earlier row's (or an earlier temperature's) answer to the same prompt
                 dec.forget()
-                add(row_name("eagle", w), *engine_ids(eng, chat, cfg.max_new_tokens, temp, cfg.seed))
+                add(row_name(kind, w), *engine_ids(eng, chat, cfg.max_new_tokens, temp, cfg.seed))
             if peer is not None:
                 add(PEER, *peer.run(chat.input_ids, cfg.max_new_tokens, temp, cfg.seed, eos))
     for w, eng in compiled_engines:
         notes.append(f"compiled-{w}: first (compiling) step per cache length, s: {eng.decoder.compile_s}")
+    for (kind, w, _eng), dec in zip(eagle_engines, decoders):
+        if dec.target.name == "compiled":
+            notes.append(f"{row_name(kind, w)}: first verify per (cache length, bucket), s: {dec.target.compile_s}")
+            notes.append(f"{row_name(kind, w)}: verify ms by tree size, measured: {dec.cfg.verify_ms}")
     res = result(runs)
     if cfg.out:
         write_outputs(res, Path(cfg.out))

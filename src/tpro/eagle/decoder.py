@@ -33,7 +33,8 @@ from transformers import DynamicCache
 
 from tpro.eagle import policy, tree
 from tpro.eagle.suffix import SuffixCache
-from tpro.engine.decoder import PREFILL_CHUNK, Step, prefill
+from tpro.eagle.target import EagerTarget
+from tpro.engine.decoder import PREFILL_CHUNK, Step
 from tpro.engine.sampling import logits_to_probs, next_token
 
 
@@ -122,9 +123,14 @@ class Draft:
 class EagleDecoder:
     name = "eagle"
 
-    def __init__(self, head, config: EagleConfig | None = None):
+    def __init__(self, head, config: EagleConfig | None = None, target=None):
         self.head = head
         self.cfg = config or EagleConfig()
+        # the target's cache and verify forward: eager over a DynamicCache, or compiled over a StaticCache
+        # (``tpro.eagle.target``; its buckets make the planner's verify cost a step function of the tree size)
+        self.target = target or EagerTarget()
+        if self.target.name == "compiled":
+            self.name = "eagle-compiled"
         # owned by the decoder, so a server's earlier answers (one engine, one decoder) help later requests
         self.suffix = SuffixCache(max_answers=self.cfg.suffix_answers)
 
@@ -247,22 +253,22 @@ class EagleDecoder:
         depth = tree.depths(parents)
         order = tree.rank(value[1:], depth[1:]).cpu()  # [M] best first, every prefix a tree
         levels = cfg.depth if dr_eagle.tokens.numel() > 1 else 0
-        cost = policy.cost_ms(cfg.verify_ms, 1 + torch.arange(order.numel() + 1))
-        n = tree.best_size(value[1:].cpu()[order], cost, levels * cfg.level_ms)
+        room = min(order.numel(), self.target.room() - 1)  # a static cache's free slots bound the tree
+        cost = policy.cost_ms(cfg.verify_ms, 1 + torch.arange(room + 1), self.target.buckets)
+        n = tree.best_size(value[1:].cpu()[order[:room]], cost, levels * cfg.level_ms)
         keep = torch.cat([torch.zeros(1, dtype=torch.long), 1 + order[:n].sort().values]).to(dev)
         return Draft(tokens[keep], tree.subtree(parents, keep), depth[keep], value[keep]), added[keep]
 
     @torch.inference_mode()
     def decode(self, model, input_ids, params, generator):
-        base, lm_head = model.get_decoder(), model.get_output_embeddings()
+        lm_head, target = model.get_output_embeddings(), self.target
         cfg, dev = self.cfg, input_ids.device
-        cache, hcache = DynamicCache(config=model.config), DynamicCache()
+        hcache = DynamicCache()
         # every prompt position's hidden state: the head's features f_t (its catch-up at the first draft reads them)
-        hid, last_s = yield from prefill(model, input_ids, cache, cfg.prefill_chunk, keep="hidden")  # [S, H]
+        hid = yield from target.begin(model, input_ids, params.max_new_tokens, cfg.prefill_chunk)  # [S, H]
         t0 = time.perf_counter()
         tok = int(next_token(lm_head(hid[-1:])[0], params, generator))
-        yield Step([tok], verify_s=last_s + time.perf_counter() - t0)
-        n = input_ids.shape[1]  # target cache length; the root `tok` is committed but not in it
+        yield Step([tok], verify_s=target.last_s + time.perf_counter() - t0)
         # the head's pending pairs (x_{t+1}, f_t) from position n_head on: caught up whenever the head next runs
         pend_ids = torch.cat([input_ids[0, 1:], torch.tensor([tok], device=dev)])
         pend_feats, n_head = hid, 0
@@ -280,7 +286,9 @@ class EagleDecoder:
                     sd = self.suffix.draft(cfg.suffix_tokens)
                     raw = policy.suffix_values(sd.support, sd.parents, sd.match_len)
                     vals = [min(1.0, v * real / pred) for v in raw]
-                    use_head = policy.run_eagle(vals, gain, cfg.total_tokens, cfg.depth * cfg.level_ms, cfg.verify_ms)
+                    use_head = policy.run_eagle(
+                        vals, gain, cfg.total_tokens, cfg.depth * cfg.level_ms, cfg.verify_ms, target.buckets
+                    )
                 else:
                     use_head = True
                 dr = None
@@ -291,17 +299,12 @@ class EagleDecoder:
                 added = None
                 if cfg.suffix:
                     dr, added = self.plan(tok, dr, sd, vals)
+                elif dr.tokens.numel() > target.room():  # nodes are topological: a prefix is a tree
+                    r = target.room()
+                    dr = Draft(dr.tokens[:r], dr.parents[:r], dr.depth[:r], dr.value[:r])
                 t1 = time.perf_counter()
                 anc = tree.ancestors(dr.parents)
-                mask = tree.tree_attention_mask(anc, n, model.dtype)
-                out = base(
-                    input_ids=dr.tokens[None],
-                    attention_mask=mask,
-                    position_ids=(n + dr.depth)[None],
-                    cache=cache,
-                    use_cache=True,
-                ).last_hidden_state[0]  # [N, H]
-                logits = lm_head(out).float()  # [N, V]
+                out, logits = target.verify(dr.tokens, dr.depth, anc)  # [N, H], [N, V]
                 if params.greedy:
                     path = tree.greedy_accept(dr.tokens, dr.parents, anc, logits.argmax(-1))
                     bonus = int(logits[path[-1]].argmax())
@@ -312,9 +315,8 @@ class EagleDecoder:
                     probs = logits_to_probs(logits, params.temperature, params.top_k, params.top_p)
                     path, bonus = tree.sample_accept(dr.tokens, dr.parents, probs, generator)
                 path_t = torch.tensor(path, device=dev)
-                tree.keep_cache_positions(cache, torch.cat([torch.arange(n, device=dev), n + path_t]))
+                target.commit(path_t)
                 new = dr.tokens[path_t[1:]].tolist() + [bonus]
-                n += len(path)
                 pend_ids = torch.cat([pend_ids, torch.tensor(new, device=dev)])
                 pend_feats, tok = torch.cat([pend_feats, out[path_t]]), bonus
                 if cfg.suffix:

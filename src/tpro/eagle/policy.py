@@ -53,11 +53,17 @@ def verify_curve(weights: str) -> tuple[tuple[int, float], ...]:
     return VERIFY_MS.get(weights, VERIFY_MS["bf16"])
 
 
-def cost_ms(curve: tuple[tuple[int, float], ...], n: torch.Tensor) -> torch.Tensor:
-    """n [K] tree sizes -> [K] ms: piecewise linear through the table, its last slope beyond its ends."""
+def cost_ms(curve: tuple[tuple[int, float], ...], n: torch.Tensor, buckets: tuple[int, ...] | None = None):
+    """n [K] tree sizes -> [K] ms: piecewise linear through the table, its last slope beyond its ends. ``buckets``
+    (a compiled verify's static sizes, ``tpro.eagle.target``): a tree costs what its bucket does (the smallest
+    bucket >= n; beyond the largest, n itself), so the cost is a step function and the best size fills a bucket."""
     xs = torch.tensor([float(x) for x, _ in curve])
     ys = torch.tensor([float(y) for _, y in curve])
     n = n.float()
+    if buckets:
+        b = torch.tensor([float(x) for x in buckets])
+        i = torch.searchsorted(b, n).clamp_max(len(b) - 1)  # the first bucket >= n
+        n = torch.where(n <= b[-1], b[i], n)
     i = (torch.searchsorted(xs, n, right=True) - 1).clamp(0, len(xs) - 2)
     return ys[i] + (n - xs[i]) * (ys[i + 1] - ys[i]) / (xs[i + 1] - xs[i])
 
@@ -71,17 +77,19 @@ def suffix_values(support: list[float], parents: list[int], match_len: int) -> l
     return [s * FIRST[m] * NEXT[m] ** (d - 1) for s, d in zip(support, depth)]
 
 
-def run_eagle(suffix_vals: list[float], eagle_gain: float, eagle_nodes: int, eagle_ms: float, curve) -> bool:
+def run_eagle(
+    suffix_vals: list[float], eagle_gain: float, eagle_nodes: int, eagle_ms: float, curve, buckets=None
+) -> bool:
     """Draft with the head this step? Compare the best rate of verifying the suffix chain alone with the rate
     expected when the head's ``eagle_nodes`` nodes (which cost ``eagle_ms`` to draft) join it; the head adds
     ``eagle_gain`` tokens where the chain's first token is wrong (its nodes and the chain's are mostly disjoint
     alternatives at depth 1). No chain: the head runs iff its expected rate beats plain one-token steps."""
     v = torch.tensor(sorted(suffix_vals, reverse=True), dtype=torch.float32)
     m = v.numel()
-    alone = (1 + torch.cat([v.new_zeros(1), v.cumsum(0)])) / cost_ms(curve, 1 + torch.arange(m + 1))
+    alone = (1 + torch.cat([v.new_zeros(1), v.cumsum(0)])) / cost_ms(curve, 1 + torch.arange(m + 1), buckets)
     first = float(v[0]) if m else 0.0
     with_head = (1 + eagle_gain * (1 - first) + torch.cat([v.new_zeros(1), v.cumsum(0)])) / (
-        eagle_ms + cost_ms(curve, 1 + eagle_nodes + torch.arange(m + 1))
+        eagle_ms + cost_ms(curve, 1 + eagle_nodes + torch.arange(m + 1), buckets)
     )
     return bool(with_head.max() > alone.max())
 

@@ -39,6 +39,15 @@ def cache_length(prompt_tokens: int, max_new_tokens: int, smallest: int, limit: 
     return max(need, min(length, limit)) if limit else length
 
 
+def allow_graphs(n: int = 64) -> None:
+    """Let dynamo keep ``n`` graphs per code object. Every compiled step here is one closure's code compiled once
+    per (model, cache length[, tree bucket]); past dynamo's default of 8 it stops compiling that code and runs it
+    eagerly (measured: the 9th graph of a test session fell back), which silently undoes the whole point."""
+    import torch._dynamo.config as dynamo_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, n)
+
+
 class CompiledDecoder(VanillaDecoder):
     """``VanillaDecoder``'s tokens (the same model, greedy token-identical in fp32; tested) with compiled steps.
     ``smallest``: the shortest cache (fewer graphs for short requests; see the module docstring for the cost)."""
@@ -50,6 +59,7 @@ class CompiledDecoder(VanillaDecoder):
         if smallest < 1:
             raise ValueError(f"smallest must be >= 1, got {smallest}")
         self.smallest = smallest
+        allow_graphs()
         self._graphs: dict[tuple[int, int], tuple[StaticCache, object]] = {}  # (id(model), length) -> cache, step
         self.eager = False  # compiling failed once: plain eager steps from then on
         self.compile_s: dict[int, float] = {}  # length -> seconds the first (compiling) step took

@@ -33,7 +33,7 @@ def app(cfg: ServeConfig):
     cfg.weights = serving_weights(cfg.weights, cfg.max_batch)  # auto + batching on a CPU: w8a8
     try:
         lm = cfg.load_model()
-        decoder, draft_line = resolve_draft(cfg.draft, lm)
+        decoder, draft_line = resolve_draft(cfg.draft, lm, compile=cfg.compile)
     except (ValueError, ModelLoadError, DraftUnavailable) as e:
         raise ConfigError(str(e)) from e
     engine = Engine.from_loaded(lm)
@@ -45,6 +45,12 @@ def app(cfg: ServeConfig):
         # the cache length of a short chat with the default budget; other lengths compile on first use
         dec.warm_up(lm.model, [cache_length(200, cfg.max_new_tokens, dec.smallest, engine.context_length)])
         click.echo(f"tpro serve: compiled (cache length: seconds) {dec.compile_s}", err=True)
+        if decoder is not None and getattr(decoder, "target", None) is not None and decoder.target.name == "compiled":
+            # the draft's verify graphs, one per tree-size bucket, for the same request size
+            decoder.target.warm_up(lm.model, 200, cfg.max_new_tokens)
+            click.echo(
+                f"tpro serve: compiled the draft's verify (length, bucket: s) {decoder.target.compile_s}", err=True
+            )
     application = build_app(engine, cfg, draft=decoder)
     click.echo(
         f"tpro serve: {cfg.served_model_name or lm.name} · {draft_line} · http://{cfg.host}:{cfg.port}/v1 · "
