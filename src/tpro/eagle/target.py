@@ -28,6 +28,7 @@ from transformers import DynamicCache, StaticCache
 from tpro.eagle import tree
 from tpro.engine.compiled import allow_graphs, cache_length
 from tpro.engine.decoder import prefill
+from tpro.models.attention import use_decode_attention
 from tpro.models.rope import context_length
 
 log = logging.getLogger(__name__)
@@ -115,6 +116,7 @@ class CompiledTarget:
     def _graph(self, model, length: int, bucket: int):
         key = (id(model), length, bucket)
         if key not in self._graphs:
+            use_decode_attention(model)  # SDPA outside compiled graphs, fused matmul attention inside
             cache, base, lm_head = self._cache(model, length), model.get_decoder(), model.get_output_embeddings()
 
             def step(ids, pos, mask):  # ids, pos [1, B], mask [1, 1, B, L] -> hidden [B, H], logits [B, V]

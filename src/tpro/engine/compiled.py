@@ -26,6 +26,7 @@ from transformers import StaticCache
 
 from tpro.engine.decoder import PREFILL_CHUNK, Step, VanillaDecoder, prefill
 from tpro.engine.sampling import next_token
+from tpro.models.attention import use_decode_attention
 from tpro.models.rope import context_length
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,7 @@ class CompiledDecoder(VanillaDecoder):
     def _graph(self, model, length: int):
         key = (id(model), length)
         if key not in self._graphs:
+            use_decode_attention(model)  # SDPA outside compiled graphs, fused matmul attention inside
             cache = StaticCache(config=model.config, max_cache_len=length)
 
             def step(tok: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:  # tok [1, 1], pos [1] -> logits [1, V]
