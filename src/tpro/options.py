@@ -99,9 +99,10 @@ class ModelOptions(Config):
 
 
 COMPILE_HELP = (
-    "Plain decoding's one-token step through torch.compile over a static cache (tpro.engine.compiled): on a CPU the "
-    "embedded model's int4 step took ~29 ms instead of ~41 (docs/benchmarks.md, issue 17), after a one-off compile "
-    "(~30 s; seconds once inductor's disk cache is warm); greedy tokens unchanged in fp32"
+    "Decoding steps through torch.compile over a static cache (tpro.engine.compiled; with a draft, its tree "
+    "verify too, tpro.eagle.target): on a CPU the embedded model's int4 step took ~22 ms instead of ~32 "
+    "(docs/benchmarks.md, issue 17), after a one-off compile (~35 s a graph; seconds once inductor's disk cache "
+    "is warm); greedy tokens unchanged in fp32"
 )
 
 

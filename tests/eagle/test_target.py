@@ -116,3 +116,15 @@ def test_warm_up_then_measure_compiles_nothing_more(tiny_qwen2):
     curve = target.measure(model, prefix=20, max_new_tokens=16)
     assert [b for b, _ in curve] == [1, 2, 4] and all(ms > 0 for _, ms in curve)
     assert counters["stats"]["unique_graphs"] == graphs
+
+
+def test_load_decoder_with_a_compiled_target_calibrates_its_buckets(tiny_qwen2, qwen2_head, tmp_path):
+    from tpro.eagle import load_decoder
+    from tpro.eagle.head import save_head
+
+    save_head(qwen2_head, tmp_path / "head")
+    target = CompiledTarget(buckets=(1, 2, 4), smallest=64)
+    dec = load_decoder(tmp_path / "head", tiny_qwen2, target=target)
+    assert dec.target is target and [b for b, _ in dec.cfg.verify_ms] == [1, 2, 4]  # measured, compiled
+    assert EagleConfig.for_model(tiny_qwen2.model, "int4", compiled=True).total_tokens == 1  # measured default
+    assert EagleConfig.for_model(tiny_qwen2.model, "int4").total_tokens == 8  # eager: unchanged

@@ -25,7 +25,9 @@ def test_compiled_matmul_path_equals_sdpa(q, kind):
     key, value = torch.randn(B, Hkv, K, D, generator=g), torch.randn(B, Hkv, K, D, generator=g)
     allowed = torch.rand(B, 1, q, K, generator=g) > 0.3
     allowed[..., 0] = True  # every row sees something
-    mask = allowed if kind == "bool" else torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    mask = (
+        allowed if kind == "bool" else torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(torch.float32).min)
+    )
     module = _Attn()
     ref, _ = sdpa_attention_forward(module, query, key, value, mask, scaling=0.25)
     calls = []

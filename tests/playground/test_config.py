@@ -112,3 +112,8 @@ def test_the_local_server_gets_the_model_flags(monkeypatch, tmp_path):
     with pytest.raises(OSError):
         launch.start_local_server(PlaygroundConfig(), tmp_path / "log.txt", "key")
     assert "--rope-scaling" not in seen[0]
+    assert "--compile" in seen[0] and seen[0][seen[0].index("--max-batch") + 1] == "1"  # the fastest lossless default
+    seen.clear()
+    with pytest.raises(OSError):
+        launch.start_local_server(PlaygroundConfig(compile=False), tmp_path / "log.txt", "key")
+    assert "--compile" not in seen[0] and "--max-batch" not in seen[0]

@@ -141,21 +141,28 @@ def test_cli_fails_clearly(args, phrase, tiny_qwen2_dir):
     assert phrase in r.output
 
 
-def test_serve_compile_warms_up_then_answers_as_eager(tiny_qwen2_dir, tmp_path):
-    """``tpro serve --compile`` compiles at startup, then a request alone decodes through the compiled step and
-    gets the eager server's greedy answer (fp32, the checkpoint's weights: no rounding differences)."""
+def test_serve_compile_warms_up_then_answers_as_eager(tiny_qwen2_dir, tiny_qwen2, tmp_path):
+    """``tpro serve --compile --draft DIR`` compiles the decode step and the draft's verify at startup; then a
+    request alone decodes through the compiled step, a speculative one through the compiled verify, and both get
+    the eager server's greedy answer (fp32, the checkpoint's weights: no rounding differences)."""
     from tests.serve.conftest import start_server, stop_server
+    from tpro.eagle.head import init_head, save_head
 
+    save_head(init_head(tiny_qwen2.model, seed=1), tmp_path / "head")
     args = ["--model", str(tiny_qwen2_dir), "--api-key", API_KEY, "--max-batch", "1", "--dtype", "float32"]
+    args += ["--draft", str(tmp_path / "head"), "--weights", "bf16"]
     answers, logs = [], []
     for extra in ([], ["--compile"]):
         logs.append(tmp_path / f"server{len(extra)}.log")
-        proc, url = start_server([*args, "--weights", "bf16", *extra], logs[-1])
+        proc, url = start_server([*args, *extra], logs[-1])
         try:
-            req = body(url, max_tokens=12, temperature=0)
-            r = httpx.post(url + "/v1/chat/completions", json=req, headers=AUTH, timeout=120)
-            answers.append(r.json()["choices"][0]["message"]["content"])
+            for spec in (False, True):
+                req = body(url, max_tokens=12, temperature=0) | {"speculative": spec}
+                r = httpx.post(url + "/v1/chat/completions", json=req, headers=AUTH, timeout=120)
+                answers.append((r.json()["choices"][0]["message"]["content"], r.json()["telemetry"]["decoder"]))
         finally:
             stop_server(proc)
-    assert answers[0] == answers[1]
+    assert len({text for text, _ in answers}) == 1
+    assert [d for _, d in answers] == ["vanilla", "eagle", "vanilla-compiled", "eagle-compiled"]
     assert "compiling the decode step" in logs[1].read_text() and "compiling" not in logs[0].read_text()
+    assert "compiled the draft's verify" in logs[1].read_text()

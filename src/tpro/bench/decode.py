@@ -406,6 +406,7 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
     ``cfg.out``, decode.json rewritten (partial results survive a kill); decode.md and decode.png at the end."""
     from tpro.eagle import resolve_draft
     from tpro.eagle.data import PROMPTS_DIR, read_prompts
+    from tpro.eagle.target import CompiledTarget
     from tpro.engine import Engine
     from tpro.models import build_prompt
 
@@ -448,7 +449,7 @@ def run_bench(cfg: BenchConfig, log=print, on_result=None) -> dict:
             decoder, line = resolve_draft(
                 cfg.draft,
                 elm,
-                compile=kind == "eagle-compiled",
+                target=CompiledTarget() if kind == "eagle-compiled" else None,
                 depth=cfg.depth,
                 top_k=cfg.top_k,
                 total_tokens=cfg.total_tokens,

@@ -19,7 +19,7 @@ def default_head_dir() -> Path | None:
     return d if (d / "head.safetensors").is_file() and (d / "head_config.json").is_file() else None
 
 
-def load_decoder(draft_dir, lm, calibrate: bool = True, compile: bool = False, **overrides):
+def load_decoder(draft_dir, lm, calibrate: bool = True, target=None, **overrides):
     """An EAGLE ``Decoder`` for the loaded target ``lm`` (a ``tpro.models.LoadedModel``) from a head directory.
 
     ``draft_dir``: a directory written by ``tpro eagle train`` (``head.safetensors`` + ``head_config.json``), or
@@ -27,9 +27,10 @@ def load_decoder(draft_dir, lm, calibrate: bool = True, compile: bool = False, *
     suffix, ...; None = the default). The decoder also drafts model-free from the text and its earlier answers
     (``tpro.eagle.suffix``) unless ``suffix=False``. ``calibrate``: measure the target's verify cost by tree size
     on this machine (``measure_verify_ms``, a few seconds for the embedded model) instead of the shipped table.
-    ``compile``: verify through ``torch.compile`` over a static cache (``tpro.eagle.target.CompiledTarget``); its
-    graphs, one per tree-size bucket, compile here (calibrating measures them for a short chat's cache length, so
-    ~35 s a bucket on a 2-core CPU) or at the first request of each new cache length.
+    ``target``: the target's verify side (``tpro.eagle.target``; default ``EagerTarget()``). A ``CompiledTarget``
+    verifies through ``torch.compile`` over a static cache; its graphs, one per tree-size bucket, compile here
+    (calibrating measures them for a short chat's cache length: ~35 s a bucket on a 2-core CPU, seconds once
+    inductor has them on disk) or at the first request of each new cache length.
     """
     from tpro.eagle.decoder import EagleConfig, EagleDecoder, measure_verify_ms
     from tpro.eagle.head import load_head
@@ -48,12 +49,13 @@ def load_decoder(draft_dir, lm, calibrate: bool = True, compile: bool = False, *
     if lm.info.get("weights") in ("int4", "int8", "w8a8"):  # a quantized target: its head too (cheaper levels)
         head.quantize(lm.info["weights"])
     # the weight format (bf16 | int8 | int4 | w8a8, tpro.models.load_model's info) picks the verify-cost curve
-    cfg = EagleConfig.for_model(lm.model, weights=lm.info.get("weights"), **overrides)
-    target = CompiledTarget() if compile else EagerTarget()
+    target = target or EagerTarget()
+    compiled = isinstance(target, CompiledTarget)
+    cfg = EagleConfig.for_model(lm.model, weights=lm.info.get("weights"), compiled=compiled, **overrides)
     decoder = EagleDecoder(head, cfg, target=target)
     if calibrate:  # this machine's costs replace the shipped tables (policy.VERIFY_MS, LEVEL_MS)
         if overrides.get("verify_ms") is None:
-            cfg.verify_ms = target.measure(lm.model) if compile else measure_verify_ms(lm.model)
+            cfg.verify_ms = target.measure(lm.model) if compiled else measure_verify_ms(lm.model)
         if overrides.get("level_ms") is None:
             cfg.level_ms = decoder.measure_level_ms(lm.model)
     return decoder
@@ -63,12 +65,12 @@ class DraftUnavailable(RuntimeError):
     """A draft was asked for and cannot be used; the message says why and what to do."""
 
 
-def resolve_draft(spec: str | None, lm, compile: bool = False, **overrides):
+def resolve_draft(spec: str | None, lm, target=None, **overrides):
     """The one reading of a ``--draft`` spec (serve, eval, bench, playground): -> (Decoder or None, a line saying
     what was chosen). ``spec``: None/"none" | "auto" | "default" | DIR. ``auto`` falls back to plain decoding (and
     says why); an explicit draft that cannot be loaded raises ``DraftUnavailable``, never a silent fallback.
     ``overrides``: ``EagleConfig`` fields (depth, top_k, total_tokens; None = the default for the target).
-    ``compile``: the target verifies through ``torch.compile`` (``load_decoder``)."""
+    ``target``: the verify side (``load_decoder``; a ``tpro.eagle.target.CompiledTarget`` compiles it)."""
     if spec in (None, "", "none"):
         return None, "draft: none (plain decoding)"
     if spec in ("auto", "default"):
@@ -85,7 +87,7 @@ def resolve_draft(spec: str | None, lm, compile: bool = False, **overrides):
     else:
         head = spec
     try:
-        decoder = load_decoder(head, lm, compile=compile, **overrides)
+        decoder = load_decoder(head, lm, target=target, **overrides)
     except Exception as e:  # noqa: BLE001 - any load failure is reported with the directory named
         raise DraftUnavailable(
             f"could not load the EAGLE draft from {head}: {e}. Fix: pass a directory written by "

@@ -54,16 +54,23 @@ class EagleConfig:
     prefill_chunk: int = PREFILL_CHUNK  # prompt tokens per prefill forward (``tpro.engine.decoder.prefill``)
 
     @classmethod
-    def for_model(cls, model, weights: str | None = None, **overrides) -> EagleConfig:
+    def for_model(cls, model, weights: str | None = None, compiled: bool = False, **overrides) -> EagleConfig:
         """CPU defaults by the target's dtype, chosen by measurement (``bench/eagle_tune.py``, docs/benchmarks.md,
         EAGLE section): with the shipped head and a bf16 target, depth 4 / top-k 6 / 16 nodes was the fastest of
         seven trees from 3x4x8 to 7x10x48 (a bf16 forward over 16 new tokens costs ~1.5x one token, 32 tokens ~1.8x,
         and deeper trees buy little acceptance at this head's depth-2+ accuracy); in fp32, 8 tokens already
         cost ~1.7x one token, so the tree stays at 8 nodes (not tuned: fp32 decoding is slower here anyway).
         ``weights``: the target's weight format ("bf16", "int4", ...; default: from its dtype), which picks the
-        verify-cost curve the policy sizes trees with."""
+        verify-cost curve the policy sizes trees with. ``compiled`` (the verify through ``torch.compile``,
+        ``tpro.eagle.target.CompiledTarget``) with 4- or 8-bit weights: the head drafts one token (depth 1, top-k 1)
+        beside the suffix drafter's chains. Measured on train-split prompts (``bench/eagle_tune.py --compile``,
+        int4, 2 threads, AVX-512 EPYC, 2026-12-04): tokens/s at T=0 / T=0.8 for 1x1x1 50.3 / 40.6, 2x1x2 48.5 /
+        40.3, 3x1x3 48.1 / 41.1, 4x6x16 45.2 / 39.1 (compiled plain decoding 38.7 / 35.2): an int4 forward over
+        N rows costs 1 / 1.2 / 1.5 / 2.7x one row's for N = 1 / 2 / 4 / 8, so wide trees never pay."""
         half = model.dtype in (torch.bfloat16, torch.float16)
         base = cls() if half else cls(depth=4, top_k=4, total_tokens=8)
+        if compiled and weights in ("int4", "int8"):
+            base.depth = base.top_k = base.total_tokens = 1
         if weights in (None, "bf16"):  # the checkpoint's weights, in the model's dtype
             weights = "bf16" if half else "fp32"
         base.verify_ms = policy.verify_curve(weights)

@@ -33,7 +33,13 @@ def app(cfg: ServeConfig):
     cfg.weights = serving_weights(cfg.weights, cfg.max_batch)  # auto + batching on a CPU: w8a8
     try:
         lm = cfg.load_model()
-        decoder, draft_line = resolve_draft(cfg.draft, lm, compile=cfg.compile)
+        target = None
+        if cfg.compile:  # the draft's verify compiled too, its static cache sized for this server's requests
+            from tpro.eagle.target import BUCKETS, CompiledTarget
+            from tpro.engine.compiled import cache_length
+
+            target = CompiledTarget(smallest=cache_length(200, cfg.max_new_tokens + BUCKETS[-1], 256, None))
+        decoder, draft_line = resolve_draft(cfg.draft, lm, target=target)
     except (ValueError, ModelLoadError, DraftUnavailable) as e:
         raise ConfigError(str(e)) from e
     engine = Engine.from_loaded(lm)
@@ -45,12 +51,8 @@ def app(cfg: ServeConfig):
         # the cache length of a short chat with the default budget; other lengths compile on first use
         dec.warm_up(lm.model, [cache_length(200, cfg.max_new_tokens, dec.smallest, engine.context_length)])
         click.echo(f"tpro serve: compiled (cache length: seconds) {dec.compile_s}", err=True)
-        if decoder is not None and getattr(decoder, "target", None) is not None and decoder.target.name == "compiled":
-            # the draft's verify graphs, one per tree-size bucket, for the same request size
-            decoder.target.warm_up(lm.model, 200, cfg.max_new_tokens)
-            click.echo(
-                f"tpro serve: compiled the draft's verify (length, bucket: s) {decoder.target.compile_s}", err=True
-            )
+        if decoder is not None and target is not None:  # compiled while the draft calibrated (resolve_draft)
+            click.echo(f"tpro serve: compiled the draft's verify (length, bucket: s) {target.compile_s}", err=True)
     application = build_app(engine, cfg, draft=decoder)
     click.echo(
         f"tpro serve: {cfg.served_model_name or lm.name} · {draft_line} · http://{cfg.host}:{cfg.port}/v1 · "
