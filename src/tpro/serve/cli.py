@@ -46,10 +46,13 @@ def app(cfg: ServeConfig):
     if cfg.compile:
         from tpro.engine.compiled import CompiledDecoder, cache_length
 
-        engine.decoder = dec = CompiledDecoder()
+        # every request up to a 200-token prompt with the default budget shares one cache length, compiled now: a
+        # shorter one would otherwise compile its own graph inside its request (~30 s on 2 cores, measured in the
+        # playground); a longer one still does, once
+        length = cache_length(200, cfg.max_new_tokens, 256, engine.context_length)
+        engine.decoder = dec = CompiledDecoder(smallest=length)
         click.echo("tpro serve: compiling the decode step (once; later starts reuse inductor's cache)...", err=True)
-        # the cache length of a short chat with the default budget; other lengths compile on first use
-        dec.warm_up(lm.model, [cache_length(200, cfg.max_new_tokens, dec.smallest, engine.context_length)])
+        dec.warm_up(lm.model, [length])
         click.echo(f"tpro serve: compiled (cache length: seconds) {dec.compile_s}", err=True)
         if decoder is not None and target is not None:  # compiled while the draft calibrated (resolve_draft)
             click.echo(f"tpro serve: compiled the draft's verify (length, bucket: s) {target.compile_s}", err=True)
