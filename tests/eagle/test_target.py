@@ -28,8 +28,7 @@ def test_verify_and_commit_equal_the_eager_target(tiny_qwen2):
     states and logits equal the DynamicCache path's."""
     model = tiny_qwen2.model
     prompt = torch.tensor([[5, 17, 42, 8, 99, 3, 64]])
-    eager, comp = EagerTarget(), CompiledTarget(buckets=(1, 2, 8), smallest=32)
-    h_e, h_c = _begin(eager, model, prompt), _begin(comp, model, prompt)
+    (h_e, eager), (h_c, comp) = (_begin(t, model, prompt) for t in (EagerTarget(), CompiledTarget((1, 2, 8), 32)))
     torch.testing.assert_close(h_c, h_e, atol=1e-5, rtol=1e-5)
     parents = torch.tensor([-1, 0, 0, 1, 3])
     tokens, depth, anc = torch.tensor([7, 11, 13, 21, 34]), tree.depths(parents), tree.ancestors(parents)
@@ -49,6 +48,19 @@ def test_verify_and_commit_equal_the_eager_target(tiny_qwen2):
     seq = torch.tensor([[5, 17, 42, 8, 99, 3, 64, 7, 11, 21, 50, 60]])
     torch.testing.assert_close(comp.out[1][-1], model(input_ids=seq).logits[0, -1], atol=1e-4, rtol=1e-4)
     assert set(comp.compile_s) == {(32, 8), (32, 2)}  # one graph per bucket used
+
+
+def test_eager_sessions_of_one_target_interleave(tiny_qwen2):
+    """Each request gets its own eager session: a second prompt begun mid-request leaves the first's cache alone."""
+    model, target = tiny_qwen2.model, EagerTarget()
+    one = torch.tensor([[5, 17, 42, 8]])
+    _, a = _begin(target, model, one)
+    _, b = _begin(target, model, torch.tensor([[9, 9, 9, 9, 9, 9]]))
+    chain = tree.ancestors(torch.tensor([-1, 0]))
+    _, logits = a.verify(torch.tensor([7, 11]), torch.tensor([0, 1]), chain)
+    ref = model(input_ids=torch.tensor([[5, 17, 42, 8, 7, 11]])).logits[0, -1]
+    torch.testing.assert_close(logits[-1], ref, atol=1e-4, rtol=1e-4)
+    assert (a.n, b.n) == (4, 6)
 
 
 @pytest.mark.parametrize("arch", ["qwen2", "qwen3"])

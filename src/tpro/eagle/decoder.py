@@ -242,9 +242,12 @@ class EagleDecoder:
 
     # -- the loop ---------------------------------------------------------------------------------------------
 
-    def plan(self, root: int, dr_eagle: Draft | None, sd, vals: list[float]) -> tuple[Draft, torch.Tensor]:
+    def plan(
+        self, root: int, dr_eagle: Draft | None, sd, vals: list[float], room: int = 1 << 30
+    ) -> tuple[Draft, torch.Tensor]:
         """Merge the head's tree (None: the head did not run) with the suffix draft ``sd`` (node values ``vals``)
-        and cut the union to the size ``tree.best_size`` picks from the nodes' values and the verify-cost curve.
+        and cut the union to the size ``tree.best_size`` picks from the nodes' values and the verify-cost curve,
+        at most ``room`` nodes with the root (a static cache's free slots, its largest bucket).
         -> (the tree to verify, added [N] bool: nodes only the suffix drafter proposed)."""
         cfg, dev = self.cfg, self.head.fc.weight.device
         if dr_eagle is None:
@@ -260,7 +263,7 @@ class EagleDecoder:
         depth = tree.depths(parents)
         order = tree.rank(value[1:], depth[1:]).cpu()  # [M] best first, every prefix a tree
         levels = cfg.depth if dr_eagle.tokens.numel() > 1 else 0
-        room = min(order.numel(), self.target.room() - 1)  # a static cache's free slots bound the tree
+        room = min(order.numel(), room - 1)
         cost = policy.cost_ms(cfg.verify_ms, 1 + torch.arange(room + 1), self.target.buckets)
         n = tree.best_size(value[1:].cpu()[order[:room]], cost, levels * cfg.level_ms)
         keep = torch.cat([torch.zeros(1, dtype=torch.long), 1 + order[:n].sort().values]).to(dev)
@@ -268,11 +271,12 @@ class EagleDecoder:
 
     @torch.inference_mode()
     def decode(self, model, input_ids, params, generator):
-        lm_head, target = model.get_output_embeddings(), self.target
+        lm_head = model.get_output_embeddings()
         cfg, dev = self.cfg, input_ids.device
         hcache = DynamicCache()
         # every prompt position's hidden state: the head's features f_t (its catch-up at the first draft reads them)
-        hid = yield from target.begin(model, input_ids, params.max_new_tokens, cfg.prefill_chunk)  # [S, H]
+        # [S, H], and this request's target session (its cache, verify forward and compaction)
+        hid, target = yield from self.target.begin(model, input_ids, params.max_new_tokens, cfg.prefill_chunk)
         t0 = time.perf_counter()
         tok = int(next_token(lm_head(hid[-1:])[0], params, generator))
         yield Step([tok], verify_s=target.last_s + time.perf_counter() - t0)
@@ -294,7 +298,7 @@ class EagleDecoder:
                     raw = policy.suffix_values(sd.support, sd.parents, sd.match_len)
                     vals = [min(1.0, v * real / pred) for v in raw]
                     use_head = policy.run_eagle(
-                        vals, gain, cfg.total_tokens, cfg.depth * cfg.level_ms, cfg.verify_ms, target.buckets
+                        vals, gain, cfg.total_tokens, cfg.depth * cfg.level_ms, cfg.verify_ms, self.target.buckets
                     )
                 else:
                     use_head = True
@@ -305,7 +309,7 @@ class EagleDecoder:
                     pend_ids, pend_feats = pend_ids[:0], pend_feats[:0]
                 added = None
                 if cfg.suffix:
-                    dr, added = self.plan(tok, dr, sd, vals)
+                    dr, added = self.plan(tok, dr, sd, vals, target.room())
                 elif dr.tokens.numel() > target.room():  # nodes are topological: a prefix is a tree
                     r = target.room()
                     dr = Draft(dr.tokens[:r], dr.parents[:r], dr.depth[:r], dr.value[:r])

@@ -34,18 +34,21 @@ log = logging.getLogger(__name__)
 
 
 class EagerTarget:
-    """Eager forwards over a ``DynamicCache`` (the reference: any tree size, no compile)."""
+    """Eager forwards over a ``DynamicCache`` (the reference: any tree size, no compile). Each ``begin`` returns a
+    session of its own, so requests may interleave."""
 
     name = "eager"
     buckets: tuple[int, ...] | None = None  # any size costs what it costs (no padding)
 
     def begin(self, model, input_ids, max_new_tokens: int, chunk: int):
-        """Prefill the prompt (yields progress steps); -> every prompt position's final hidden state [S, H]."""
-        self.model, self.base, self.lm_head = model, model.get_decoder(), model.get_output_embeddings()
-        self.cache = DynamicCache(config=model.config)
-        hid, self.last_s = yield from prefill(model, input_ids, self.cache, chunk, keep="hidden")
-        self.n = input_ids.shape[1]  # committed tokens in the cache (the root is committed but not in it)
-        return hid
+        """Prefill the prompt (yields progress steps); -> (every prompt position's final hidden state [S, H], the
+        request's session: ``verify``, ``commit``, ``room``, ``n``, ``last_s``)."""
+        session = EagerTarget()
+        session.model, session.base, session.lm_head = model, model.get_decoder(), model.get_output_embeddings()
+        session.cache = DynamicCache(config=model.config)
+        hid, session.last_s = yield from prefill(model, input_ids, session.cache, chunk, keep="hidden")
+        session.n = input_ids.shape[1]  # committed tokens in the cache (the root is committed but not in it)
+        return hid, session
 
     def room(self) -> int:
         """The most tree nodes (root included) the next verify may hold."""
@@ -131,6 +134,8 @@ class CompiledTarget:
         return self._graphs[key]
 
     def begin(self, model, input_ids, max_new_tokens: int, chunk: int):
+        """As ``EagerTarget.begin``; the session is the target itself: its static caches are shared by the
+        requests of one size, so one request at a time (as ``tpro.engine.compiled.CompiledDecoder``)."""
         self.model = model
         S = input_ids.shape[1]
         self.length = self._length(model, S, max_new_tokens)
@@ -138,7 +143,7 @@ class CompiledTarget:
         self.cache.reset()
         hid, self.last_s = yield from prefill(model, input_ids, self.cache, chunk, keep="hidden")
         self.n = S
-        return hid
+        return hid, self
 
     def room(self) -> int:
         return min(self.length - self.n, self.buckets[-1])
