@@ -48,6 +48,8 @@ def test_verify_and_commit_equal_the_eager_target(tiny_qwen2):
     seq = torch.tensor([[5, 17, 42, 8, 99, 3, 64, 7, 11, 21, 50, 60]])
     torch.testing.assert_close(comp.out[1][-1], model(input_ids=seq).logits[0, -1], atol=1e-4, rtol=1e-4)
     assert set(comp.compile_s) == {(32, 8), (32, 2)}  # one graph per bucket used
+    comp.n = comp.length - 5  # 5 free slots: a tree must fit its padded bucket, so 2, not 5
+    assert comp.room() == 2
 
 
 def test_eager_sessions_of_one_target_interleave(tiny_qwen2):

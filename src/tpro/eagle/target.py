@@ -146,7 +146,8 @@ class CompiledTarget:
         return hid, self
 
     def room(self) -> int:
-        return min(self.length - self.n, self.buckets[-1])
+        """The largest bucket whose padded tree still fits the static cache after the committed tokens."""
+        return max((b for b in self.buckets if self.n + b <= self.length), default=0)
 
     def bucket(self, n: int) -> int:
         for b in self.buckets:
