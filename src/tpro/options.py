@@ -40,7 +40,7 @@ def expand_modes(mode: str) -> list[str]:
     return [mode]
 
 
-Weights = Literal["bf16", "int8", "int4", "w8a8", "auto"]
+Weights = Literal["bf16", "int8", "int4", "w4a8", "w8a8", "auto"]
 
 
 @dataclass(kw_only=True)
@@ -62,7 +62,8 @@ class ModelOptions(Config):
     weights: Weights = opt(
         "bf16",
         "Linear-layer weights: bf16 (the checkpoint's, in --dtype) | int8 | int4 (weight-only, PyTorch's CPU "
-        "kernels; a GGUF's Q4_K tensors keep their grid) | w8a8 (int8 weights and per-row int8 activations, "
+        "kernels; a GGUF's Q4_K tensors keep their grid) | w4a8 (the int4 codes times int8 activations, "
+        "AVX512-VNNI CPUs, tpro's own kernel built once) | w8a8 (int8 weights and per-row int8 activations, "
         "fbgemm on x86 CPUs; MLP down projections int4) | auto (the fastest measured for decoding here)",
     )
     device: str = opt(

@@ -274,7 +274,7 @@ def test_codes_cache_round_trip(tiny_qwen2_dir, tmp_path, ids):
 
 
 def test_bad_weights_value_is_explained(tiny_qwen2_dir):
-    with pytest.raises(ValueError, match="int3.*bf16, int8, int4, w8a8, auto"):
+    with pytest.raises(ValueError, match="int3.*bf16, int8, int4, w4a8, w8a8, auto"):
         load_model(str(tiny_qwen2_dir), weights="int3", progress=False)
     from tpro.config import ConfigError
     from tpro.options import ModelOptions
@@ -294,6 +294,7 @@ def test_weights_option_reaches_load_model(tiny_qwen2_dir):
 
 def test_int4_without_the_kernel_is_explained(tiny_qwen2_dir, monkeypatch):
     monkeypatch.setattr(quant, "int4_kernel_available", lambda: False)
+    monkeypatch.setattr(quant, "w4a8_kernel_available", lambda: False)
     with pytest.raises(ModelLoadError, match=r"no CPU int4 kernel.*Fix: install torch>=2.6, or use --weights int8"):
         load_model(str(tiny_qwen2_dir), weights="int4", progress=False)
     monkeypatch.setattr(quant, "int8_kernel_available", lambda: True)
@@ -309,7 +310,10 @@ def test_quantized_weights_on_a_gpu_are_explained(monkeypatch):
 
 
 @needs_int4
-def test_auto_picks_int4_on_a_cpu_with_the_kernel():
+def test_auto_picks_the_fastest_cpu_kernel(monkeypatch):
+    monkeypatch.setattr(quant, "w4a8_kernel_available", lambda: True)
+    assert quant.resolve_weights("auto", "cpu") == "w4a8"
+    monkeypatch.setattr(quant, "w4a8_kernel_available", lambda: False)
     assert quant.resolve_weights("auto", "cpu") == "int4"
 
 

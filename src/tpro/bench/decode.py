@@ -94,9 +94,9 @@ class BenchConfig(ModelOptions):
     # stay on the checkpoint's weights: they are the baselines)
     weights: list[str] = opt(
         ["bf16"],
-        "Weight formats of the vanilla and EAGLE rows, repeatable: bf16 | int8 | int4 | w8a8 | auto (rows named "
+        "Weight formats of the vanilla and EAGLE rows, repeatable: bf16 | int8 | int4 | w4a8 | w8a8 | auto (rows named "
         "vanilla-int4, eagle-int4, ...; bf16 rows keep the plain names)",
-        choices=("bf16", "int8", "int4", "w8a8", "auto"),
+        choices=("bf16", "int8", "int4", "w4a8", "w8a8", "auto"),
     )
     seed: int = like(SamplingOptions, "seed", 0)
     # one thread count for every row, the peer's too: the ratios compare methods on the same cores

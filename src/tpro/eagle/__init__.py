@@ -46,9 +46,9 @@ def load_decoder(draft_dir, lm, calibrate: bool = True, target=None, **overrides
     # the head runs in the target's dtype: drafting a level is memory-bound at batch 1 (the layer plus the hot
     # lm_head rows are read once per level), so a bf16 head drafts about twice as fast as an fp32 one on a CPU
     head = load_head(draft_dir, lm.model, dtype=lm.model.dtype)
-    if lm.info.get("weights") in ("int4", "int8", "w8a8"):  # a quantized target: its head too (cheaper levels)
+    if lm.info.get("weights") in ("int4", "int8", "w4a8", "w8a8"):  # a quantized target: its head too (cheaper levels)
         head.quantize(lm.info["weights"])
-    # the weight format (bf16 | int8 | int4 | w8a8, tpro.models.load_model's info) picks the verify-cost curve
+    # the weight format (bf16 | int8 | int4 | w4a8 | w8a8, tpro.models.load_model's info) picks the verify-cost curve
     target = target or EagerTarget()
     compiled = isinstance(target, CompiledTarget)
     cfg = EagleConfig.for_model(lm.model, weights=lm.info.get("weights"), compiled=compiled, **overrides)

@@ -9,7 +9,9 @@ A spec is one of:
 
 ``weights`` picks the linear layers' format: ``bf16`` (the checkpoint's weights as loaded, in ``dtype``), ``int8``
 or ``int4`` (weight-only, PyTorch's CPU kernels, ``tpro.models.quant``; a GGUF's Q4_K tensors keep their own grid),
-``w8a8`` (int8 weights and per-row dynamic int8 activations through fbgemm on x86 CPUs, MLP down projections int4),
+``w4a8`` (int4 codes and grid times int8 activations per group of 32, multiplied with AVX512-VNNI by our own kernel,
+``tpro.models.w4a8``), ``w8a8`` (int8 weights and per-row dynamic int8 activations through fbgemm on x86 CPUs,
+MLP down projections int4),
 ``auto`` (the fastest measured for decoding on this device, ``tpro.models.quant.resolve_weights``).
 
 ``rope_scaling`` (``yarn:4:32768`` | ``linear:F`` | ``dynamic:F[:ORIGINAL]``, ``tpro.models.rope``) is written into
@@ -86,7 +88,7 @@ def resolve_dtype(dtype: str, device: str = "cpu", weights: str = "bf16"):
     if dtype == "auto":
         if weights == "w8a8":  # fbgemm takes fp32 activations (and its int4 layers cast to bf16 themselves)
             return torch.float32
-        if device.startswith("cuda") or weights in ("int4", "int8"):
+        if device.startswith("cuda") or weights in ("int4", "int8", "w4a8"):
             return torch.bfloat16
         return torch.bfloat16 if device == "cpu" and cpu_has_native_bf16() else torch.float32
     return getattr(torch, dtype)
@@ -319,7 +321,7 @@ def load_model(
         "rope_scaling": rope,
         "context_length": context_length(model.config),
     }
-    if weights in ("int4", "int8", "w8a8"):
+    if weights in ("int4", "int8", "w4a8", "w8a8"):
         info["quant"] = _quantize(model, kind, spec, where, weights, dtype_name, progress)
     if device == "cpu":  # fp32 linears through oneDNN where it is measured faster than the BLAS (tpro.models.dense)
         from tpro.models.dense import use_onednn

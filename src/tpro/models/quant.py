@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 GROUP_SIZE = 32  # int4 group along the input axis: a Q4_K sub-block, and the finest group the CPU kernel takes
-WEIGHT_FORMATS = ("bf16", "int8", "int4", "w8a8", "auto")
+WEIGHT_FORMATS = ("bf16", "int8", "int4", "w4a8", "w8a8", "auto")
 # w8a8: layers whose inputs carry outlier channels stay 4-bit weight-only. The input of an MLP's down projection
 # (silu(gate) * up) has channels ~100x the rest; with 7-bit activations every layer of the embedded model quantized
 # cost +9.2% bits/char on held-out Russian, every layer but down_proj -1.9% (bench/quant_quality.py).
@@ -63,8 +63,11 @@ W8A8_WEIGHT_MAX = 63
 #   copy is fp32 there, see `dense_dtype`): rows 1 / 8 / 16 / 32 / 64: fp32 90 / 241 / 298 / 456 / 598 ms,
 #   bf16 42 / 280 / 578 / 1108 / 2120, int4 29 / 107 / 219 / 422 / 820, int8 31 / 112 / 204 / 411 / 738.
 # `python bench/quant_quality.py --crossover` prints the curve and the threshold for the machine at hand.
-MAX_ROWS_NATIVE_BF16 = {"int4": 8, "int8": 4}
-MAX_ROWS_NO_BF16 = {"int4": 32, "int8": 32}
+# - w4a8 (``tpro.models.w4a8``, AVX512-VNNI): its cost grows by ~1 ms a row for the embedded model's linears where
+#   int4's grows by ~5 (10.8 ms at 1 row, 18.5 at 8, in 8-row passes above); the threshold is where a dense bf16
+#   forward (82 ms at 1 row, 178 at 24 on the AVX-512 EPYC) gets cheaper: a batch of 24 stays quantized.
+MAX_ROWS_NATIVE_BF16 = {"int4": 8, "int8": 4, "w4a8": 24}
+MAX_ROWS_NO_BF16 = {"int4": 32, "int8": 32, "w4a8": 32}
 QUANT_VERSION = 3  # part of a cached codes file's name: bump when the codes made for a tensor change
 
 
@@ -125,7 +128,16 @@ def int8_kernel_available() -> bool:
     return True
 
 
+def w4a8_kernel_available() -> bool:
+    """True where ``tpro.models.w4a8``'s kernel builds and runs (AVX512-VNNI and a C++ compiler)."""
+    from tpro.models import w4a8
+
+    return w4a8.available()
+
+
 def kernel_available(fmt: str) -> bool:
+    if fmt == "w4a8":
+        return w4a8_kernel_available()
     if fmt == "w8a8":  # its down projections are int4
         return dynamic_int8_kernel_available() and int4_kernel_available()
     return {"int4": int4_kernel_available, "int8": int8_kernel_available}[fmt]()
@@ -135,12 +147,19 @@ def check_format(weights: str, device: str) -> None:
     """Raise ``QuantizationError`` (or ``ValueError`` for an unknown name) if ``weights`` cannot run on ``device``."""
     if weights not in WEIGHT_FORMATS:
         raise ValueError(f"unknown weight format {weights!r}; choose one of {', '.join(WEIGHT_FORMATS)}")
-    if weights not in ("int4", "int8", "w8a8"):
+    if weights not in ("int4", "int8", "w4a8", "w8a8"):
         return
     if not device.startswith("cpu"):
         raise QuantizationError(
             f"--weights {weights} runs PyTorch's CPU kernels and the model is on {device}. "
             "Fix: use --weights bf16 (auto picks it on a GPU), or serve a quantized model with SGLang or vLLM"
+        )
+    if weights == "w4a8" and not kernel_available(weights):
+        from tpro.models import w4a8
+
+        raise QuantizationError(
+            f"--weights w4a8 cannot run here: {w4a8.unavailable_reason()}. Fix: use --weights int4 (PyTorch's own "
+            "int4 kernel; --weights auto picks it), or install a C++ compiler (g++) where the CPU has AVX512-VNNI"
         )
     if not kernel_available(weights):
         op = {
@@ -155,14 +174,15 @@ def check_format(weights: str, device: str) -> None:
 
 
 def resolve_weights(weights: str, device: str) -> str:
-    """``auto`` -> the fastest format measured for decoding: int4 on a CPU with the kernel, else int8, else bf16;
-    bf16 on a GPU. Other names are checked and returned. Measured with the embedded model, 2 threads: on an AMX
+    """``auto`` -> the fastest format measured for decoding: w4a8 on a CPU with AVX512-VNNI (``tpro.models.w4a8``:
+    one-token steps ~1.6x and 8-row verify forwards ~2.8x cheaper than int4's on an AVX-512 EPYC), else int4, else
+    int8, else bf16; bf16 on a GPU. Other names are checked and returned. Measured with the embedded model, 2 threads: on an AMX
     machine a one-token step took 41.6 ms in int4 against 85.7 in bf16 (verified-facts.md); on an AVX2 EPYC the
     engine's greedy decode ran at 13.6 tokens/s in int4, 11.0 int8, 9.6 bf16, 6.0 fp32 (bench/quant_quality.py)."""
     if weights == "auto":
         if not device.startswith("cpu"):
             return "bf16"
-        return next((f for f in ("int4", "int8") if kernel_available(f)), "bf16")
+        return next((f for f in ("w4a8", "int4", "int8") if kernel_available(f)), "bf16")
     check_format(weights, device)
     return weights
 
@@ -439,7 +459,7 @@ def layer_format(weights: str, name: str) -> str:
     ``W8A8_WEIGHT_ONLY`` (int4)."""
     if weights == "w8a8":
         return "int4" if name.rsplit(".", 1)[-1] in W8A8_WEIGHT_ONLY else "int7"
-    return weights
+    return "int4" if weights == "w4a8" else weights
 
 
 def _codes(fmt: str, weight: torch.Tensor, tensor, dtype: torch.dtype | None = None):
@@ -486,8 +506,9 @@ def quantize_weights(model: nn.Module, weights: str, gguf: str | Path | None = N
         if fmt == "int4" and (k % GROUP_SIZE or n % 16):
             record[name] = f"kept dense ({n}x{k} does not fit the int4 kernel)"
             continue
-        # w8a8's int4 layers run with bf16 activations inside the fp32 model: their grid is chosen in bf16
-        dtype = torch.bfloat16 if weights == "w8a8" and fmt == "int4" else None
+        # w8a8's int4 layers run with bf16 activations inside the fp32 model, and w4a8 keeps its scales in bf16:
+        # their grid is chosen in bf16
+        dtype = torch.bfloat16 if weights in ("w8a8", "w4a8") and fmt == "int4" else None
         with torch.no_grad():
             tensor = grids.tensor(name) if grids is not None else None
             codes, how = _codes(fmt, mod.weight.detach(), tensor, dtype)
@@ -503,9 +524,15 @@ def swap_linears(model: nn.Module, weights: str, state: dict, record: dict, max_
     for name in record:
         mod = model.get_submodule(name)
         dtype, bias = mod.weight.dtype, mod.bias
-        if f"{name}.codes" in state:  # int4 (w8a8's down projections too, their scales in bf16)
+        if f"{name}.codes" in state:  # int4 and w4a8 (w8a8's down projections too, their scales in bf16)
             q, scale, zero = unpack_nibbles(state[f"{name}.codes"]), state[f"{name}.scale"], state[f"{name}.zero"]
-            quant, dense = Int4Linear(q, scale, zero, bias, scale.dtype), dequantize_int4(q, scale, zero)
+            if weights == "w4a8":
+                from tpro.models.w4a8 import W4A8Linear
+
+                quant = W4A8Linear(q, scale, zero, None if bias is None else bias.to(dtype))
+            else:
+                quant = Int4Linear(q, scale, zero, bias, scale.dtype)
+            dense = dequantize_int4(q, scale, zero)
         elif f"{name}.scales" in state and weights == "w8a8":
             model.set_submodule(name, DynamicInt8Linear(state[f"{name}.qweight"], state[f"{name}.scales"], bias))
             continue
@@ -538,8 +565,8 @@ def quantize_model(
 
     from tpro.io import atomic_path
 
-    if weights not in ("int4", "int8", "w8a8"):
-        raise ValueError(f"quantize_model takes int4, int8 or w8a8, not {weights!r}")
+    if weights not in ("int4", "int8", "w4a8", "w8a8"):
+        raise ValueError(f"quantize_model takes int4, int8, w4a8 or w8a8, not {weights!r}")
     check_format(weights, "cpu")
     if cache is not None and Path(cache).is_file():
         from safetensors import safe_open
@@ -557,7 +584,7 @@ def quantize_model(
     swap_linears(model, weights, state, record, max_rows)
     return {
         "format": weights,
-        "group_size": GROUP_SIZE if weights in ("int4", "w8a8") else None,
+        "group_size": GROUP_SIZE if weights in ("int4", "w4a8", "w8a8") else None,
         "dense_above_rows": None if max_rows == inf else max_rows,
         "source": str(gguf) if gguf is not None else "loaded weights",
         "q4_k_grid": sum(v.startswith("Q4_K") for v in record.values()),
