@@ -11,7 +11,10 @@ from tests.eagle.test_decoder import PROMPTS, REPETITIVE
 from tpro.eagle import policy, tree
 from tpro.eagle.decoder import EagleConfig, EagleDecoder
 from tpro.eagle.target import CompiledTarget, EagerTarget
+from tpro.eagle.head import init_head
 from tpro.engine import Engine, SamplingParams
+from tpro.models import load_model, w4a8
+from tpro.models.quant import set_dense_above
 
 
 def _begin(target, model, prompt, max_new=16):
@@ -142,3 +145,21 @@ def test_load_decoder_with_a_compiled_target_calibrates_its_buckets(tiny_qwen2, 
     assert dec.target is target and [b for b, _ in dec.cfg.verify_ms] == [1, 2, 4]  # measured, compiled
     assert EagleConfig.for_model(tiny_qwen2.model, "int4", compiled=True).total_tokens == 1  # measured default
     assert EagleConfig.for_model(tiny_qwen2.model, "int4").total_tokens == 8  # eager: unchanged
+
+
+@pytest.mark.skipif(not w4a8.available(), reason=f"w4a8 kernel: {w4a8.unavailable_reason()}")
+def test_w4a8_target_speculates_token_identically_to_its_plain_greedy(tiny_qwen2_dir):
+    """The w4a8 kernel computes each row alone, so a tree's verify gives the tokens plain decoding would, eager and
+    compiled (its op inside the compiled graph)."""
+    lm = load_model(str(tiny_qwen2_dir), dtype="float32", weights="w4a8", progress=False)
+    set_dense_above(lm.model, None)  # the kernel at any tree size
+    head = init_head(lm.model, seed=1)
+    eng = Engine.from_loaded(lm)
+    eng.eos = set()
+    p = SamplingParams(max_new_tokens=32)
+    cfg = EagleConfig(depth=3, top_k=3, total_tokens=8)
+    for target in (EagerTarget(), CompiledTarget(buckets=(1, 4, 8), smallest=64)):
+        for prompt in REPETITIVE[:1] + PROMPTS[:1]:
+            got = eng.complete(prompt, p, decoder=EagleDecoder(head, cfg, target=target))
+            assert got.token_ids == eng.complete(prompt, p).token_ids
+    assert not target.eager
