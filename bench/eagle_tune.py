@@ -39,7 +39,7 @@ def main():
     ap.add_argument("--grid", default="3x4x8,4x4x12,4x6x16,5x6x16,5x8x24,6x8x32,7x10x48")
     ap.add_argument("--temperature", type=float, default=0.0)
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--weights", default="bf16", choices=("bf16", "int8", "int4"))
+    ap.add_argument("--weights", default="bf16", choices=("bf16", "int8", "int4", "w4a8"))
     ap.add_argument("--compile", action="store_true")
     ap.add_argument("--split", default="heldout", choices=("heldout", "train"))
     a = ap.parse_args()

@@ -6,7 +6,8 @@ the converted checkpoint in fp32, i.e. the GGUF's own values). Rows:
 - ``fp32``: the reference (dense, fp32 activations);
 - ``bf16``: the same weights in bf16 (dense);
 - ``w8a8``: int8 weights and per-row dynamic int8 activations (fbgemm; fp32 elsewhere), down projections int4;
-- ``int8`` / ``int4``: ``tpro.models.quant`` with bf16 activations (what ``--weights int4`` runs). For bits/char
+- ``int8`` / ``int4``: ``tpro.models.quant`` with bf16 activations (what ``--weights int4`` runs);
+- ``w4a8``: the int4 codes times int8 activations per group of 32 (``tpro.models.w4a8``, AVX512-VNNI CPUs). For bits/char
   the quantized kernel runs every forward (``dense_above=None``), so the figure is the kernel's own; decoding
   uses the row dispatch of ``--weights`` (one-token steps quantized, the prompt's prefill dense).
 
@@ -42,21 +43,24 @@ def crossover(rows=(1, 2, 4, 8, 12, 16, 24, 32, 64), repeats: int = 5) -> dict:
     import torch
     import torch.nn.functional as F
 
+    from tpro.models import w4a8
     from tpro.models.quant import absmax_int8, minmax_int4
 
+    kinds = ("fp32", "bf16", "int4", "int8") + (("w4a8",) if w4a8.available() else ())
     layers = []
     for n, k in [(4864, 896), (4864, 896), (896, 4864)] * 24:
         w = torch.randn(n, k) * 0.02
         q, s, z = minmax_int4(w, torch.bfloat16)
         q8, s8 = absmax_int8(w, torch.bfloat16)
         packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
-        layers.append((w, w.bfloat16(), packed, torch.stack([s.t(), z.t()], -1).contiguous(), q8, s8))
+        w4 = w4a8.pack(q, s, z) if "w4a8" in kinds else None
+        layers.append((w, w.bfloat16(), packed, torch.stack([s.t(), z.t()], -1).contiguous(), q8, s8, w4))
 
     def one(kind: str, m: int) -> float:
         xs = {k: torch.randn(m, k, dtype=torch.bfloat16) for k in (896, 4864)}
         xf = {k: x.float() for k, x in xs.items()}
         t0 = time.perf_counter()
-        for w32, w16, packed, sz, q8, s8 in layers:
+        for w32, w16, packed, sz, q8, s8, w4 in layers:
             k = w32.shape[1]
             if kind == "fp32":
                 F.linear(xf[k], w32)
@@ -64,20 +68,22 @@ def crossover(rows=(1, 2, 4, 8, 12, 16, 24, 32, 64), repeats: int = 5) -> dict:
                 F.linear(xs[k], w16)
             elif kind == "int4":
                 torch.ops.aten._weight_int4pack_mm_for_cpu(xs[k], packed, 32, sz)
+            elif kind == "w4a8":
+                torch.ops.tpro.w4a8_mm(xs[k], *w4)
             else:
                 torch._weight_int8pack_mm(xs[k], q8, s8)
         return (time.perf_counter() - t0) * 1000
 
     table = {}
     for m in rows:
-        runs = {kind: [] for kind in ("fp32", "bf16", "int4", "int8")}
+        runs = {kind: [] for kind in kinds}
         for _ in range(repeats):
             for kind in runs:
                 runs[kind].append(one(kind, m))
         table[m] = {kind: round(statistics.median(v), 1) for kind, v in runs.items()}
         log(f"rows {m}: " + " ".join(f"{k} {v} ms" for k, v in table[m].items()))
     dense = {m: min(t["fp32"], t["bf16"]) for m, t in table.items()}
-    wins = {f: max((m for m in rows if table[m][f] < dense[m]), default=0) for f in ("int4", "int8")}
+    wins = {f: max((m for m in rows if table[m][f] < dense[m]), default=0) for f in kinds[2:]}
     return {"ms_by_rows": table, "quantized_wins_up_to_rows": wins}
 
 
@@ -98,7 +104,7 @@ def measure(row: str, args, texts: list[str]) -> dict:
     from tpro.models.quant import set_dense_above
 
     dtype = "float32" if row in ("fp32", "w8a8") else "bfloat16"  # w8a8: fbgemm takes fp32 activations
-    weights = row if row in ("int4", "int8", "w8a8") else "bf16"
+    weights = row if row in ("int4", "int8", "w8a8", "w4a8") else "bf16"
     t0 = time.perf_counter()
     lm = load_model(args.model, dtype=dtype, weights=weights, threads=args.threads, progress=False)
     out = {"format": row, "activations": dtype, "load_s": round(time.perf_counter() - t0, 1)}

@@ -10,8 +10,8 @@ import torch
 from tests.eagle.test_decoder import PROMPTS, REPETITIVE
 from tpro.eagle import policy, tree
 from tpro.eagle.decoder import EagleConfig, EagleDecoder
-from tpro.eagle.target import CompiledTarget, EagerTarget
 from tpro.eagle.head import init_head
+from tpro.eagle.target import CompiledTarget, EagerTarget
 from tpro.engine import Engine, SamplingParams
 from tpro.models import load_model, w4a8
 from tpro.models.quant import set_dense_above
@@ -145,6 +145,8 @@ def test_load_decoder_with_a_compiled_target_calibrates_its_buckets(tiny_qwen2, 
     assert dec.target is target and [b for b, _ in dec.cfg.verify_ms] == [1, 2, 4]  # measured, compiled
     assert EagleConfig.for_model(tiny_qwen2.model, "int4", compiled=True).total_tokens == 1  # measured default
     assert EagleConfig.for_model(tiny_qwen2.model, "int4").total_tokens == 8  # eager: unchanged
+    w4 = EagleConfig.for_model(tiny_qwen2.model, "w4a8", compiled=True)
+    assert (w4.depth, w4.top_k, w4.total_tokens) == (2, 2, 4) and w4.verify_ms == policy.VERIFY_MS["w4a8"]
 
 
 @pytest.mark.skipif(not w4a8.available(), reason=f"w4a8 kernel: {w4a8.unavailable_reason()}")

@@ -66,11 +66,16 @@ class EagleConfig:
         beside the suffix drafter's chains. Measured on train-split prompts (``bench/eagle_tune.py --compile``,
         int4, 2 threads, AVX-512 EPYC, 2026-12-04): tokens/s at T=0 / T=0.8 for 1x1x1 50.3 / 40.6, 2x1x2 48.5 /
         40.3, 3x1x3 48.1 / 41.1, 4x6x16 45.2 / 39.1 (compiled plain decoding 38.7 / 35.2): an int4 forward over
-        N rows costs 1 / 1.2 / 1.5 / 2.7x one row's for N = 1 / 2 / 4 / 8, so wide trees never pay."""
+        N rows costs 1 / 1.2 / 1.5 / 2.7x one row's for N = 1 / 2 / 4 / 8, so wide trees never pay. With w4a8
+        (``tpro.models.w4a8``: 1 / 1.15 / 1.3 / 1.6x) a small tree pays: depth 2, top-k 2, 4 nodes (same prompts and
+        machine, 2026-12-04, ``--weights w4a8``; T=0 / T=0.8 tokens/s: 2x2x4 69.3 / 54.9, 1x1x1 70.5 / 51.9, 2x1x2
+        71.1 / -, 4x4x8 69.2 / 49.2, 4x6x16 67.7 / 48.3; compiled plain 54.7 / 45.2)."""
         half = model.dtype in (torch.bfloat16, torch.float16)
         base = cls() if half else cls(depth=4, top_k=4, total_tokens=8)
         if compiled and weights in ("int4", "int8"):
             base.depth = base.top_k = base.total_tokens = 1
+        elif compiled and weights == "w4a8":
+            base.depth, base.top_k, base.total_tokens = 2, 2, 4
         if weights in (None, "bf16"):  # the checkpoint's weights, in the model's dtype
             weights = "bf16" if half else "fp32"
         base.verify_ms = policy.verify_curve(weights)

@@ -29,6 +29,9 @@ VERIFY_MS: dict[str, tuple[tuple[int, float], ...]] = {
     "fp32": ((1, 120.1), (8, 208.4), (16, 246.6), (32, 343.0), (64, 498.8)),
     "int4": ((1, 22.4), (4, 30.3), (8, 45.9), (16, 82.5), (32, 146.4), (64, 269.1)),
     "int8": ((1, 35.0), (4, 45.1), (8, 71.8), (16, 112.1), (32, 176.8), (64, 313.5)),
+    # w4a8 (tpro.models.w4a8): a compiled verify, measured at startup of `tpro bench decode --weights w4a8` on an
+    # AVX-512 EPYC (Zen 4), 2 threads, 2026-12-04 (int4's in the same run: 20.7 / 23.6 / 31.2 / 56.4 ms)
+    "w4a8": ((1, 16.3), (2, 18.6), (4, 21.6), (8, 25.7)),
 }
 LEVEL_MS = {"bf16": 4.0, "fp32": 8.0}  # one draft-head forward (a tree level), the head in the target's dtype
 
@@ -49,7 +52,8 @@ EAGLE_GAIN = 0.9
 
 
 def verify_curve(weights: str) -> tuple[tuple[int, float], ...]:
-    """The (tree tokens, ms) table for a weight format ("bf16", "fp32", "int4", "int8"); bf16's for others."""
+    """The (tree tokens, ms) table for a weight format ("bf16", "fp32", "int4", "int8", "w4a8"); bf16's for
+    others."""
     return VERIFY_MS.get(weights, VERIFY_MS["bf16"])
 
 
