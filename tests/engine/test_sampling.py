@@ -41,3 +41,18 @@ def test_seeded_sampling_is_reproducible_and_follows_probs():
 def test_bad_params_raise(kw):
     with pytest.raises(ValueError):
         SamplingParams(**kw)
+
+
+def test_sample_from_probs_follows_each_rows_law_and_never_draws_a_zero():
+    from tests.eagle.test_tree import chi_square_p
+    from tpro.engine.sampling import sample_from_probs
+
+    g = torch.Generator().manual_seed(3)
+    P = torch.tensor([[0.5, 0.0, 0.2, 0.3, 0.0], [0.0, 0.0, 0.0, 0.0, 1.0]])  # zeros inside and at the ends
+    draws = sample_from_probs(P.repeat(20000, 1), g).reshape(20000, 2)  # [N, 2]
+    assert draws.shape == (20000, 2) and draws.dtype == torch.long
+    counts = torch.bincount(draws[:, 0], minlength=5).float()
+    assert counts[1] == counts[4] == 0 and chi_square_p(counts[[0, 2, 3]], P[0, [0, 2, 3]]) > 1e-3
+    assert (draws[:, 1] == 4).all()
+    one = sample_from_probs(torch.tensor([0.25, 0.25, 0.5]), torch.Generator().manual_seed(0))
+    assert one.shape == () and 0 <= int(one) < 3

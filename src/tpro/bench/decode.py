@@ -383,7 +383,7 @@ def plot(rows: list[dict], path: Path) -> None:
     sel = [r for r in rows if r["domain"] != "all"]
     groups = sorted({(r["temperature"], r["domain"]) for r in sel})
     methods = sorted({r["method"] for r in sel})
-    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups)), 4))
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(groups)) + 2.5, 4))  # + room for the legend at the right
     w = 0.8 / max(1, len(methods))
     for j, m in enumerate(methods):
         ys = [
@@ -394,7 +394,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_xticks([i + 0.4 - w / 2 for i in range(len(groups))], [f"{d}\nT={t}" for t, d in groups])
     ax.set_ylabel("tokens/s")
     ax.set_title("decode speed per domain (batch 1)")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")  # outside: bars stay visible
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from tpro.engine.sampling import sample_from_probs
+
 
 def ancestors(parents: torch.Tensor) -> torch.Tensor:
     """parents [N] (topological, parents[0] = -1) -> anc [N, N] bool, anc[i, j] = j is i or an ancestor of i."""
@@ -159,7 +161,7 @@ def sample_accept(
                 node = kids[i]
                 path.append(node)
                 continue
-        bonus = int(torch.multinomial(p, 1, generator=generator))
+        bonus = int(sample_from_probs(p, generator))
         return path, bonus
 
 

@@ -70,9 +70,17 @@ def logits_to_probs(logits: torch.Tensor, temperature: float, top_k: int = 0, to
 
 
 def sample_from_probs(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """probs: [..., V] -> token ids [...]. One multinomial draw per row."""
+    """probs: [..., V] -> token ids [...]: one uniform draw per row, inverted through the row's cumulative sum
+    (fp64, so rounding does not shift mass between tokens; a token of probability 0 is never drawn).
+
+    Why not ``torch.multinomial``: on a CPU it took 13 ms for one row over the embedded model's 151,936-token
+    vocabulary (2 threads, a busy machine; 0.8 ms for the cumulative sum and search here), a cost paid on every
+    sampled token that made sampled decoding ~3 ms a token slower than greedy."""
     flat = probs.reshape(-1, probs.shape[-1])
-    return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+    cdf = flat.double().cumsum(-1)  # [R, V]
+    u = torch.rand(flat.shape[0], 1, generator=generator, dtype=torch.float64, device=flat.device) * cdf[:, -1:]
+    idx = torch.searchsorted(cdf, u, right=True).clamp_(max=flat.shape[-1] - 1)  # first token whose cdf > u
+    return idx.reshape(probs.shape[:-1])
 
 
 def next_token(logits: torch.Tensor, params: SamplingParams, generator: torch.Generator | None) -> torch.Tensor:
