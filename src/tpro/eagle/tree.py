@@ -154,14 +154,23 @@ def sample_accept(
         kids = children[node]
         p = probs[node]
         if kids:
-            cand = tokens[kids]  # [C]
-            q = torch.nn.functional.one_hot(cand, p.shape[-1]).to(p.dtype)  # [C, V]
-            i, p = reject_candidates(p, cand, q, generator)
-            if i >= 0:
-                node = kids[i]
+            # reject_candidates with q_i = one-hot(c_i), without building q ([C, V]) or renormalising the [V]
+            # residual after each rejection: c_i is accepted with probability p(c_i) / (mass left), a rejected c_i
+            # leaves the residual with p(c_i) = 0; the same random draws, so the same tokens for a seed
+            p, mass, accepted = p.clone(), float(p.sum()), -1
+            for k in kids:
+                c = int(tokens[k])
+                pc = float(p[c])
+                if float(torch.rand((), generator=generator, device=p.device)) < pc / mass:
+                    accepted = k
+                    break
+                p[c] = 0.0
+                mass -= pc
+            if accepted >= 0:
+                node = accepted
                 path.append(node)
                 continue
-        bonus = int(sample_from_probs(p, generator))
+        bonus = int(sample_from_probs(p, generator))  # the residual, unnormalised: the sampler scales by its sum
         return path, bonus
 
 
