@@ -22,16 +22,18 @@ def _codes(n=64, k=96, seed=0):
 
 
 def test_pack_puts_each_code_where_the_kernel_reads_it():
-    q, scale, zero = _codes(n=32, k=64)
-    codes, s, z = w4a8.pack(q, scale, zero)
-    assert codes.shape == (2, 8, 16, 4) and codes.dtype == torch.uint8
-    assert s.shape == z.shape == (2, 2, 16) and s.dtype == torch.bfloat16
-    for n, k in [(0, 0), (5, 3), (17, 4), (31, 63), (20, 39)]:  # output n, input k
-        tile, lane, block, j = n // 16, n % 16, k // 8, k % 8
-        byte = int(codes[tile, block, lane, j % 4])
-        assert (byte & 0x0F if j < 4 else byte >> 4) == int(q[n, k])
-        assert s[tile, k // 32, lane] == scale[n, k // 32].to(torch.bfloat16)
-        assert z[tile, k // 32, lane] == (zero[n, k // 32].float() - 8 * scale[n, k // 32].float()).bfloat16()
+    q, scale, zero = _codes(n=80, k=64)  # 80 outputs: two super-tiles of 64, the second padded
+    codes, sz, n = w4a8.pack(q, scale, zero)
+    assert n == 80 and codes.shape == (2, 8, 64, 4) and codes.dtype == torch.uint8
+    assert sz.shape == (2, 2, 4, 2, 16) and sz.dtype == torch.bfloat16
+    for o, k in [(0, 0), (5, 3), (17, 4), (31, 63), (20, 39), (70, 12), (79, 63)]:  # output o, input k
+        st, lane, block, j = o // 64, o % 64, k // 8, k % 8
+        byte = int(codes[st, block, lane, j % 4])
+        assert (byte & 0x0F if j < 4 else byte >> 4) == int(q[o, k])
+        tile, g = lane // 16, k // 32
+        assert sz[st, g, tile, 0, lane % 16] == scale[o, g].to(torch.bfloat16)
+        assert sz[st, g, tile, 1, lane % 16] == (zero[o, g].float() - 8 * scale[o, g].float()).bfloat16()
+    assert not codes[1, :, 16:].any() and not sz[1, :, 1:].any()  # padding: zero codes and grid
 
 
 def test_reference_is_the_dequantised_matmul_up_to_int8_activations():
@@ -48,7 +50,7 @@ def test_reference_is_the_dequantised_matmul_up_to_int8_activations():
 
 @needs_kernel
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("rows", [1, 2, 3, 8, 9, 21])
+@pytest.mark.parametrize("rows", [1, 2, 3, 5, 7, 8, 9, 21])
 def test_kernel_computes_the_reference(rows, dtype):
     q, scale, zero = _codes(n=80, k=128, seed=rows)
     bias = torch.randn(80)
@@ -87,11 +89,13 @@ def test_leading_dims_zero_rows_and_compile():
 @needs_kernel
 def test_bad_inputs_are_refused_by_the_op():
     q, scale, zero = _codes(n=32, k=64)
-    codes, s, z = w4a8.pack(q, scale, zero)
+    codes, sz, n = w4a8.pack(q, scale, zero)
     with pytest.raises(RuntimeError, match="K mismatch"):
-        torch.ops.tpro.w4a8_mm(torch.randn(1, 32), codes, s, z)
+        torch.ops.tpro.w4a8_mm(torch.randn(1, 32), codes, sz, n)
     with pytest.raises(RuntimeError, match="bfloat16"):
-        torch.ops.tpro.w4a8_mm(torch.randn(1, 64), codes, s.float(), z)
+        torch.ops.tpro.w4a8_mm(torch.randn(1, 64), codes, sz.float(), n)
+    with pytest.raises(RuntimeError, match="last super-tile"):
+        torch.ops.tpro.w4a8_mm(torch.randn(1, 64), codes, sz, 65)
 
 
 # ------------------------------------------------------------------------------------------ whole models

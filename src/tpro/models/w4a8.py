@@ -5,6 +5,8 @@ Why a kernel of our own (``kernels/w4a8.cpp``, built once per machine by ``torch
 CPU int4 kernel multiplies in floating point and its cost grows with rows, and a speculative verify forward has
 2-8 rows. The embedded model's 169 linear layers, 2 threads, AVX-512 EPYC (Zen 4), ms per forward, rows 1 / 2 / 4
 / 8: ``_weight_int4pack_mm_for_cpu`` 17.1 / 20.3 / 27.5 / 51.5, this kernel 10.8 / 11.3 / 14.4 / 18.5 (2026-12-04;
+its first layout; the super-tile layout of ``kernels/w4a8.cpp`` then took one row from 9.4 to 7.2 ms, at the
+memory bandwidth;
 ``python bench/quant_quality.py --crossover --skip-quality --skip-speed`` measures the MLP matrices on the machine at
 hand: docs/benchmarks.md, issue 17). Integer
 dot products do 64 multiply-adds an instruction and each weight tile is read once for up to 8 rows. No wheel of
@@ -29,6 +31,7 @@ import hashlib
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 SOURCE = Path(__file__).with_name("kernels") / "w4a8.cpp"
@@ -73,8 +76,8 @@ def _load() -> str | None:
         return f"the kernel did not build ({str(e).strip().splitlines()[-1][:200]})"
 
     @torch.library.register_fake("tpro::w4a8_mm")
-    def _(x, codes, scale, zero):  # shapes for torch.compile
-        return x.new_empty(x.shape[0], codes.shape[0] * 16)
+    def _(x, codes, sz, n):  # shapes for torch.compile
+        return x.new_empty(x.shape[0], n)
 
     return None
 
@@ -91,19 +94,21 @@ def available() -> bool:
 # ------------------------------------------------------------------------------------------------ pure layout
 
 
-def pack(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor):
+def pack(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Int4 codes and their grid (``w = (q - 8) * scale + zero``, q [N, K] in 0..15, scale/zero [N, K/32]) ->
-    the kernel's layout: codes uint8 [N/16, K/8, 16, 4], scale and z = zero - 8*scale bf16 [N/16, K/32, 16]."""
+    the kernel's layout ``(codes, sz, N)``: outputs padded to a multiple of 64 (zero codes and grid), codes uint8
+    [N/64, K/8, 64, 4] (super-tile, block of 8 inputs, output lane, byte: inputs j and j+4 of the block in its low
+    and high nibble), sz bf16 [N/64, K/32, 4, 2, 16] (per group and tile of 16 outputs: scales, then
+    z = zero - 8*scale)."""
     n, k = q.shape
-    g = scale.shape[1]
-    qq = q.to(torch.uint8).reshape(n // 16, 16, k // 8, 2, 4)  # [tile, lane, block, half, byte]
-    codes = (qq[:, :, :, 0] | (qq[:, :, :, 1] << 4)).permute(0, 2, 1, 3).contiguous()  # [tile, block, lane, byte]
-    z = zero.float() - 8 * scale.float()
-
-    def tiles(t: torch.Tensor) -> torch.Tensor:  # [N, G] -> [N/16, G, 16] bf16
-        return t.to(torch.bfloat16).reshape(n // 16, 16, g).permute(0, 2, 1).contiguous()
-
-    return codes, tiles(scale.float()), tiles(z)
+    pad = (-n) % 64
+    q, scale, zero = (F.pad(t, (0, 0, 0, pad)) for t in (q, scale.float(), zero.float()))
+    ns, g = (n + pad) // 64, scale.shape[1]
+    qq = q.to(torch.uint8).reshape(ns, 64, k // 8, 2, 4)  # [super-tile, lane, block, half, byte]
+    codes = (qq[:, :, :, 0] | (qq[:, :, :, 1] << 4)).permute(0, 2, 1, 3).contiguous()  # [st, block, lane, byte]
+    sz = torch.stack([scale, zero - 8 * scale]).to(torch.bfloat16)  # [2, N, G]
+    sz = sz.reshape(2, ns, 4, 16, g).permute(1, 4, 2, 0, 3).contiguous()  # [st, group, tile, scale|zero, lane]
+    return codes, sz, n
 
 
 def w4a8_reference(x: torch.Tensor, q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
@@ -134,17 +139,16 @@ class W4A8Linear(nn.Module):
         if (reason := unavailable_reason()) is not None:
             raise RuntimeError(f"w4a8 cannot run here: {reason}")
         self.out_features, self.in_features = q.shape
-        codes, s, z = pack(q, scale, zero)
+        codes, sz, _ = pack(q, scale, zero)
         self.register_buffer("codes", codes)
-        self.register_buffer("scale", s)
-        self.register_buffer("zero", z)
+        self.register_buffer("sz", sz)
         self.register_buffer("bias", None if bias is None else bias.detach().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x [..., K] -> [..., N]
         x2 = x.reshape(-1, self.in_features)
         if x2.dtype not in (torch.float32, torch.bfloat16):
             x2 = x2.float()
-        y = torch.ops.tpro.w4a8_mm(x2, self.codes, self.scale, self.zero)
+        y = torch.ops.tpro.w4a8_mm(x2, self.codes, self.sz, self.out_features)
         if self.bias is not None:
             y = y + self.bias.to(y.dtype)
         return y.reshape(*x.shape[:-1], self.out_features).to(x.dtype)
