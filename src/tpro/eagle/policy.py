@@ -30,8 +30,9 @@ VERIFY_MS: dict[str, tuple[tuple[int, float], ...]] = {
     "int4": ((1, 22.4), (4, 30.3), (8, 45.9), (16, 82.5), (32, 146.4), (64, 269.1)),
     "int8": ((1, 35.0), (4, 45.1), (8, 71.8), (16, 112.1), (32, 176.8), (64, 313.5)),
     # w4a8 (tpro.models.w4a8): a compiled verify, measured at startup of `tpro bench decode --weights w4a8` on an
-    # AVX-512 EPYC (Zen 4), 2 threads, 2026-12-04 (int4's in the same run: 20.7 / 23.6 / 31.2 / 56.4 ms)
-    "w4a8": ((1, 16.3), (2, 18.6), (4, 21.6), (8, 25.7)),
+    # AVX-512 EPYC (Zen 5), 2 threads, 2026-12-04 23:51 UTC, the kernel's super-tile layout (int4's in the same run:
+    # 14.6 / 15.4 / 19.2 / 30.8 ms; bench/results/decode_w4a8_final)
+    "w4a8": ((1, 11.6), (2, 11.8), (4, 14.0), (8, 18.6)),
 }
 LEVEL_MS = {"bf16": 4.0, "fp32": 8.0}  # one draft-head forward (a tree level), the head in the target's dtype
 

@@ -63,11 +63,12 @@ W8A8_WEIGHT_MAX = 63
 #   copy is fp32 there, see `dense_dtype`): rows 1 / 8 / 16 / 32 / 64: fp32 90 / 241 / 298 / 456 / 598 ms,
 #   bf16 42 / 280 / 578 / 1108 / 2120, int4 29 / 107 / 219 / 422 / 820, int8 31 / 112 / 204 / 411 / 738.
 # `python bench/quant_quality.py --crossover` prints the curve and the threshold for the machine at hand.
-# - w4a8 (``tpro.models.w4a8``, AVX512-VNNI): its cost grows by ~1 ms a row for the embedded model's linears where
-#   int4's grows by ~5 (10.8 ms at 1 row, 18.5 at 8, in 8-row passes above); the threshold is where a dense bf16
-#   forward (82 ms at 1 row, 178 at 24 on the AVX-512 EPYC) gets cheaper: a batch of 24 stays quantized.
-MAX_ROWS_NATIVE_BF16 = {"int4": 8, "int8": 4, "w4a8": 24}
-MAX_ROWS_NO_BF16 = {"int4": 32, "int8": 32, "w4a8": 32}
+# - w4a8 (``tpro.models.w4a8``, AVX512-VNNI): over the 72 MLP matrices (EPYC Zen 5, 2 threads, 2026-12-04,
+#   `--crossover`, raw bench/results/zen5/crossover_w4a8.json) rows 1 / 8 / 16 / 32 / 64: w4a8 4.6 / 8.6 / 13.8 /
+#   22.8 / 39.5 ms, bf16 22.8 / 26.0 / 29.0 / 41.7 / 59.5, int4 5.8 / 16.1 / 30.5 / 59.8 / 118.1: w4a8 wins to 64
+#   rows (a batch of 64 sequences stays quantized; a prompt's prefill in chunks above that goes dense).
+MAX_ROWS_NATIVE_BF16 = {"int4": 8, "int8": 4, "w4a8": 64}
+MAX_ROWS_NO_BF16 = {"int4": 32, "int8": 32, "w4a8": 64}
 QUANT_VERSION = 3  # part of a cached codes file's name: bump when the codes made for a tensor change
 
 

@@ -4,11 +4,10 @@ multiplied in integers with AVX512-VNNI: llama.cpp's recipe for Q4_K on a CPU, a
 Why a kernel of our own (``kernels/w4a8.cpp``, built once per machine by ``torch.utils.cpp_extension``): PyTorch's
 CPU int4 kernel multiplies in floating point and its cost grows with rows, and a speculative verify forward has
 2-8 rows. The embedded model's 169 linear layers, 2 threads, AVX-512 EPYC (Zen 4), ms per forward, rows 1 / 2 / 4
-/ 8: ``_weight_int4pack_mm_for_cpu`` 17.1 / 20.3 / 27.5 / 51.5, this kernel 10.8 / 11.3 / 14.4 / 18.5 (2026-12-04;
-its first layout; the super-tile layout of ``kernels/w4a8.cpp`` then took one row from 9.4 to 7.2 ms, at the
-memory bandwidth;
-``python bench/quant_quality.py --crossover --skip-quality --skip-speed`` measures the MLP matrices on the machine at
-hand: docs/benchmarks.md, issue 17). Integer
+/ 8: ``_weight_int4pack_mm_for_cpu`` 17.1 / 20.3 / 27.5 / 51.5, this kernel 10.8 / 11.3 / 14.4 / 18.5 (2026-12-04,
+its first layout; the super-tile layout of ``kernels/w4a8.cpp`` then took one row from 9.4 to 7.2 ms on a Zen 5
+EPYC, at the memory bandwidth; ``python bench/quant_quality.py --crossover --skip-quality --skip-speed`` measures
+the MLP matrices on the machine at hand: docs/benchmarks.md, issue 17). Integer
 dot products do 64 multiply-adds an instruction and each weight tile is read once for up to 8 rows. No wheel of
 PyTorch or torchao ships this for x86 (torchao's ``da8w4`` CPU op is not built into its PyPI wheel; checked 0.18).
 

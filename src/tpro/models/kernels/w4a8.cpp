@@ -3,9 +3,9 @@
 // Why hand-written (see tpro/models/w4a8.py): PyTorch's CPU int4 kernel (_weight_int4pack_mm_for_cpu) multiplies
 // in floating point and its cost grows with rows (the embedded model's linears, 2 threads, AVX-512 EPYC: 17 ms for
 // one row, 52 for eight), so speculative trees of 2-8 tokens cost 1.2-3x a token. Integer dot products (VNNI)
-// do 64 multiply-adds an instruction; this kernel reads each weight tile once for up to 8 rows (a one-row pass runs
-// at the memory bandwidth: 7.2 ms for the embedded model's 169 linears against 9.4 for the previous layout of
-// separate tile and scale streams, 43 vs 33 GB/s; a plain sum over 300 MB reads 45 GB/s here). No wheel of
+// do 64 multiply-adds an instruction; this kernel reads each weight tile once for up to 8 rows. A one-row pass
+// runs at the memory bandwidth: 7.2 ms for the embedded model's 169 linears on a 2-core Zen 5 EPYC, against 9.4
+// for the previous layout of separate tile and scale streams (43 vs 33 GB/s; a plain sum reads 45 GB/s). No wheel of
 // PyTorch or torchao ships such a kernel for x86 (torchao's da8w4 CPU op is not in its PyPI wheel).
 //
 // y[m, n] = sum_g  s[n, g] * xs[m, g] * dot(q[n, g, :], xq[m, g, :])  +  z[n, g] * xsum[m, g]
