@@ -387,16 +387,20 @@ def test_embedded_model_int4_keeps_the_q4_k_tensors_and_its_next_token(embedded)
     assert math.isfinite(kl.item()) and kl.item() < 0.1, kl.item()
 
 
-def test_a_batching_server_on_a_cpu_serves_w8a8(monkeypatch):
-    """``auto`` for a server that batches is w8a8 where fbgemm's kernel exists; one at a time, or an explicit
-    format, is left to ``resolve_weights``."""
+def test_a_batching_server_on_a_cpu_serves_w4a8_else_w8a8(monkeypatch):
+    """``auto`` for a server that batches is w4a8 where its kernel runs, else w8a8 where fbgemm's kernel exists;
+    one at a time, or an explicit format, is left to ``resolve_weights``."""
+    monkeypatch.setattr(quant, "w4a8_kernel_available", lambda: True)
     monkeypatch.setattr(quant, "dynamic_int8_kernel_available", lambda: True)
     monkeypatch.setattr(quant.torch.cuda, "is_available", lambda: False)
+    assert quant.serving_weights("auto", 32) == "w4a8"
+    monkeypatch.setattr(quant, "w4a8_kernel_available", lambda: False)
     assert quant.serving_weights("auto", 32) == "w8a8"
     assert quant.serving_weights("auto", 1) == "auto"
     assert quant.serving_weights("int4", 32) == "int4"
     monkeypatch.setattr(quant, "dynamic_int8_kernel_available", lambda: False)
     assert quant.serving_weights("auto", 32) == "auto"
+    monkeypatch.setattr(quant, "w4a8_kernel_available", lambda: True)
     monkeypatch.setattr(quant, "dynamic_int8_kernel_available", lambda: True)
     monkeypatch.setattr(quant.torch.cuda, "is_available", lambda: True)
     assert quant.serving_weights("auto", 32) == "auto"  # a GPU: bf16, as resolve_weights says

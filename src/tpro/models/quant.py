@@ -189,16 +189,19 @@ def resolve_weights(weights: str, device: str) -> str:
 
 
 def serving_weights(weights: str, max_batch: int) -> str:
-    """The ``--weights`` a server runs: ``auto`` with batching (``max_batch`` > 1) on a CPU with fbgemm's int8
-    kernel -> w8a8, the format whose cost grows least with rows; anything else unchanged (``auto`` then resolves
-    as for one sequence). Measured on an AVX2 EPYC, 20 clients x 128 tokens, 2 threads (docs/benchmarks.md,
-    issue 13): w8a8 served 47.7 tokens/s batched against 23.1 for int4 (8.1 vs 7.2 one at a time); alone the two
-    decode at the same speed (11.1 vs 10.9 tokens/s). On an AMX Xeon (2026-12-04, same load) bf16 served most under
-    load (113.2 tokens/s; w8a8 78.9, int4 65.8) but decodes one sequence at ~10 tokens/s against w8a8's ~20 and
-    int4's ~27, so w8a8 stays the balanced default there too; a server that is always busy runs --weights bf16."""
-    if weights != "auto" or max_batch <= 1 or torch.cuda.is_available() or not dynamic_int8_kernel_available():
+    """The ``--weights`` a server runs: ``auto`` with batching (``max_batch`` > 1) on a CPU -> w4a8 where its kernel
+    runs (AVX512-VNNI), else w8a8 where fbgemm's int8 kernel exists: the formats whose cost grows least with rows;
+    anything else unchanged (``auto`` then resolves as for one sequence). Measured with 20 clients x 128 tokens,
+    2 threads (docs/benchmarks.md, issue 13): on a Zen 5 EPYC (2026-12-04) w4a8 served 198.9 tokens/s batched, bf16
+    189.3, w8a8 120.4, and one at a time w4a8 39.9 against bf16's 19.9, so w4a8 is the best for a lone user and a
+    crowd alike; on an AVX2 EPYC (no VNNI) w8a8 served 47.7 against int4's 23.1; on an AMX Xeon bf16 served most
+    under load (113.2; w8a8 78.9, int4 65.8; w4a8 not measured there) but decodes one sequence at ~10 tokens/s
+    against w8a8's ~20. A server that is always busy on an AMX CPU runs --weights bf16."""
+    if weights != "auto" or max_batch <= 1 or torch.cuda.is_available():
         return weights
-    return "w8a8"
+    if w4a8_kernel_available():
+        return "w4a8"
+    return "w8a8" if dynamic_int8_kernel_available() else weights
 
 
 # ------------------------------------------------------------------------------------------ pure quantisation

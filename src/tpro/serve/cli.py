@@ -30,7 +30,7 @@ def app(cfg: ServeConfig):
         )
     from tpro.models.quant import serving_weights
 
-    cfg.weights = serving_weights(cfg.weights, cfg.max_batch)  # auto + batching on a CPU: w8a8
+    cfg.weights = serving_weights(cfg.weights, cfg.max_batch)  # auto + batching on a CPU: w4a8 or w8a8
     try:
         lm = cfg.load_model()
         target = None

@@ -20,14 +20,14 @@ class ServeConfig(ModelOptions):
 
     draft: str = opt("none", DRAFT_HELP)
     compile: bool = opt(False, COMPILE_HELP + " (compiled at startup; a request alone decodes through it)")
-    # a decoding stage: the fastest measured format; with batching on a CPU that is w8a8 (quant.serving_weights)
+    # a decoding stage: the fastest measured format; with batching on a CPU w4a8 or w8a8 (quant.serving_weights)
     weights: Weights = like(
         ModelOptions,
         "weights",
         "auto",
         help="Linear-layer weights: bf16 | int8 | int4 | w4a8 | w8a8 (see tpro generate --help) | auto: on a CPU "
-        "w8a8 when --max-batch > 1 (its cost grows least with the batch: 2x int4's tokens/s under load), else the "
-        "fastest for one sequence (w4a8 where the CPU has AVX512-VNNI, else int4)",
+        "w4a8 where it has AVX512-VNNI (the fastest alone and under load), else w8a8 when --max-batch > 1 (its "
+        "cost grows least with the batch: 2x int4's tokens/s under load) and int4 for one sequence",
     )
     host: str = opt("127.0.0.1", "Interface to bind; 0.0.0.0 exposes the server to the network")
     port: int = opt(8000, "TCP port (0: any free port)", min=0, max=65535)
