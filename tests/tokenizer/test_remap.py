@@ -131,3 +131,45 @@ def test_padded_batches_stay_within_budget():
     assert [i for b in batches for i in b] == list(range(6))  # consecutive, nothing lost
     assert batches == [[0, 1], [2], [3], [4, 5]]  # rows x longest <= 10
     assert padded_batches(["a", "b"], [50, 1], budget=10) == [["a"], ["b"]]
+
+
+def test_contextual_unties_a_tied_model(tiny_qwen3_dir, adapted_tiny, tmp_path):
+    """Tied embeddings: the fit goes to a new lm_head only; the input rows keep the mean init, and the saved model
+    loads untied. --no-untie writes the fit into the one shared matrix."""
+    tok_dir, _ = adapted_tiny
+    text = tmp_path / "ru.txt"
+    text.write_text(RU_TEXT * 3, encoding="utf-8")
+    kw = dict(model=str(tiny_qwen3_dir), tokenizer=str(tok_dir), method="contextual", text=[str(text)], ridge=1e-3)
+    stats = remap(RemapConfig(out=str(tmp_path / "u"), **kw), show_progress=False)
+    assert stats["tied"] and stats["untied"] and stats["fitted"] > 0
+    before, after = _rows(tiny_qwen3_dir), _rows(tmp_path / "u")
+    swap = {r["id"]: r for r in _swap(tok_dir)}
+    emb0 = before["model.embed_tokens.weight"]
+    moved = [
+        i for i in swap if not torch.allclose(after["lm_head.weight"][i], _piece_mean(emb0, tiny_qwen3_dir, swap[i]))
+    ]
+    assert len(moved) == stats["fitted"]
+    for i in swap:  # every input row: the mean of its pieces, fitted or not
+        assert torch.allclose(after["model.embed_tokens.weight"][i], _piece_mean(emb0, tiny_qwen3_dir, swap[i]))
+    keep = torch.ones(emb0.shape[0], dtype=torch.bool)
+    keep[list(swap)] = False
+    assert torch.equal(after["lm_head.weight"][keep], emb0[keep])
+    assert json.loads((tmp_path / "u" / "config.json").read_text())["tie_word_embeddings"] is False
+
+    shared = remap(RemapConfig(out=str(tmp_path / "t"), untie=False, **kw), show_progress=False)
+    assert shared["tied"] and not shared["untied"]
+    rows = _rows(tmp_path / "t")
+    assert "lm_head.weight" not in rows or torch.equal(rows["lm_head.weight"], rows["model.embed_tokens.weight"])
+    fitted = [
+        i
+        for i in moved
+        if not torch.allclose(rows["model.embed_tokens.weight"][i], after["model.embed_tokens.weight"][i])
+    ]
+    assert fitted == moved  # the fit landed in the shared matrix, input rows included
+
+
+def _piece_mean(weight, src, row):
+    from tokenizers import Tokenizer
+
+    pieces = Tokenizer.from_file(str(src / "tokenizer.json")).encode(row["added_text"], add_special_tokens=False).ids
+    return weight[pieces].mean(0)

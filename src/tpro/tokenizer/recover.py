@@ -64,6 +64,7 @@ from typing import Any, Literal
 from tpro.config import ConfigError, opt
 from tpro.io import read_jsonl, replace_dir, write_json
 from tpro.options import DTYPES, ModelOptions
+from tpro.tokenizer.remap import untie
 
 VARIANTS = {"init": ("mean", "awedist"), "rows": ("ce", "alm", "alm+ce"), "full": ("ce",)}
 DEFAULT_SHARE = {"mean": 0.0, "awedist": 0.1, "rows": 1.0, "full": 1.0}
@@ -549,22 +550,6 @@ def fit_rows(body, emb_weight, rows0, contexts: list[Context], targets: list, cf
 
 
 # --- the model: untying, row masks, optimizer state ------------------------------------------------------------
-
-
-def untie(model) -> bool:
-    """Give a model whose lm_head *is* its input embedding matrix its own copy (so the two can differ); True if it
-    did. The config says ``tie_word_embeddings: false`` from then on, so the saved model loads untied."""
-    import torch
-
-    emb, head = model.get_input_embeddings(), model.get_output_embeddings()
-    if head.weight is not emb.weight:
-        return False
-    w = emb.weight
-    new = torch.nn.Linear(w.shape[1], w.shape[0], bias=False, device=w.device, dtype=w.dtype)
-    new.weight = torch.nn.Parameter(w.detach().clone())
-    model.set_output_embeddings(new)
-    model.config.tie_word_embeddings = False
-    return True
 
 
 def mask_rows(model, rows, hooks: bool = True) -> tuple[list, list]:
