@@ -173,3 +173,57 @@ def _piece_mean(weight, src, row):
 
     pieces = Tokenizer.from_file(str(src / "tokenizer.json")).encode(row["added_text"], add_special_tokens=False).ids
     return weight[pieces].mean(0)
+
+
+def test_contextual_targets_odds_vs_prob(tiny_qwen2_dir, adapted_tiny, tmp_path):
+    """odds = prob - log(1 - P(pieces)): the same contexts, each target higher by exactly that amount."""
+    import math
+
+    from tokenizers import Tokenizer
+    from transformers import AutoModelForCausalLM
+
+    from tpro.tokenizer.bpe import load_base, resolve_tokenizer_file
+    from tpro.tokenizer.remap import collect_contexts, swapped_ids
+
+    tok_dir, _ = adapted_tiny
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen2_dir, dtype=torch.float32).eval()
+    base_tok = Tokenizer.from_file(str(tiny_qwen2_dir / "tokenizer.json"))
+    tok_path, _ = resolve_tokenizer_file(str(tok_dir))
+    new_tok = Tokenizer.from_file(str(tok_path))
+    swapped = swapped_ids(json.loads(base_tok.to_str())["model"]["vocab"], load_base(str(tok_path)).vocab)
+    lines = RU_TEXT.strip().splitlines() * 2
+    ctx = base_tok.token_to_id("<|endoftext|>")
+    kw = dict(model=str(tiny_qwen2_dir), tokenizer=str(tok_dir), out=str(tmp_path / "x"), method="contextual")
+    prob = collect_contexts(model, base_tok, new_tok, swapped, lines, RemapConfig(target="prob", text=["x"], **kw), ctx)
+    odds = collect_contexts(model, base_tok, new_tok, swapped, lines, RemapConfig(target="odds", text=["x"], **kw), ctx)
+    assert prob and prob.keys() == odds.keys()
+    for i in prob:
+        (H1, y1), (H2, y2) = prob[i], odds[i]
+        assert torch.equal(H1, H2)
+        d = y2 - y1  # float64
+        assert (d > 0).all()
+        p = -torch.expm1(-d)  # the P(pieces) each target used
+        with torch.no_grad():
+            lse = torch.logsumexp(model.get_output_embeddings()(H1).double(), -1)
+        assert torch.allclose(p, torch.exp(y1 - lse).clamp(max=1 - 1e-4), rtol=1e-4, atol=0)
+        assert math.isfinite(float(y2.sum()))
+
+
+def test_contextual_input_init_mean_keeps_input_rows(tiny_qwen2_dir, adapted_tiny, tmp_path):
+    tok_dir, _ = adapted_tiny
+    text = tmp_path / "ru.txt"
+    text.write_text(RU_TEXT * 3, encoding="utf-8")
+    out = tmp_path / "m"
+    kw = dict(tokenizer=str(tok_dir), method="contextual", text=[str(text)], ridge=1e-3, input_init="mean")
+    stats = remap(RemapConfig(model=str(tiny_qwen2_dir), out=str(out), **kw), show_progress=False)
+    assert stats["fitted"] > 0 and not stats["tied"]
+    before, after = _rows(tiny_qwen2_dir), _rows(out)
+    swap = _swap(tok_dir)
+    from tokenizers import Tokenizer
+
+    base_tok = Tokenizer.from_file(str(tiny_qwen2_dir / "tokenizer.json"))
+    for r in swap:
+        pieces = base_tok.encode(r["added_text"], add_special_tokens=False).ids
+        assert torch.allclose(
+            after["model.embed_tokens.weight"][r["id"]], before["model.embed_tokens.weight"][pieces].mean(0)
+        )

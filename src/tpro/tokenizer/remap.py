@@ -24,6 +24,7 @@ It knows nothing about how the tokenizer was adapted; the swapped ids are the id
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import time
@@ -56,6 +57,17 @@ class RemapConfig(ModelOptions):
     )
     max_contexts: int = opt(64, "Occurrences used per token (contextual).", min=1)
     omp_atoms: int = opt(8, "Kept tokens per OMP combination (contextual, untied input rows).", min=1)
+    target: Literal["odds", "prob"] = opt(
+        "odds",
+        "contextual: the logit each fitted row should give, over the base model's log-sum-exp. prob: log P(pieces); "
+        "odds: log P(pieces) - log(1 - P(pieces)). The kept first piece keeps its base logit (and so the pieces' "
+        "mass), so a new token fitted to prob gets only P/(1+P) once the softmax renormalises (0.9 -> 0.47, -0.93 "
+        "bits); the odds target gives it P back (exact for one new token per context).",
+    )
+    input_init: Literal["omp", "mean"] = opt(
+        "omp",
+        "contextual, untied model: input rows by OMP over the fitted output row (omp) or the mean of the pieces (mean).",
+    )
     untie: bool = opt(
         True,
         "contextual on a model with tied embeddings: give lm_head its own copy so the fitted output rows leave the "
@@ -156,7 +168,9 @@ def padded_batches(items: list, lengths: list[int], budget: int) -> list[list]:
     return batches
 
 
-def collect_contexts(model, base_tok, new_tok, swapped: dict[int, str], lines: list[str], cfg: RemapConfig, ctx: int):
+def collect_contexts(
+    model, base_tok, new_tok, swapped: dict[int, str], lines: list[str], cfg: RemapConfig, ctx: int, progress=None
+):
     """For each swapped id seen in ``lines``: hidden states H [n, d] before its span and targets y [n]."""
     import torch
 
@@ -173,7 +187,11 @@ def collect_contexts(model, base_tok, new_tok, swapped: dict[int, str], lines: l
     need = sorted({li for occ in found.values() for li, _, _ in occ})
     hidden: dict[int, object] = {}
     logp_cache: dict[int, object] = {}
-    for k, batch in enumerate(padded_batches(need, [len(base_encs[li].ids) + 1 for li in need], cfg.batch_tokens)):
+    batches = padded_batches(need, [len(base_encs[li].ids) + 1 for li in need], cfg.batch_tokens)
+    task = progress.add_task("contexts: base model passes", total=len(batches)) if progress is not None else None
+    for k, batch in enumerate(batches):
+        if task is not None:
+            progress.advance(task)
         seqs = [[ctx] + base_encs[li].ids for li in batch]
         width = max(map(len, seqs))
         ids = torch.zeros(len(seqs), width, dtype=torch.long)
@@ -190,7 +208,7 @@ def collect_contexts(model, base_tok, new_tok, swapped: dict[int, str], lines: l
             if not torch.allclose(ref.float(), logits[0, : len(seqs[0])], atol=1e-3, rtol=1e-3):
                 raise RuntimeError("hidden_states[-1] is not the lm_head input for this model; use --method mean")
         lse = torch.logsumexp(logits, -1)  # [B, T]
-        logp = torch.log_softmax(logits, -1).gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # [B, T-1]
+        logp = logits[:, :-1].gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1) - lse[:, :-1]  # [B, T-1]
         for r, li in enumerate(batch):
             n = len(seqs[r])
             hidden[li] = (h[r, :n].clone(), lse[r, :n].clone())
@@ -203,8 +221,11 @@ def collect_contexts(model, base_tok, new_tok, swapped: dict[int, str], lines: l
             # Sequence position p holds base token p-1 (the context token is at 0); the state predicting base
             # token a sits at position a, and logp[p] scores position p+1's token, i.e. base token p.
             H.append(hs[a])
-            y.append(float(logp_cache[li][a : b + 1].sum() + lse[a]))
-        fits[i] = (torch.stack(H), torch.tensor(y))
+            logp = float(logp_cache[li][a : b + 1].sum())  # log P(pieces | context) under the base model
+            if cfg.target == "odds":  # the kept first piece keeps its own mass: see RemapConfig.target
+                logp -= math.log(-math.expm1(min(logp, -1e-4)))
+            y.append(logp + float(lse[a]))
+        fits[i] = (torch.stack(H), torch.tensor(y, dtype=torch.float64))
     return fits
 
 
@@ -229,6 +250,18 @@ def check_vocabularies(cfg, model_vocab: dict, new_b, swapped: dict, rows: int, 
                 f"{len(swapped)} ids differ between the model {cfg.model!r}'s tokenizer and {cfg.tokenizer!r}, but "
                 f"its swap.json lists {len(listed)} swapped: the tokenizer was adapted from another vocabulary. {fix}"
             )
+
+
+def _progress(show: bool):
+    """A rich progress display on stderr, or a context holding None."""
+    from contextlib import nullcontext
+
+    if not show:
+        return nullcontext()
+    from rich.console import Console
+    from rich.progress import MofNCompleteColumn, Progress
+
+    return Progress(*Progress.get_default_columns(), MofNCompleteColumn(), console=Console(stderr=True), transient=True)
 
 
 def remap(cfg: RemapConfig, show_progress: bool = True) -> dict:
@@ -276,22 +309,29 @@ def remap(cfg: RemapConfig, show_progress: bool = True) -> dict:
                 lines += [ln.rstrip("\n") for ln in Path(f).open(encoding="utf-8") if ln.strip()]
             lines = lines[: cfg.max_lines]
             new_tok = Tokenizer.from_file(str(tok_path))
-            fits = collect_contexts(model, base_tok, new_tok, swapped, lines, cfg, context_token_id(lm.tokenizer))
-            row = {i: r for r, i in enumerate(pieces)}
-            kept = torch.tensor(sorted(set(range(emb.shape[0])) - set(swapped)))
-            atoms = None if tied or untied else head[kept]  # [K, d], gathered once for every OMP below
-            norms = None if atoms is None else atoms.norm(dim=1).clamp_min(1e-8)
-            for i, (H, y) in fits.items():
-                r = row[i]
-                w0 = (new_emb if tied else new_head)[r]
-                w = ridge_update(w0, H, y, cfg.ridge)
-                if tied:
-                    new_emb[r] = w
-                else:
-                    new_head[r] = w
-                    if not untied:  # untied here: the two spaces are one, OMP would copy w back into the input
-                        sup, coef = omp(w, atoms, cfg.omp_atoms, norms)
-                        new_emb[r] = (coef.unsqueeze(1) * emb[kept[sup]].double()).sum(0).to(emb.dtype)
+            with _progress(show_progress) as bar:
+                fits = collect_contexts(
+                    model, base_tok, new_tok, swapped, lines, cfg, context_token_id(lm.tokenizer), bar
+                )
+                task = bar.add_task("fit rows", total=len(fits)) if bar is not None else None
+                row = {i: r for r, i in enumerate(pieces)}
+                kept = torch.tensor(sorted(set(range(emb.shape[0])) - set(swapped)))
+                omp_input = not tied and not untied and cfg.input_init == "omp"
+                atoms = head[kept] if omp_input else None  # [K, d], gathered once for every OMP below
+                norms = None if atoms is None else atoms.norm(dim=1).clamp_min(1e-8)
+                for i, (H, y) in fits.items():
+                    r = row[i]
+                    w0 = (new_emb if tied else new_head)[r]
+                    w = ridge_update(w0, H, y, cfg.ridge)
+                    if tied:
+                        new_emb[r] = w
+                    else:
+                        new_head[r] = w
+                        if omp_input:  # (a model untied here keeps mean input rows: its two spaces are one)
+                            sup, coef = omp(w, atoms, cfg.omp_atoms, norms)
+                            new_emb[r] = (coef.unsqueeze(1) * emb[kept[sup]].double()).sum(0).to(emb.dtype)
+                    if task is not None:
+                        bar.advance(task)
             stats["fitted"] = len(fits)
             stats["text_lines"] = len(lines)
         emb[ids] = new_emb
