@@ -9,11 +9,12 @@ Every method starts from the same remapped checkpoint (``tpro tokenizer remap-mo
   rows-ce        init:mean,rows:ce (swapped rows only, next-token loss)
   rows-alm       init:mean,rows:alm (swapped rows only, likelihood matching against the base model)
   rows-alm-full  init:mean,rows:alm:0.7,full:0.3
+  full-ce        init:mean,full:ce (every weight, next-token loss, low rate)
   control        the unswapped base trained like --control-stages (recovery vs adapting to the text)
 
-Single-stage methods run once, at the largest budget, and the smaller budgets are that run's snapshots (the ledger
-passing 15 and 30 minutes): with a constant rate, the same as shorter runs. Multi-stage methods (rows-alm-full,
-control) run once per budget, since their stage split depends on the budget. Budget 0 is the start: the remapped
+Single-stage methods (the control too, when its stages are one) run once, at the largest budget, and the smaller
+budgets are that run's snapshots (the ledger passing 15 and 30 minutes): with a constant rate, the same as shorter
+runs. Multi-stage methods (rows-alm-full) run once per budget, since their stage split depends on the budget. Budget 0 is the start: the remapped
 model (the base for the control). ``--contextual DIR`` (a ``--method contextual`` remap) adds init-only rows that
 say which part of it helps: its lm_head rows alone, its input rows alone, and both. ``--sweep-lrs`` picks the rows
 learning rate first, on ``--sweep-dev`` (not the evaluation text). Everything is resumable: results.json is
@@ -41,8 +42,16 @@ METHODS = {
     "rows-ce": "init:mean,rows:ce",
     "rows-alm": "init:mean,rows:alm",
     "rows-alm-full": "init:mean,rows:alm:0.7,full:0.3",
+    "full-ce": "init:mean,full:ce",
     "control": None,  # --control-stages
 }
+
+
+def multi_stage(stages: str) -> bool:
+    """More than one stage takes time: the split depends on the budget, so each budget is its own run."""
+    from tpro.tokenizer.recover import parse_stages
+
+    return sum(s.share > 0 for s in parse_stages(stages)) > 1
 
 
 def log(msg: str) -> None:
@@ -153,7 +162,7 @@ def main():
     ap.add_argument("--eval-lines", type=int, default=0, help="score only the first N eval lines (0 = all)")
     ap.add_argument("--budgets", default="0,15,30,60", help="minutes, comma-separated")
     ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ",".join(METHODS))
-    ap.add_argument("--control-stages", default="rows:ce:0.7,full:0.3", help="what the control trains")
+    ap.add_argument("--control-stages", default="full:ce", help="what the control trains")
     ap.add_argument("--sweep-lrs", default="", help="rows learning rates to try first, e.g. 3e-4,1e-3,3e-3")
     ap.add_argument("--sweep-minutes", type=float, default=10.0)
     ap.add_argument("--sweep-stages", default="init:mean,rows:alm", help="what the sweep trains")
@@ -229,14 +238,15 @@ def main():
                 continue
             if method == "mean":
                 point(method, b, lambda: start)
-            elif method == "control" or "full" in METHODS[method]:
-                stages, ctl = (args.control_stages, True) if method == "control" else (METHODS[method], False)
+                continue
+            stages, ctl = (args.control_stages, True) if method == "control" else (METHODS[method], False)
+            if multi_stage(stages):
                 point(method, b, lambda: {**bpc_of(run_recover(work / f"{method}-{b:g}", stages, b, args, extra,
                                                                control=ctl)["final_dir"], texts), "run": f"{method}-{b:g}"})  # fmt: skip
             else:  # one run at the top budget; smaller budgets are its snapshots
                 run_dir = work / f"{method}-{top:g}"
                 s = run_recover(
-                    run_dir, METHODS[method], top, args, extra, snapshots=[x for x in budgets if 0 < x < top]
+                    run_dir, stages, top, args, extra, snapshots=[x for x in budgets if 0 < x < top], control=ctl
                 )
                 d = s["final_dir"] if b == top else s["snapshots"].get(f"{b:g}min", {}).get("dir", s["final_dir"])
                 point(method, b, lambda: {**bpc_of(d, texts), "run": run_dir.name})
