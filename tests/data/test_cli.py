@@ -166,6 +166,8 @@ def test_difficulty_killed_mid_run_resumes_to_the_same_result(tmp_path, tiny_qwe
         "0,1",
         "--threads",
         "1",
+        "--batch",
+        "1",  # one problem at a time: a batch could finish all 20 between two polls (seen in CI)
         "--json",
     ]
     killed = tmp_path / "killed.jsonl"
