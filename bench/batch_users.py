@@ -7,7 +7,9 @@ Two jobs, each run twice through the real CLI (model load included, as a user wa
   - ``tpro eval run``: T-Math, the first ``--eval-items`` problems, direct mode, greedy, embedded default;
     the two runs must give the same answers (fp32: a request's greedy output does not depend on the batch);
   - ``tpro data difficulty``: ``--problems`` T-Math problems x ``--samples`` sampled answers (T=0.7, seeded).
-Writes ``OUT/summary.json`` and prints a markdown table for docs/benchmarks.md. Each job's run directory is
+The eval entry also gets ``bound``: the most any batching could gain on that workload, from the one-at-a-time
+run's own fixed cost, prefills and per-token cost (``ceiling``).
+Writes ``OUT/summary.json`` and prints it. Each job's run directory is
 fresh (an earlier one is removed), so no figure comes from a resumed run.
 """
 
@@ -36,6 +38,32 @@ def run(cmd: list[str], log: Path) -> float:
 def records(run_dir: Path) -> dict[str, dict]:
     rows = [json.loads(line) for line in (run_dir / "items.jsonl").read_text().splitlines() if line.strip()]
     return {r["id"]: r for r in rows}
+
+
+def ceiling(wall_one: float, rows: list[dict]) -> dict:
+    """The most any batching can gain over the one-at-a-time run ``wall_one`` whose items are ``rows``.
+
+    Split that run into its fixed cost F (imports, model load, report: the wall time outside the items), its
+    prefills P (the items' times to first token) and its decode steps (the rest, at c seconds a token). A perfect
+    batcher still pays F, still pays P (a prefill is compute-bound: a batch of prompts costs the sum of their
+    prefills, docs/benchmarks.md "forward costs"), and at best advances every sequence for the price of one, so it
+    needs (longest answer - 1) steps of c. Ceiling = wall_one / (F + P + (max tokens - 1) * c)."""
+    prefill = sum(r["ttft_s"] for r in rows)
+    decode = sum(r["latency_s"] - r["ttft_s"] for r in rows)
+    steps = sum(max(r["output_tokens"] - 1, 0) for r in rows)
+    per_token = decode / max(steps, 1)
+    fixed = wall_one - sum(r["latency_s"] for r in rows)
+    longest = max(r["output_tokens"] for r in rows)
+    best = fixed + prefill + (longest - 1) * per_token
+    return {
+        "fixed_s": round(fixed, 2),
+        "prefill_s": round(prefill, 2),
+        "decode_s": round(decode, 2),
+        "ms_per_token": round(1000 * per_token, 1),
+        "longest_answer": longest,
+        "best_batched_s": round(best, 2),
+        "ceiling": round(wall_one / best, 2),
+    }
 
 
 def main() -> None:
@@ -79,6 +107,7 @@ def main() -> None:
             "same_extracted": sum(one[i]["extracted"] == many[i]["extracted"] for i in one),
             "correct": {str(b): sum(r["correct"] for r in recs[b].values()) for b in recs},
             "output_tokens": {str(b): sum(r["output_tokens"] or 0 for r in recs[b].values()) for b in recs},
+            "bound": ceiling(walls[1], list(one.values())),
         }
 
     if "difficulty" not in args.skip:
