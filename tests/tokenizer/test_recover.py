@@ -518,3 +518,17 @@ def test_shipped_recipes_load():
         assert rec.parse_stages(cfg.stages) and cfg.budget_minutes > 0
     big = RecoverConfig.from_yaml(configs / "recover-qwen3-32b.yaml")
     assert big.dtype == "bfloat16" and big.mixed_precision == "bf16" and big.gradient_checkpointing
+
+
+def test_read_texts_renders_conversations_with_the_chat_template(tmp_path, tiny_qwen2_dir):
+    from transformers import AutoTokenizer
+
+    messages = [{"role": "user", "content": "Привет"}, {"role": "assistant", "content": "Здравствуйте!"}]
+    (tmp_path / "c.jsonl").write_text(json.dumps({"messages": messages}, ensure_ascii=False), encoding="utf-8")
+    tok = AutoTokenizer.from_pretrained(tiny_qwen2_dir)
+    got = rec.read_texts([f"{tmp_path / 'c.jsonl'}:messages"], render=rec.chat_renderer(tok))
+    assert got == [tok.apply_chat_template(messages, tokenize=False)]
+    assert "<|im_start|>assistant\nЗдравствуйте!<|im_end|>" in got[0]
+    # without a renderer a conversation is not text (nothing silently flattened)
+    with pytest.raises(ConfigError, match="no text found"):
+        rec.read_texts([f"{tmp_path / 'c.jsonl'}:messages"])

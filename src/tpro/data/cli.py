@@ -1,5 +1,5 @@
 """``tpro data``: the curation steps from the command line (dedup, decontaminate, tag, balance, reward-filter,
-difficulty). Each command is its step's config (``tpro.data.<step>``) run by ``tpro.data.steps.run_step``, which
+difficulty, sample). Each command is its step's config (``tpro.data.<step>``) run by ``tpro.data.steps.run_step``, which
 a Python caller uses the same way; this module only prints the counts.
 """
 
@@ -57,7 +57,7 @@ def _key(cls, key: str) -> str:
 
 
 app = group(
-    "Data curation: dedup, decontaminate, tag, balance, reward-filter, difficulty. Each step writes OUT plus "
+    "Data curation: dedup, decontaminate, tag, balance, reward-filter, difficulty; sample answers to train on. Each step writes OUT plus "
     "OUT.manifest.json, skips itself when OUT is up to date (--force reruns) and resumes model-based work after a "
     "kill; `tpro data STEP --config FILE.yaml` reads its settings (examples in configs/data/).",
     params=[click.Option(["--config"], hidden=True, expose_value=False, callback=_sections, is_eager=True)],
@@ -119,6 +119,13 @@ def reward_filter(cfg, as_json: bool = False):
 
     Input rows: {"prompt", "completions": [...]} (or flat {"prompt", "completion"}), with "scores" if no --model.
     """
+    _run(cfg, as_json)
+
+
+@command("tpro.data.sample:SampleConfig", group=app, extra=[JSON])
+def sample(cfg, as_json: bool = False):
+    """Answer every prompt K times with a model (batched, seeded, resumable): rows with `messages` to train on,
+    e.g. the base model's answers for a swapped model to learn (`tpro tokenizer recover --train OUT:messages`)."""
     _run(cfg, as_json)
 
 

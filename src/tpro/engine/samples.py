@@ -41,6 +41,13 @@ def answer_record(done) -> dict:
     }
 
 
+def completion_text(sample: dict, mode: str) -> str:
+    """An ``answer_record`` as an assistant message's content: reasoning mode keeps its trace in ``<think>`` tags."""
+    if mode == "reasoning":
+        return f"<think>\n{sample['reasoning']}\n</think>\n\n{sample['answer']}"
+    return sample["answer"] or sample["text"]
+
+
 def read_progress(path: str | Path | None) -> dict[int, list[dict]]:
     """Samples already written by an earlier run, by prompt index."""
     if path is None or not Path(path).is_file():

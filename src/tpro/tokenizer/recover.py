@@ -90,7 +90,8 @@ class RecoverConfig(ModelOptions):
     )
     train: list[str] = opt(
         help="Russian running text to train on, repeatable: FILE.txt (one text per line) | FILE.jsonl:FIELD[,FIELD] "
-        "(dotted paths go into lists: instances.output) | FILE.jsonl (its text field). Must not overlap --eval."
+        "(dotted paths go into lists: instances.output; a conversation, e.g. FILE.jsonl:messages from `tpro data "
+        "sample`, is rendered with the model's chat template) | FILE.jsonl (its text field). Must not overlap --eval."
     )
     out: str = opt(help="Run directory: checkpoint/ (resumable), snapshots/, model/ (the result), recover.json.")
     budget_minutes: float = opt(
@@ -234,17 +235,26 @@ class Ledger:
 # --- text -----------------------------------------------------------------------------------------------------
 
 
-def _pluck(row: Any, path: list[str]) -> list[str]:
-    """Strings at a dotted path of a JSON row, walking into lists (``instances.output``)."""
+def _is_chat(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(m, dict) and "role" in m for m in value)
+
+
+def _pluck(row: Any, path: list[str], render=None) -> list[str]:
+    """Strings at a dotted path of a JSON row, walking into lists (``instances.output``); a conversation (a list
+    of ``{"role", "content"}``) at the end of the path becomes one text through ``render``."""
+    if not path and render is not None and _is_chat(row):
+        return [render(row)]
     if isinstance(row, list):
-        return [s for r in row for s in _pluck(r, path)]
+        return [s for r in row for s in _pluck(r, path, render)]
     if not path:
         return [row] if isinstance(row, str) and row.strip() else []
-    return _pluck(row.get(path[0]), path[1:]) if isinstance(row, dict) else []
+    return _pluck(row.get(path[0]), path[1:], render) if isinstance(row, dict) else []
 
 
-def read_texts(specs: list[str], limit: int = 0, flag: str = "--train") -> list[str]:
-    """Texts of ``FILE.txt`` (one per non-empty line), ``FILE.jsonl:FIELD[,FIELD]`` or ``FILE.jsonl`` (``text``)."""
+def read_texts(specs: list[str], limit: int = 0, flag: str = "--train", render=None) -> list[str]:
+    """Texts of ``FILE.txt`` (one per non-empty line), ``FILE.jsonl:FIELD[,FIELD]`` or ``FILE.jsonl`` (``text``).
+    ``render(messages) -> str`` turns a field holding a conversation (``FILE.jsonl:messages``) into one text, e.g.
+    the model's chat template (``chat_renderer``)."""
     texts: list[str] = []
     for spec in specs:
         path_s, _, fields = spec.partition(":") if ".jsonl:" in spec else (spec, "", "")
@@ -256,7 +266,7 @@ def read_texts(specs: list[str], limit: int = 0, flag: str = "--train") -> list[
         if path.suffix == ".jsonl":
             paths = [f.split(".") for f in (fields or "text").split(",")]
             for row in read_jsonl(path):
-                parts = [s for p in paths for s in _pluck(row, p)]
+                parts = [s for p in paths for s in _pluck(row, p, render)]
                 if parts:
                     texts.append("\n".join(parts))
         else:
@@ -266,6 +276,20 @@ def read_texts(specs: list[str], limit: int = 0, flag: str = "--train") -> list[
     if not texts:
         raise ConfigError(f"{flag} {', '.join(specs)}: no text found. Fix: check the files (and the JSONL field name)")
     return texts
+
+
+def chat_renderer(tokenizer):
+    """``messages -> text``: a conversation as the model sees it in training, through its own chat template (the
+    remapped directory keeps the base's template), so the swapped model learns the assistant turns it will be asked
+    to write, special tokens included."""
+
+    def render(messages: list[dict]) -> str:
+        try:
+            return tokenizer.apply_chat_template(messages, tokenize=False)
+        except Exception as e:  # jinja errors name the problem; say which setting to fix
+            raise ConfigError(f"a conversation in --train could not be rendered with the chat template: {e}") from e
+
+    return render
 
 
 # --- alignment of two tokenizations (ALM) ---------------------------------------------------------------------
@@ -1112,8 +1136,9 @@ def recover(cfg: RecoverConfig, show_progress: bool = True) -> dict:
     alm = not cfg.control and any(s.variant in ("alm", "alm+ce") for s in plan)
     needs_base = cfg.control or alm or any(s.variant == "awedist" for s in plan)
     base = resolve_base(cfg) if needs_base else cfg.base
-    texts = read_texts(cfg.train, cfg.max_lines)
-    eval_texts = read_texts(cfg.eval, cfg.eval_lines, "--eval") if cfg.eval else []
+    render = chat_renderer(AutoTokenizer.from_pretrained(cfg.model))
+    texts = read_texts(cfg.train, cfg.max_lines, render=render)
+    eval_texts = read_texts(cfg.eval, cfg.eval_lines, "--eval", render) if cfg.eval else []
     shared = set(texts) & set(eval_texts)
     if shared:
         raise ConfigError(

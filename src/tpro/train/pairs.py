@@ -58,18 +58,10 @@ def _prompt_and_gold(row: dict, n: int) -> tuple[str | list[dict], str | None]:
     raise DataError(f"prompt row {n} has neither 'prompt' nor 'question' (keys: {sorted(row)})")
 
 
-def completion_for(sample: dict, mode: str) -> str:
-    """A sample (``tpro.engine.samples.answer_record``) as an assistant message's content: reasoning mode keeps its
-    trace in ``<think>`` tags."""
-    if mode == "reasoning":
-        return f"<think>\n{sample['reasoning']}\n</think>\n\n{sample['answer']}"
-    return sample["answer"] or sample["text"]
-
-
 def run(config: PairsConfig) -> dict:
     from tpro.data.reward import best_worst_pairs
     from tpro.engine import Engine
-    from tpro.engine.samples import sample_answers
+    from tpro.engine.samples import completion_text, sample_answers
     from tpro.io import write_jsonl
     from tpro.train.chat import read_rows
 
@@ -101,7 +93,7 @@ def run(config: PairsConfig) -> dict:
         from tpro.eval.check import is_correct
     grouped = []
     for (prompt, gold), group in zip(items, samples):
-        comps = [completion_for(s, config.mode) for s in group]
+        comps = [completion_text(s, config.mode) for s in group]
         if config.scorer == "reward":
             scores = scorer.score([prompt] * len(comps), comps)
         else:
