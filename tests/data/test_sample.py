@@ -30,6 +30,8 @@ def test_template_drops_lines_of_empty_fields():
     assert cfg.user_message(ROWS[1], 1) == "Назови три цвета."
     assert cfg.user_message(ROWS[2], 2) == "Сколько будет 2+2?"
     assert SampleConfig().user_message({"prompt": "Привет"}, 0) == "Привет"
+    typed = SampleConfig(template=r"{instruction}\n\n{input}")  # as a shell passes "...\n..."
+    assert typed.user_message(ROWS[0], 0) == "Переведи на английский.\n\nДоброе утро"
 
 
 def test_answers_are_the_engines_seeded_samples(tmp_path, tiny_qwen2_dir, tiny_qwen2):

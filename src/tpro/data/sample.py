@@ -48,6 +48,8 @@ class SampleConfig(StepConfig, ModelOptions, SamplingOptions, BatchOptions):
 
     def __post_init__(self):
         super().__post_init__()
+        # a shell passes "\n" as backslash + n: read it as the newline the user meant
+        self.template = self.template.replace("\\n", "\n")
         if self.template:
             self.template_fields()  # a malformed template fails before the model loads
 
