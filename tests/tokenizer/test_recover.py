@@ -2,6 +2,7 @@
 bit-identical), untying, budget stop, kill and resume (same weights as an uninterrupted run), clear errors, the CLI."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -364,6 +365,10 @@ def test_budget_stops_the_stage_and_a_finished_run_is_not_extended(remapped, tex
     assert s["snapshots"]["0.02min"]["total_s"] >= 1.2
     again = recover(cfg, show_progress=False)
     assert again["stages"][1]["steps"] == st["steps"] and again["restarts"] == 1
+    # a larger budget continues the finished run from its checkpoint
+    more = recover(replace(cfg, budget_minutes=0.15), show_progress=False)
+    assert more["stages"][1]["stopped"] == "budget" and more["stages"][1]["steps"] > st["steps"]
+    assert more["restarts"] == 1 and more["total_s"] > s["total_s"] + 2.0  # the second call saved nothing
 
 
 @pytest.mark.parametrize("kill_at", [3, 8])  # in the rows stage (compact optimizer state), in the full stage

@@ -97,7 +97,8 @@ class RecoverConfig(ModelOptions):
     budget_minutes: float = opt(
         60.0,
         "Wall-clock budget in minutes, counted across restarts (loading, init, training, checkpoints; not the final "
-        "evaluation). 0 only when every stage is init (init:awedist then runs to its own caps).",
+        "evaluation). 0 only when every stage is init (init:awedist then runs to its own caps). Rerunning a finished "
+        "run with a larger budget continues its training from the checkpoint.",
         min=0.0,
     )
     stages: str = opt(
@@ -1095,6 +1096,17 @@ def trainable_rows(cfg: RecoverConfig, swap: list[dict], docs: list[Doc], base_t
     return rows
 
 
+def extend_budget(state: dict, plan: list[Stage], ends: list[float], total_s: float) -> list[int]:
+    """Reopen training stages that stopped on the budget when a rerun gives them more (a larger
+    --budget-minutes): the same run continues from its checkpoint, as after a kill. -> the reopened indices."""
+    reopened = []
+    for i, (stage, st) in enumerate(zip(plan, state["stages"])):
+        if stage.name != "init" and st["done"] and str(st["stopped"]).startswith("budget") and total_s < ends[i]:
+            st.update(done=False, stopped=None)
+            reopened.append(i)
+    return reopened
+
+
 def fresh_state(plan: list[Stage], run_keys: dict) -> dict:
     stages = [
         {"name": s.name, "variant": s.variant, "share": s.share, "done": False, "stopped": None, "steps": 0,
@@ -1171,6 +1183,7 @@ def recover(cfg: RecoverConfig, show_progress: bool = True) -> dict:
               swapped=[r["id"] for r in swap], base=base, teacher_tok=teacher_tok,
               opt_file=ckpt / "optimizer.safetensors" if ckpt and (ckpt / "optimizer.safetensors").is_file() else None,
               saved=ckpt)  # fmt: skip
+    extend_budget(state, plan, run.ends, ledger.total())
     if show_progress and main:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
