@@ -95,7 +95,7 @@ def test_report_records_corpus_sources_and_weights(adapted_tiny):
     import wordfreq
 
     _, report = adapted_tiny
-    assert report["profile"] == "ru-first" and report["language_weights"]["ru"] == 3.0
+    assert report["profile"] == "ru-first" and report["language_weights"]["ru"] == 3.3
     assert report["missing_sources"] == []
     rows = {r["spec"]: r for r in report["corpus_sources"]}
     assert list(rows) == SMALL_CORPUS + SMALL_KEEP

@@ -76,8 +76,9 @@ def test_wordfreq_and_errors(tmp_path):
 def test_default_corpus_is_a_fixed_list(hunspell_dir):
     # Whatever is installed (here: two of the seven dictionaries), the default names the same sources.
     assert default_cyrillic_specs() == list(DEFAULT_CYRILLIC)
-    hunspell = {split_weight(s)[0] for s in DEFAULT_CYRILLIC if s.startswith("hunspell:")}
-    assert hunspell == {f"hunspell:{x}" for x in ("ru", "uk", "be", "bg", "sr", "kk", "mn")}
+    hunspell = {split_weight(s)[0] for s in DEFAULT_CYRILLIC if s.startswith("hunspell")}
+    stems = {f"hunspell:{x}" for x in ("ru", "uk", "bg", "kk", "mn")}
+    assert hunspell == stems | {"hunspell-forms:be", "hunspell-forms:sr"}
 
 
 def test_missing_source_stops_unless_allowed(hunspell_dir):
@@ -97,6 +98,90 @@ def test_missing_source_stops_unless_allowed(hunspell_dir):
 def test_hunspell_reader_skips_count_and_comment_lines(hunspell_dir):
     words = corpus.hunspell_words("ru")
     assert words == {"мама": 1.0, "рама": 1.0}
+
+
+# A Serbian-like dictionary with numeric flags (FLAG num, as sr_RS has), a rule with a condition, a rule whose
+# "add" part is malformed (a bracket class, as some kk_KZ rules), and NEEDAFFIX (a stem that is never a word).
+FORMS_AFF = """SET UTF-8
+FLAG num
+NEEDAFFIX 99
+
+SFX 1 Y 3
+SFX 1 а е а
+SFX 1 а ом а
+SFX 1 0 ами [^а]
+
+SFX 2 Y 1
+SFX 2 0 [ао]ш .
+
+SFX 3 Y 1
+SFX 3 к ски к
+"""
+
+
+@pytest.fixture
+def forms_dir(tmp_path, monkeypatch):
+    d = tmp_path / "hunspell"
+    d.mkdir()
+    (d / "sr_RS.aff").write_text(FORMS_AFF, encoding="utf-8")
+    (d / "sr_RS.dic").write_text("4\nкућа/1\nград/1,2\nпотк/3,99\n2020\n", encoding="utf-8")
+    monkeypatch.setattr(corpus, "HUNSPELL_DIR", d)
+    return d
+
+
+def test_hunspell_forms_expand_one_level_of_suffixes(forms_dir):
+    forms = corpus.hunspell_forms("sr")
+    # кућа: -а -> -е, -ом (the condition "а" holds); the -ами rule needs a stem not ending in а.
+    # град: + -ами (condition [^а] holds), and flag 2's bracket "add" is dropped; потк: NEEDAFFIX, so only its form.
+    assert set(forms) == {"кућа", "куће", "кућом", "град", "градами", "потски"}
+    assert corpus.hunspell_forms("xx") is None
+    assert corpus.hunspell_words("sr") == {"кућа": 1.0, "град": 1.0, "потк": 1.0}  # stems only, flags cut
+    assert len(corpus._evenly_spaced(forms, 3)) == 3
+
+
+def test_hunspell_forms_order_does_not_follow_the_hash_seed(forms_dir):
+    # The forms are thinned to HUNSPELL_MAX by position, so their order decides which go in: it must not depend on
+    # Python's string hashing (spylls keeps an entry's flags in a set). Many flags per stem make a wrong order likely.
+    import os
+    import subprocess
+    import sys
+
+    rules = "".join(f"SFX {k} Y 1\nSFX {k} 0 {chr(0x430 + k)}{k} .\n\n" for k in range(1, 25))
+    (forms_dir / "sr_RS.aff").write_text("SET UTF-8\nFLAG num\n\n" + rules, encoding="utf-8")
+    flags = ",".join(str(k) for k in range(1, 25))
+    (forms_dir / "sr_RS.dic").write_text(f"2\nдом/{flags}\nлес/{flags}\n", encoding="utf-8")
+    code = (
+        "import sys; from pathlib import Path; from tpro.tokenizer import corpus; "
+        "corpus.HUNSPELL_DIR = Path(sys.argv[1]); print(list(corpus.hunspell_forms('sr')))"
+    )
+    outs = {
+        subprocess.run(
+            [sys.executable, "-c", code, str(forms_dir)],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(outs) == 1 and outs.pop().count("дом") == 25
+
+
+def test_hunspell_forms_source_is_recorded_and_weighted(forms_dir):
+    got = load_corpus(["hunspell-forms:sr", "hunspell:sr"], PRE, {"sr": 2.0})
+    rec = [s.record() for s in got.sources]
+    assert rec[0]["kind"] == "hunspell-forms" and rec[0]["language"] == "sr" and rec[0]["weight"] == 2.0
+    assert rec[1]["weight"] == 2.0  # the language weight reaches both kinds
+    aff, dic = (forms_dir / "sr_RS.aff").read_bytes(), (forms_dir / "sr_RS.dic").read_bytes()
+    both = hashlib.sha256(dic).hexdigest() + hashlib.sha256(aff).hexdigest()
+    assert rec[0]["sha256"] == hashlib.sha256(both.encode()).hexdigest() and rec[0]["bytes"] == len(aff) + len(dic)
+    assert "spylls" in rec[0]["version"] and rec[0]["chunks"] == 6 * 3
+    # The rules are part of the data: a changed .aff changes the hash, and the forms.
+    (forms_dir / "sr_RS.aff").write_text(FORMS_AFF.replace("SFX 1 а ом а", "SFX 1 а ою а"), encoding="utf-8")
+    again = load_corpus(["hunspell-forms:sr"], PRE).sources[0]
+    assert again.record()["sha256"] != rec[0]["sha256"] and " кућою" in again.counts
+    with pytest.raises(MissingSourceError, match="apt-get install hunspell-kk"):
+        load_corpus(["hunspell-forms:kk"], PRE)
 
 
 def test_sources_are_recorded_with_version_size_and_hash(hunspell_dir, tmp_path):

@@ -90,7 +90,7 @@ class AdaptConfig(Config):
     )
     profile: str = opt(
         "ru-first",
-        "Language weights of the Cyrillic corpus: ru-first (ru 3, mn 0.25, the others 1: Russian gets the most new "
+        "Language weights of the Cyrillic corpus: ru-first (ru 3.3, mn 0.25, the others 1: Russian gets the most new "
         "tokens) or even (every language 1).",
         choices=tuple(PROFILES),
     )
