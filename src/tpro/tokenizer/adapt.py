@@ -84,7 +84,8 @@ class AdaptConfig(Config):
     swap: int = opt(34_000, "How many tokens to replace (T-pro 2.0: 34000 of Qwen3's ~151k).", min=1)
     corpus: list[str] = opt(
         [],
-        "Cyrillic source, repeatable: wordfreq:LANG[:N], hunspell:LANG, FILE.txt, FILE.jsonl:FIELD, "
+        "Cyrillic source, repeatable: wordfreq:LANG[:N], hunspell:LANG (stems), hunspell-forms:LANG (stems and "
+        "their suffix forms), FILE.txt, FILE.jsonl:FIELD, "
         "FILE.tsv (word<TAB>count), hf:NAME[:CONFIG]:SPLIT:FIELD; suffix @WEIGHT (x the language's weight for "
         "word lists). Default (none given), the same on every machine: " + ", ".join(DEFAULT_CYRILLIC) + ".",
     )
