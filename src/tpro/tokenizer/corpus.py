@@ -60,10 +60,10 @@ HUNSPELL_DIR = Path("/usr/share/hunspell")
 # where both exist, real frequencies carry 0.75 and frequency-less stems 0.25 (breadth without drowning the
 # frequent words); where one list is all a language has, it carries all of it. Belarusian and Serbian, Slavic
 # languages with only a stem list, read it with its inflected forms (``hunspell-forms``): most words of their
-# running text are forms a stem list never shows (on Qwen3's vocabulary, held-out Belarusian 2.869 -> 2.762
-# tokens/word, Serbian 2.432 -> 2.430, the 8-language average 2.404 -> 2.393; docs/benchmarks.md, issue 14).
+# running text are forms a stem list never shows (on Qwen3's vocabulary, held-out Belarusian 2.869 -> 2.765
+# tokens/word, Serbian 2.432 -> 2.430, the 8-language average 2.404 -> 2.394; docs/benchmarks.md, issue 14).
 # Kazakh and Mongolian keep stems: Kazakh's forms made it worse (2.563 -> 2.659: 1.4M agglutinated forms thinned to
-# 60k cover few stems), and Mongolian's rules make 44M forms.
+# 60k leave about one long suffix chain per stem in place of the stem), and Mongolian's rules make 44M forms.
 # No Russian running text is in the default: the only Russian text on a Debian machine, gettext catalogs
 # (/usr/share/locale/ru), is what docs/benchmarks.md holds out to measure density.
 DEFAULT_CYRILLIC = (
