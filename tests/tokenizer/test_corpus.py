@@ -184,6 +184,18 @@ def test_hunspell_forms_source_is_recorded_and_weighted(forms_dir):
         load_corpus(["hunspell-forms:kk"], PRE)
 
 
+def test_hunspell_forms_without_spylls_names_the_fix(forms_dir, monkeypatch):
+    def no_spylls():
+        raise MissingSourceError("the spylls package (hunspell affix rules) is not installed. Fix: pip install x")
+
+    monkeypatch.setattr(corpus, "_spylls", no_spylls)
+    with pytest.raises(MissingSourceError, match="hunspell-forms:sr: the spylls package") as e:
+        load_corpus(["hunspell-forms:sr", "hunspell:sr"], PRE)
+    assert "--allow-missing" in str(e.value)
+    got = load_corpus(["hunspell-forms:sr", "hunspell:sr"], PRE, allow_missing=True)
+    assert [s.spec for s in got.sources] == ["hunspell:sr"] and "spylls" in got.missing[0]
+
+
 def test_sources_are_recorded_with_version_size_and_hash(hunspell_dir, tmp_path):
     text = tmp_path / "ru.txt"
     text.write_text("Мама мыла раму.\n", encoding="utf-8")
