@@ -77,7 +77,7 @@ def plot(rows: dict[str, dict[float, float]], base: float, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 4.8))
+    fig, ax = plt.subplots(figsize=(8, 6))
     for name, pts in rows.items():
         xs = sorted(pts)
         ax.plot(xs, [pts[x] for x in xs], marker="o", ls="--" if name.startswith("control") else "-", label=name)
@@ -86,7 +86,7 @@ def plot(rows: dict[str, dict[float, float]], base: float, path: Path) -> None:
     ax.set_xlabel("minutes of training on the 2-core CPU")
     ax.set_ylabel("bits per character, held-out UD Russian")
     ax.set_title("Recovery after the tokenizer swap (Qwen2.5-Coder-0.5B-Instruct)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)  # below: no line hidden
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
