@@ -100,8 +100,8 @@ def test_report_records_corpus_sources_and_weights(adapted_tiny):
     rows = {r["spec"]: r for r in report["corpus_sources"]}
     assert list(rows) == SMALL_CORPUS + SMALL_KEEP
     ru, uk, en, math_ = (rows[s] for s in SMALL_CORPUS + SMALL_KEEP)
-    # The profile weighs the Cyrillic word lists (ru 3, uk 1); keep-mix domains keep their own @WEIGHT.
-    assert (ru["role"], ru["weight"], uk["weight"]) == ("cyrillic", 3.0, 1.0)
+    # The profile weighs the Cyrillic word lists (ru 3.3, uk 1); keep-mix domains keep their own @WEIGHT.
+    assert (ru["role"], ru["weight"], uk["weight"]) == ("cyrillic", 3.3, 1.0)
     assert (en["role"], en["weight"], math_["weight"]) == ("keep", 2.0, 0.5)
     data = wordfreq.available_languages("best")["ru"]
     assert ru["sha256"] == hashlib.sha256(open(data, "rb").read()).hexdigest() and ru["chunks"] > 4000
