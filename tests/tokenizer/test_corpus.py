@@ -182,6 +182,9 @@ def test_hunspell_forms_source_is_recorded_and_weighted(forms_dir):
     assert again.record()["sha256"] != rec[0]["sha256"] and " кућою" in again.counts
     with pytest.raises(MissingSourceError, match="apt-get install hunspell-kk"):
         load_corpus(["hunspell-forms:kk"], PRE)
+    (forms_dir / "sr_RS.aff").unlink()  # a .dic without its rules: named, nothing read
+    with pytest.raises(MissingSourceError, match=r"needs the affix rules .*sr_RS\.aff.*hunspell:sr \(stems only\)"):
+        load_corpus(["hunspell-forms:sr"], PRE)
 
 
 def test_hunspell_forms_without_spylls_names_the_fix(forms_dir, monkeypatch):

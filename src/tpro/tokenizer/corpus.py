@@ -191,7 +191,7 @@ def language_weights(profile: str, overrides: list[str] = ()) -> dict[str, float
 
 
 def source_language(head: str) -> str | None:
-    """The language of a word-list spec (``wordfreq:LANG[:N]``, ``hunspell:LANG``); None for everything else."""
+    """The language of a word-list spec (``wordfreq:LANG[:N]``, ``hunspell[-forms]:LANG``); None otherwise."""
     kind, _, rest = head.partition(":")
     return rest.partition(":")[0] if kind in ("wordfreq", "hunspell", "hunspell-forms") else None
 
@@ -365,6 +365,12 @@ def missing_reason(head: str) -> str | None:
             _wordfreq()
         except MissingSourceError as e:
             return f"wordfreq:{rest}: {e}"
+    if kind == "hunspell-forms" and not hunspell_path(rest).with_suffix(".aff").is_file():
+        aff = hunspell_path(rest).with_suffix(".aff")
+        return (
+            f"hunspell-forms:{rest} needs the affix rules {aff} beside the .dic (Debian package hunspell-{rest}). "
+            f"Fix: apt-get install --reinstall hunspell-{rest}, or use hunspell:{rest} (stems only)"
+        )
     if kind == "hunspell-forms":
         try:
             _spylls()
